@@ -1,0 +1,46 @@
+import type { Config } from './config.js';
+import type { OpenDatabase } from './db/index.js';
+import { openDatabase } from './db/index.js';
+import type { Logger } from './log.js';
+import { retry } from './retry.js';
+import type { ObjectStore } from './storage/index.js';
+import { createStore } from './storage/index.js';
+
+/** What every entry point needs: a migrated database and a store with both buckets. */
+export interface App {
+  config: Config;
+  log: Logger;
+  database: OpenDatabase;
+  store: ObjectStore;
+  close(): Promise<void>;
+}
+
+export interface OpenAppOptions {
+  /** How long to wait for PostgreSQL and the object store to come up; 0 fails at once. */
+  waitMs: number;
+  signal?: AbortSignal;
+}
+
+export async function openApp(config: Config, log: Logger, opts: OpenAppOptions): Promise<App> {
+  const database = await openDatabase(config.db, { waitMs: opts.waitMs, log });
+  const store = createStore(config.store);
+  try {
+    await retry(
+      async () => {
+        await store.ensureBucket(config.srcBucket);
+        await store.ensureBucket(config.resBucket);
+      },
+      {
+        what: `object store ${store.description}`,
+        timeoutMs: opts.waitMs,
+        signal: opts.signal,
+        onRetry: (i) => log.warn(i, 'waiting for the object store'),
+      },
+    );
+  } catch (err) {
+    await database.close().catch(() => undefined);
+    throw err;
+  }
+  log.info({ store: store.description, database: database.kind, src: config.srcBucket, res: config.resBucket }, 'ready');
+  return { config, log, database, store, close: () => database.close() };
+}

@@ -1,0 +1,124 @@
+import { parseArgs } from 'node:util';
+import cliProgress from 'cli-progress';
+import { openApp } from '../app.js';
+import { ConfigError, loadConfig } from '../config.js';
+import { createLogger } from '../log.js';
+import type { RunCounts, RunProgress, RunReport } from '../model.js';
+import { RunFailedError, runPipeline } from '../pipeline/run.js';
+
+const USAGE = `usage: npm run process -- [--full] [--json]
+
+Processes the source bucket once: joins user CSVs and images into PostgreSQL and
+<res bucket>/output.csv. Configuration comes from the environment (see README).
+
+  --full   reprocess every object, not only new or changed ones, and rewrite output.csv
+  --json   print the run report as JSON on stdout
+  --help   show this help
+
+Exit codes: 0 run completed (even with rejected files), 1 storage or database failure,
+2 bad configuration or arguments, 75 another run is in progress.`;
+
+const EXIT = { ok: 0, failed: 1, usage: 2, busy: 75 } as const;
+
+export async function main(argv: string[]): Promise<number> {
+  let args;
+  try {
+    args = parseArgs({
+      args: argv,
+      options: { full: { type: 'boolean', default: false }, json: { type: 'boolean', default: false }, help: { type: 'boolean', default: false } },
+    }).values;
+  } catch (err) {
+    console.error(`${(err as Error).message}\n\n${USAGE}`);
+    return EXIT.usage;
+  }
+  if (args.help) {
+    process.stdout.write(USAGE + '\n');
+    return EXIT.ok;
+  }
+
+  let config;
+  try {
+    config = loadConfig();
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      console.error(err.message);
+      return EXIT.usage;
+    }
+    throw err;
+  }
+  // A person at a terminal wants the summary, not every info line; LOG_LEVEL still wins.
+  const log = createLogger(process.env.LOG_LEVEL ?? 'warn', { cli: 'process' });
+
+  const bar = process.stderr.isTTY && !args.json ? new ProgressBar() : null;
+  let app;
+  try {
+    app = await openApp(config, log, { waitMs: 0 });
+  } catch (err) {
+    console.error(`cannot start: ${(err as Error).message}`);
+    return EXIT.failed;
+  }
+  try {
+    const outcome = await runPipeline(
+      { db: app.database.pool, store: app.store, config, log },
+      { trigger: 'cli', full: args.full, onProgress: bar ? (p, c) => bar.update(p, c) : undefined },
+    );
+    bar?.stop();
+    if (outcome.kind === 'busy') {
+      console.error(`another run is in progress${outcome.runId ? ` (run #${outcome.runId})` : ''}; try again when it ends`);
+      return EXIT.busy;
+    }
+    process.stdout.write(args.json ? JSON.stringify(outcome.report, null, 2) + '\n' : summarize(outcome.report, config.resBucket));
+    return EXIT.ok;
+  } catch (err) {
+    bar?.stop();
+    if (err instanceof RunFailedError) console.error(`run #${err.runId} failed: ${err.message}`);
+    else console.error(`run failed: ${(err as Error).message}`);
+    return EXIT.failed;
+  } finally {
+    await app.close();
+  }
+}
+
+/** The human summary printed after a run. */
+export function summarize(r: RunReport, resBucket: string): string {
+  const c = r.counts;
+  const secs = r.finishedAt ? ((Date.parse(r.finishedAt) - Date.parse(r.startedAt)) / 1000).toFixed(1) : '?';
+  const lines = [
+    `run #${r.id} ${r.status} in ${secs}s${r.full ? ' (full)' : ''}`,
+    `  objects: ${c.scanned} scanned, ${c.read} read, ${c.rejected} rejected, ${c.ignored} ignored`,
+    `  users:   ${c.new} new, ${c.updated} updated, ${c.unchanged} unchanged`,
+    `  output:  ${resBucket}/output.csv ${r.outputWritten ? 'written' : 'already up to date'}`,
+  ];
+  if (r.rejected.length > 0) {
+    lines.push('  rejected files:');
+    for (const i of r.rejected) lines.push(`    ${i.key}: ${i.reason}`);
+  }
+  if (r.warnings.length > 0) {
+    lines.push('  warnings:');
+    for (const i of r.warnings) lines.push(`    ${i.key}: ${i.reason}`);
+  }
+  return lines.join('\n') + '\n';
+}
+
+class ProgressBar {
+  private readonly bar = new cliProgress.SingleBar(
+    { format: '{phase} [{bar}] {value}/{total} users | {rejected} rejected', hideCursor: true, stream: process.stderr },
+    cliProgress.Presets.shades_classic,
+  );
+  private started = false;
+
+  update(p: RunProgress, c: RunCounts): void {
+    if (p.phase !== 'processing' || p.total === null) return;
+    // Only worth drawing for long runs; a small bucket finishes before a bar means anything.
+    if (!this.started) {
+      if (p.total < 500) return;
+      this.bar.start(p.total, 0, { phase: p.phase, rejected: 0 });
+      this.started = true;
+    }
+    this.bar.update(p.done, { phase: p.phase, rejected: c.rejected });
+  }
+
+  stop(): void {
+    if (this.started) this.bar.stop();
+  }
+}

@@ -1,0 +1,3 @@
+import { main } from './process.js';
+
+process.exitCode = await main(process.argv.slice(2));

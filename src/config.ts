@@ -1,0 +1,144 @@
+import path from 'node:path';
+import cron from 'node-cron';
+import { z } from 'zod';
+
+/** Where objects live: a plain folder (embedded default) or any S3-compatible server. */
+export type StoreConfig =
+  | { kind: 'folder'; dir: string }
+  | {
+      kind: 's3';
+      endPoint: string;
+      port: number;
+      useSSL: boolean;
+      accessKey: string;
+      secretKey: string;
+      region: string;
+    };
+
+export type DatabaseConfig =
+  | { kind: 'url'; url: string }
+  | { kind: 'embedded'; dataDir: string; port: number };
+
+export interface Limits {
+  maxCsvBytes: number;
+  maxImageBytes: number;
+  maxImagePixels: number;
+}
+
+export interface Config {
+  store: StoreConfig;
+  srcBucket: string;
+  resBucket: string;
+  db: DatabaseConfig;
+  limits: Limits;
+  /** How many objects are read and checked at once. */
+  readConcurrency: number;
+  /** Users per database transaction; each batch is durable on its own. */
+  batchSize: number;
+  http: { host: string; port: number; apiToken: string | null };
+  /** node-cron expression, or null when scheduling is off. */
+  schedule: string | null;
+  logLevel: string;
+}
+
+export class ConfigError extends Error {
+  override name = 'ConfigError';
+}
+
+const MiB = 1024 * 1024;
+
+// S3 naming rules, applied to the folder store too so a setup moves between backends unchanged.
+const bucketName = z
+  .string()
+  .regex(/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/, 'must be 3-63 characters: lowercase letters, digits, dots, hyphens');
+
+const optionalText = z
+  .string()
+  .optional()
+  .transform((v) => (v === undefined || v.trim() === '' ? undefined : v.trim()));
+
+const positiveInt = (fallback: number) => z.coerce.number().int().positive().default(fallback);
+
+const envSchema = z.object({
+  MINIO_ENDPOINT: optionalText.pipe(z.url({ protocol: /^https?$/, error: 'must be an http(s) URL such as http://127.0.0.1:9000' }).optional()),
+  MINIO_ACCESS_KEY: optionalText,
+  MINIO_SECRET_KEY: optionalText,
+  MINIO_REGION: z.string().min(1).default('us-east-1'),
+  STORE_DIR: z.string().min(1).default('./minio'),
+  SRC_BUCKET: bucketName.default('src'),
+  RES_BUCKET: bucketName.default('res'),
+  DATABASE_URL: optionalText.pipe(
+    z.url({ protocol: /^postgres(ql)?$/, error: 'must be a postgres:// or postgresql:// URL' }).optional(),
+  ),
+  PGDATA_DIR: z.string().min(1).default('./postgres-data'),
+  // 0 picks a free port at start, so the embedded server never collides with a local PostgreSQL.
+  EMBEDDED_PG_PORT: z.coerce.number().int().min(0).max(65535).default(0),
+  MAX_CSV_BYTES: positiveInt(1 * MiB),
+  // Images are held in memory while sharp checks them; with READ_CONCURRENCY this bounds memory.
+  MAX_IMAGE_BYTES: positiveInt(32 * MiB),
+  // Decompression-bomb guard: compared with the pixel count the header declares, before decoding.
+  MAX_IMAGE_PIXELS: positiveInt(50_000_000),
+  READ_CONCURRENCY: z.coerce.number().int().min(1).max(256).default(8),
+  BATCH_SIZE: z.coerce.number().int().min(1).max(50_000).default(1000),
+  HOST: z.string().min(1).default('127.0.0.1'),
+  PORT: z.coerce.number().int().min(0).max(65535).default(3000),
+  API_TOKEN: optionalText,
+  SCHEDULE: z.string().min(1).default('*/15 * * * *'),
+  LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+});
+
+/**
+ * Validates the environment once, at start. Every problem is reported together so an
+ * operator fixes the configuration in one pass.
+ */
+export function loadConfig(env: Record<string, string | undefined> = process.env): Config {
+  const parsed = envSchema.safeParse(env);
+  if (!parsed.success) {
+    const lines = parsed.error.issues.map((i) => `  ${i.path.join('.')}: ${i.message}`);
+    throw new ConfigError(`invalid configuration:\n${lines.join('\n')}`);
+  }
+  const e = parsed.data;
+  const problems: string[] = [];
+
+  let store: StoreConfig;
+  if (e.MINIO_ENDPOINT) {
+    if (!e.MINIO_ACCESS_KEY || !e.MINIO_SECRET_KEY) {
+      problems.push('  MINIO_ACCESS_KEY and MINIO_SECRET_KEY are required when MINIO_ENDPOINT is set');
+    }
+    const url = new URL(e.MINIO_ENDPOINT);
+    const useSSL = url.protocol === 'https:';
+    store = {
+      kind: 's3',
+      endPoint: url.hostname.replace(/^\[(.*)\]$/, '$1'),
+      port: url.port ? Number(url.port) : useSSL ? 443 : 80,
+      useSSL,
+      accessKey: e.MINIO_ACCESS_KEY ?? '',
+      secretKey: e.MINIO_SECRET_KEY ?? '',
+      region: e.MINIO_REGION,
+    };
+  } else {
+    store = { kind: 'folder', dir: path.resolve(e.STORE_DIR) };
+  }
+  if (e.SRC_BUCKET === e.RES_BUCKET) problems.push('  SRC_BUCKET and RES_BUCKET must differ');
+
+  let schedule: string | null = e.SCHEDULE.trim();
+  if (schedule.toLowerCase() === 'off') schedule = null;
+  else if (!cron.validate(schedule)) problems.push(`  SCHEDULE: "${schedule}" is not a valid cron expression (or "off")`);
+
+  if (problems.length > 0) throw new ConfigError(`invalid configuration:\n${problems.join('\n')}`);
+
+  return {
+    store,
+    srcBucket: e.SRC_BUCKET,
+    resBucket: e.RES_BUCKET,
+    db: e.DATABASE_URL
+      ? { kind: 'url', url: e.DATABASE_URL }
+      : { kind: 'embedded', dataDir: path.resolve(e.PGDATA_DIR), port: e.EMBEDDED_PG_PORT },
+    limits: { maxCsvBytes: e.MAX_CSV_BYTES, maxImageBytes: e.MAX_IMAGE_BYTES, maxImagePixels: e.MAX_IMAGE_PIXELS },
+    readConcurrency: e.READ_CONCURRENCY,
+    batchSize: e.BATCH_SIZE,
+    http: { host: e.HOST, port: e.PORT, apiToken: e.API_TOKEN ?? null },
+    schedule,
+    logLevel: e.LOG_LEVEL,
+  };
+}

@@ -1,0 +1,175 @@
+import type { RunCounts, RunIssue, RunProgress, RunReport, RunStatus, RunTrigger } from '../model.js';
+import type { Database, Queryable } from './pool.js';
+
+// Arbitrary constant shared by every instance: at most one holder processes the bucket.
+const RUN_LOCK_KEY = 7_330_102;
+
+export interface RunLock {
+  release(): Promise<void>;
+}
+
+/**
+ * Takes the cluster-wide run lock on a dedicated connection, or returns null when another
+ * process holds it. Session-level, so if this process dies the server frees it.
+ */
+export async function tryAcquireRunLock(pool: Database): Promise<RunLock | null> {
+  const client = await pool.connect();
+  try {
+    const { rows } = await client.query<{ ok: boolean }>('SELECT pg_try_advisory_lock($1) AS ok', [RUN_LOCK_KEY]);
+    if (!rows[0]?.ok) {
+      client.release();
+      return null;
+    }
+  } catch (err) {
+    client.release(true);
+    throw err;
+  }
+  return {
+    release: async () => {
+      try {
+        await client.query('SELECT pg_advisory_unlock($1)', [RUN_LOCK_KEY]);
+        client.release();
+      } catch {
+        // The connection is broken, so the server has already dropped the lock with it.
+        client.release(true);
+      }
+    },
+  };
+}
+
+/** Runs left 'running' by a process that died. Call only while holding the run lock. */
+export async function abortStaleRuns(db: Queryable): Promise<number> {
+  const { rowCount } = await db.query(
+    `UPDATE runs SET status = 'aborted', finished_at = now(),
+       error = coalesce(error, 'the process running it stopped before it finished')
+     WHERE status = 'running'`,
+  );
+  return rowCount ?? 0;
+}
+
+export async function createRun(db: Queryable, run: { trigger: RunTrigger; full: boolean; host: string }): Promise<number> {
+  const { rows } = await db.query<{ id: number }>(
+    `INSERT INTO runs (trigger, full_scan, host, progress) VALUES ($1, $2, $3, $4) RETURNING id`,
+    [run.trigger, run.full, run.host, { phase: 'starting', done: 0, total: null } satisfies RunProgress],
+  );
+  return rows[0]!.id;
+}
+
+export async function updateRunProgress(db: Queryable, id: number, progress: RunProgress, counts: RunCounts): Promise<void> {
+  await db.query(
+    `UPDATE runs SET progress = $2, scanned = $3, read = $4, new = $5, updated = $6, unchanged = $7,
+       rejected = $8, ignored = $9 WHERE id = $1`,
+    [id, progress, counts.scanned, counts.read, counts.new, counts.updated, counts.unchanged, counts.rejected, counts.ignored],
+  );
+}
+
+export async function addRunIssues(
+  db: Queryable,
+  runId: number,
+  severity: 'rejected' | 'warning',
+  issues: RunIssue[],
+): Promise<void> {
+  if (issues.length === 0) return;
+  await db.query(
+    `INSERT INTO run_issues (run_id, severity, key, reason)
+     SELECT $1, $2, * FROM unnest($3::text[], $4::text[])`,
+    [runId, severity, issues.map((i) => i.key), issues.map((i) => i.reason)],
+  );
+}
+
+export async function finishRun(
+  db: Queryable,
+  id: number,
+  end: { status: Exclude<RunStatus, 'running'>; counts: RunCounts; progress: RunProgress; outputWritten: boolean; error: string | null },
+): Promise<void> {
+  await updateRunProgress(db, id, end.progress, end.counts);
+  await db.query(`UPDATE runs SET status = $2, finished_at = now(), output_written = $3, error = $4 WHERE id = $1`, [
+    id,
+    end.status,
+    end.outputWritten,
+    end.error,
+  ]);
+}
+
+interface RunRow {
+  id: number;
+  trigger: RunTrigger;
+  full_scan: boolean;
+  status: RunStatus;
+  started_at: Date;
+  finished_at: Date | null;
+  scanned: number;
+  read: number;
+  new: number;
+  updated: number;
+  unchanged: number;
+  rejected: number;
+  ignored: number;
+  output_written: boolean;
+  progress: RunProgress;
+  error: string | null;
+}
+
+function toReport(r: RunRow, rejected: RunIssue[], warnings: RunIssue[]): RunReport {
+  return {
+    id: r.id,
+    trigger: r.trigger,
+    full: r.full_scan,
+    status: r.status,
+    startedAt: r.started_at.toISOString(),
+    finishedAt: r.finished_at?.toISOString() ?? null,
+    outputWritten: r.output_written,
+    progress: r.progress,
+    error: r.error,
+    counts: {
+      scanned: r.scanned,
+      read: r.read,
+      new: r.new,
+      updated: r.updated,
+      unchanged: r.unchanged,
+      rejected: r.rejected,
+      ignored: r.ignored,
+    },
+    rejected,
+    warnings,
+  };
+}
+
+/** One run with the files it rejected or warned about (at most issueLimit of each). */
+export async function getRun(db: Queryable, id: number, issueLimit = 10_000): Promise<RunReport | null> {
+  const { rows } = await db.query<RunRow>('SELECT * FROM runs WHERE id = $1', [id]);
+  const row = rows[0];
+  if (!row) return null;
+  const { rows: issues } = await db.query<{ severity: string; key: string; reason: string }>(
+    `(SELECT severity, key, reason FROM run_issues WHERE run_id = $1 AND severity = 'rejected' ORDER BY key LIMIT $2)
+     UNION ALL
+     (SELECT severity, key, reason FROM run_issues WHERE run_id = $1 AND severity = 'warning' ORDER BY key LIMIT $2)`,
+    [id, issueLimit],
+  );
+  const pick = (s: string) => issues.filter((i) => i.severity === s).map(({ key, reason }) => ({ key, reason }));
+  return toReport(row, pick('rejected'), pick('warning'));
+}
+
+/** Recent runs, newest first, without their file lists. */
+export async function listRuns(db: Queryable, opts: { limit: number; beforeId?: number }): Promise<RunReport[]> {
+  const { rows } = await db.query<RunRow>(
+    `SELECT * FROM runs WHERE $1::bigint IS NULL OR id < $1 ORDER BY id DESC LIMIT $2`,
+    [opts.beforeId ?? null, opts.limit],
+  );
+  return rows.map((r) => toReport(r, [], []));
+}
+
+/** The run in progress anywhere in the cluster, if any. */
+export async function getRunningRunId(db: Queryable): Promise<number | null> {
+  const { rows } = await db.query<{ id: number }>(`SELECT id FROM runs WHERE status = 'running' ORDER BY id DESC LIMIT 1`);
+  return rows[0]?.id ?? null;
+}
+
+export async function isOutputStale(db: Queryable): Promise<boolean> {
+  const { rows } = await db.query<{ output_stale: boolean }>('SELECT output_stale FROM pipeline_state WHERE id = 1');
+  return rows[0]?.output_stale ?? true;
+}
+
+export async function setOutputStale(db: Queryable, stale: boolean): Promise<void> {
+  await db.query('UPDATE pipeline_state SET output_stale = $1 WHERE id = 1', [stale]);
+}

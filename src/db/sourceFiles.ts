@@ -1,0 +1,93 @@
+import type { FileState, Fingerprint } from '../model.js';
+import type { Queryable } from './pool.js';
+
+/** Fingerprints of every object processed so far, keyed by object key. */
+export async function loadFingerprints(db: Queryable): Promise<Map<string, Fingerprint>> {
+  const { rows } = await db.query<{ key: string; user_id: string; etag: string; size: number; lm: number }>(
+    `SELECT key, user_id, etag, size, (extract(epoch FROM last_modified) * 1000)::float8 AS lm FROM source_files`,
+  );
+  const map = new Map<string, Fingerprint>();
+  for (const r of rows) map.set(r.key, { userId: r.user_id, etag: r.etag, size: r.size, lastModifiedMs: r.lm });
+  return map;
+}
+
+interface FileRow {
+  key: string;
+  user_id: string;
+  kind: 'csv' | 'image';
+  etag: string;
+  size: number;
+  last_modified: Date;
+  status: 'ok' | 'rejected';
+  reason: string | null;
+  first_name: string | null;
+  last_name: string | null;
+  birthts: number | null;
+  img_format: string | null;
+  img_width: number | null;
+  img_height: number | null;
+}
+
+/** Every stored file state of the given users. */
+export async function loadFileStates(db: Queryable, userIds: string[]): Promise<FileState[]> {
+  const { rows } = await db.query<FileRow>(`SELECT * FROM source_files WHERE user_id = ANY($1::text[])`, [userIds]);
+  return rows.map((r): FileState => {
+    const base = { key: r.key, userId: r.user_id, kind: r.kind, etag: r.etag, size: r.size, lastModified: r.last_modified };
+    if (r.status === 'rejected') return { ...base, status: 'rejected', reason: r.reason ?? '', csv: null, image: null };
+    return {
+      ...base,
+      status: 'ok',
+      reason: null,
+      csv: r.kind === 'csv' ? { firstName: r.first_name ?? '', lastName: r.last_name ?? '', birthts: r.birthts ?? 0 } : null,
+      image:
+        r.kind === 'image' ? { format: r.img_format ?? '', width: r.img_width ?? 0, height: r.img_height ?? 0 } : null,
+    };
+  });
+}
+
+/** Inserts or replaces file states, all in one statement. */
+export async function saveFileStates(db: Queryable, files: FileState[]): Promise<void> {
+  if (files.length === 0) return;
+  await db.query(
+    `INSERT INTO source_files AS f (key, user_id, kind, etag, size, last_modified, status, reason,
+        first_name, last_name, birthts, img_format, img_width, img_height, processed_at)
+     SELECT *, now() FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::timestamptz[],
+        $7::text[], $8::text[], $9::text[], $10::text[], $11::bigint[], $12::text[], $13::int[], $14::int[])
+     ON CONFLICT (key) DO UPDATE SET
+        user_id = EXCLUDED.user_id, kind = EXCLUDED.kind, etag = EXCLUDED.etag, size = EXCLUDED.size,
+        last_modified = EXCLUDED.last_modified, status = EXCLUDED.status, reason = EXCLUDED.reason,
+        first_name = EXCLUDED.first_name, last_name = EXCLUDED.last_name, birthts = EXCLUDED.birthts,
+        img_format = EXCLUDED.img_format, img_width = EXCLUDED.img_width, img_height = EXCLUDED.img_height,
+        processed_at = now()`,
+    [
+      files.map((f) => f.key),
+      files.map((f) => f.userId),
+      files.map((f) => f.kind),
+      files.map((f) => f.etag),
+      files.map((f) => f.size),
+      files.map((f) => f.lastModified),
+      files.map((f) => f.status),
+      files.map((f) => f.reason),
+      files.map((f) => f.csv?.firstName ?? null),
+      files.map((f) => f.csv?.lastName ?? null),
+      files.map((f) => f.csv?.birthts ?? null),
+      files.map((f) => f.image?.format ?? null),
+      files.map((f) => f.image?.width ?? null),
+      files.map((f) => f.image?.height ?? null),
+    ],
+  );
+}
+
+/** Forgets objects that are gone from the bucket. Users are never deleted here. */
+export async function deleteFileStates(db: Queryable, keys: string[]): Promise<void> {
+  if (keys.length === 0) return;
+  await db.query(`DELETE FROM source_files WHERE key = ANY($1::text[])`, [keys]);
+}
+
+/** Users that currently have a valid CSV in the bucket. */
+export async function countUsersWithValidCsv(db: Queryable): Promise<number> {
+  const { rows } = await db.query<{ n: number }>(
+    `SELECT count(DISTINCT user_id)::int AS n FROM source_files WHERE kind = 'csv' AND status = 'ok'`,
+  );
+  return rows[0]?.n ?? 0;
+}

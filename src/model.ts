@@ -1,0 +1,110 @@
+/** Domain types shared by the pipeline, the database layer and the HTTP API. */
+
+export type FileKind = 'csv' | 'image';
+
+/** A source object the pipeline cares about: a user CSV or a user image. */
+export interface SourceObject {
+  key: string;
+  userId: string;
+  kind: FileKind;
+  size: number;
+  etag: string;
+  lastModified: Date;
+}
+
+export interface CsvData {
+  firstName: string;
+  lastName: string;
+  birthts: number;
+}
+
+export interface ImageData {
+  format: string;
+  width: number;
+  height: number;
+}
+
+/** What processing one source object yielded, as kept in source_files. */
+export type FileState = SourceObject &
+  (
+    | { status: 'ok'; csv: CsvData | null; image: ImageData | null; reason: null }
+    | { status: 'rejected'; csv: null; image: null; reason: string }
+  );
+
+/** The fingerprint that tells whether an object changed since it was processed. */
+export interface Fingerprint {
+  userId: string;
+  etag: string;
+  size: number;
+  lastModifiedMs: number;
+}
+
+/** One row of the users table as the pipeline writes it. */
+export interface UserRow {
+  userId: string;
+  firstName: string;
+  lastName: string;
+  birthts: number;
+  imgPath: string | null;
+  imgFormat: string | null;
+  imgWidth: number | null;
+  imgHeight: number | null;
+}
+
+export interface RunIssue {
+  key: string;
+  reason: string;
+}
+
+export type RunStatus = 'running' | 'succeeded' | 'failed' | 'aborted';
+export type RunTrigger = 'cli' | 'http' | 'schedule' | 'test';
+
+export interface RunCounts {
+  /** CSV and image objects listed in the source bucket. */
+  scanned: number;
+  /** Objects fetched and checked this run (new or changed ones). */
+  read: number;
+  /** Users inserted. */
+  new: number;
+  /** Users whose row changed. */
+  updated: number;
+  /** Users with a CSV in the bucket whose row did not change. */
+  unchanged: number;
+  /** Objects rejected this run. */
+  rejected: number;
+  /** Objects that are neither a CSV nor a supported image. */
+  ignored: number;
+}
+
+export interface RunProgress {
+  phase: 'starting' | 'listing' | 'processing' | 'exporting' | 'done';
+  done: number;
+  total: number | null;
+}
+
+export interface RunReport {
+  id: number;
+  trigger: RunTrigger;
+  full: boolean;
+  status: RunStatus;
+  startedAt: string;
+  finishedAt: string | null;
+  outputWritten: boolean;
+  progress: RunProgress;
+  error: string | null;
+  counts: RunCounts;
+  /** Files rejected this run, with the reason. */
+  rejected: RunIssue[];
+  /** Not errors, but worth an operator's eye (e.g. one user_id in two folders). */
+  warnings: RunIssue[];
+}
+
+export const emptyCounts = (): RunCounts => ({
+  scanned: 0,
+  read: 0,
+  new: 0,
+  updated: 0,
+  unchanged: 0,
+  rejected: 0,
+  ignored: 0,
+});

@@ -1,0 +1,55 @@
+import sharp, { type Metadata } from 'sharp';
+import type { ImageData } from '../model.js';
+
+export type ImageResult = { ok: true; data: ImageData } | { ok: false; reason: string };
+
+// sharp's cache keeps decoded images around for reuse; we look at each image once.
+sharp.cache(false);
+
+/** Formats sharp may report that we accept; avif is reported as heif with av1 compression. */
+const ACCEPTED_FORMATS = new Set(['png', 'jpeg', 'webp', 'gif', 'tiff', 'heif']);
+
+/**
+ * Checks that bytes are an image sharp can read, within the pixel limit. The pixel count the
+ * header declares is checked before any decoding, so a decompression bomb costs nothing.
+ */
+export async function checkImage(bytes: Buffer, maxPixels: number): Promise<ImageResult> {
+  let meta: Metadata;
+  try {
+    meta = await sharp(bytes, { limitInputPixels: false }).metadata();
+  } catch (err) {
+    return { ok: false, reason: `not a readable image: ${sharpMessage(err)}` };
+  }
+  const format = meta.format === 'heif' && meta.compression === 'av1' ? 'avif' : meta.format;
+  if (!ACCEPTED_FORMATS.has(meta.format) || format === 'heif') {
+    return { ok: false, reason: `unsupported image format "${format}"` };
+  }
+  const width = meta.width ?? 0;
+  const height = meta.height ?? 0;
+  if (width <= 0 || height <= 0) return { ok: false, reason: 'image declares no dimensions' };
+  // Animated images declare one frame's size; every frame is decoded, so count them all.
+  const pixels = width * height * Math.max(1, meta.pages ?? 1);
+  if (pixels > maxPixels) {
+    return {
+      ok: false,
+      reason: `image declares ${width}x${height}${(meta.pages ?? 1) > 1 ? `x${meta.pages} frames` : ''} = ${pixels} pixels, over the limit of ${maxPixels}`,
+    };
+  }
+  try {
+    // Decode it for real: a valid header can front truncated or corrupt data. Sequential read
+    // and a tiny output keep memory low whatever the image size.
+    await sharp(bytes, { limitInputPixels: maxPixels, sequentialRead: true, failOn: 'error' })
+      .resize(16, 16, { fit: 'inside' })
+      .raw()
+      .toBuffer();
+  } catch (err) {
+    return { ok: false, reason: `image data is corrupt or truncated: ${sharpMessage(err)}` };
+  }
+  return { ok: true, data: { format, width, height } };
+}
+
+function sharpMessage(err: unknown): string {
+  const msg = err instanceof Error ? err.message : String(err);
+  // libvips messages can run over several lines; the first says what went wrong.
+  return msg.split('\n')[0]!.trim();
+}

@@ -1,0 +1,55 @@
+import path from 'node:path';
+import type { FileKind, SourceObject } from '../model.js';
+import type { ObjectStore } from '../storage/index.js';
+
+const CSV_EXTENSIONS = new Set(['csv']);
+// The formats sharp reads in its prebuilt binaries that a user photo plausibly comes in.
+export const IMAGE_EXTENSIONS = new Set(['png', 'jpg', 'jpeg', 'webp', 'gif', 'tif', 'tiff', 'avif']);
+
+/**
+ * Which user a key belongs to and whether it is a CSV or an image; null for anything else.
+ * The user_id is the file name without its extension, whatever folder it is in.
+ */
+export function classifyKey(key: string): { userId: string; kind: FileKind } | null {
+  if (key.endsWith('/')) return null; // a folder marker some S3 tools create
+  const base = path.posix.basename(key);
+  const ext = path.posix.extname(base); // "" for dotfiles such as ".csv"
+  if (ext === '') return null;
+  const userId = base.slice(0, -ext.length);
+  const e = ext.slice(1).toLowerCase();
+  if (CSV_EXTENSIONS.has(e)) return { userId, kind: 'csv' };
+  if (IMAGE_EXTENSIONS.has(e)) return { userId, kind: 'image' };
+  return null;
+}
+
+export interface Listing {
+  objects: Map<string, SourceObject>;
+  /** user_id -> keys of that user's objects. */
+  byUser: Map<string, string[]>;
+  /** Objects that are neither CSV nor a supported image. */
+  ignored: number;
+}
+
+/** Lists the whole source bucket, nested prefixes included, keeping only user files. */
+export async function listSource(
+  store: ObjectStore,
+  bucket: string,
+  onProgress?: (listed: number) => void,
+): Promise<Listing> {
+  const listing: Listing = { objects: new Map(), byUser: new Map(), ignored: 0 };
+  let listed = 0;
+  for await (const info of store.list(bucket)) {
+    if (++listed % 1000 === 0) onProgress?.(listed);
+    const cls = classifyKey(info.key);
+    if (!cls) {
+      listing.ignored++;
+      continue;
+    }
+    listing.objects.set(info.key, { ...info, ...cls });
+    const keys = listing.byUser.get(cls.userId);
+    if (keys) keys.push(info.key);
+    else listing.byUser.set(cls.userId, [info.key]);
+  }
+  onProgress?.(listed);
+  return listing;
+}

@@ -1,0 +1,94 @@
+import { CsvError, parse } from 'csv-parse/sync';
+import type { CsvData } from '../model.js';
+
+export type CsvResult = { ok: true; data: CsvData } | { ok: false; reason: string };
+
+const REQUIRED = ['first_name', 'last_name', 'birthts'] as const;
+// 0001-01-01T00:00:00Z. Earlier dates are surely typos, and PostgreSQL's range ends at 4713 BC.
+const MIN_BIRTHTS = -62_135_596_800_000;
+const INTEGER = /^[+-]?\d+$/;
+
+const utf8 = new TextDecoder('utf-8', { fatal: true });
+
+/**
+ * Parses one user CSV: a header row and exactly one data row. Columns are found by their
+ * (trimmed, case-insensitive) header, in any order; extra columns are ignored. Never throws:
+ * every problem comes back as a reason an operator can act on.
+ */
+export function parseUserCsv(bytes: Uint8Array, now: number = Date.now()): CsvResult {
+  let text: string;
+  try {
+    text = utf8.decode(bytes);
+  } catch {
+    return fail('not valid UTF-8 text');
+  }
+
+  let records: string[][];
+  try {
+    records = parse(text, {
+      bom: true,
+      trim: true,
+      skip_empty_lines: true,
+      // Lines of only spaces or commas carry nothing; treat them as blank.
+      skip_records_with_empty_values: true,
+      relax_column_count: false,
+    });
+  } catch (err) {
+    if (err instanceof CsvError) return fail(`malformed CSV: ${describeCsvError(err)}`);
+    throw err;
+  }
+
+  const [header, ...rows] = records;
+  if (!header) return fail('the file is empty');
+  const names = header.map((h) => h.trim().toLowerCase());
+  const seen = new Set<string>();
+  for (const n of names) {
+    if (seen.has(n) && (REQUIRED as readonly string[]).includes(n)) return fail(`column "${n}" appears twice in the header`);
+    seen.add(n);
+  }
+  const missing = REQUIRED.filter((c) => !names.includes(c));
+  if (missing.length > 0) {
+    return fail(`header is missing column${missing.length > 1 ? 's' : ''} ${missing.join(', ')} (found: ${names.map(quote).join(', ')})`);
+  }
+  if (rows.length === 0) return fail('no data row after the header');
+  if (rows.length > 1) return fail(`expected exactly one data row, found ${rows.length}`);
+  const row = rows[0]!;
+  const value = (col: (typeof REQUIRED)[number]) => (row[names.indexOf(col)] ?? '').trim();
+
+  const firstName = value('first_name');
+  const lastName = value('last_name');
+  if (firstName === '') return fail('first_name is empty');
+  if (lastName === '') return fail('last_name is empty');
+
+  const raw = value('birthts');
+  if (raw === '') return fail('birthts is empty');
+  if (!INTEGER.test(raw)) return fail(`birthts must be an integer number of milliseconds, got ${quote(raw)}`);
+  const birthts = Number(raw);
+  if (!Number.isSafeInteger(birthts) || birthts < MIN_BIRTHTS) return fail(`birthts ${raw} is out of range`);
+  if (birthts > now) return fail(`birthts ${raw} (${new Date(birthts).toISOString()}) is in the future`);
+
+  return { ok: true, data: { firstName, lastName, birthts } };
+}
+
+function fail(reason: string): CsvResult {
+  return { ok: false, reason };
+}
+
+function quote(v: string): string {
+  return JSON.stringify(v.length > 40 ? `${v.slice(0, 40)}…` : v);
+}
+
+function describeCsvError(err: CsvError): string {
+  switch (err.code) {
+    case 'CSV_RECORD_INCONSISTENT_FIELDS_LENGTH':
+    case 'CSV_RECORD_INCONSISTENT_COLUMNS':
+      return `line ${err.lines} has a different number of fields than the header`;
+    case 'CSV_QUOTE_NOT_CLOSED':
+      return 'a quoted field is never closed';
+    case 'CSV_INVALID_CLOSING_QUOTE':
+    case 'INVALID_OPENING_QUOTE':
+      return `misplaced quote on line ${err.lines}`;
+    default:
+      return err.message;
+  }
+}

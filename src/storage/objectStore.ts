@@ -1,0 +1,43 @@
+import type { Readable } from 'node:stream';
+
+/** One object as a listing reports it. Enough to tell whether it changed without reading it. */
+export interface ObjectInfo {
+  key: string;
+  size: number;
+  etag: string;
+  lastModified: Date;
+}
+
+/**
+ * The one storage interface the pipeline sees. The folder and S3 implementations pass the
+ * same contract tests (test/objectStore.test.ts).
+ */
+export interface ObjectStore {
+  /** A human-readable name for logs and /health, e.g. "folder:/data/minio". */
+  readonly description: string;
+  /** Creates the bucket if it is missing. Safe to call concurrently from several instances. */
+  ensureBucket(bucket: string): Promise<void>;
+  /** Every object in the bucket, nested prefixes included, in no particular order. */
+  list(bucket: string): AsyncIterable<ObjectInfo>;
+  /** Object metadata, or null when the object does not exist. */
+  stat(bucket: string, key: string): Promise<ObjectInfo | null>;
+  /** A stream of the object's bytes. Rejects with ObjectNotFoundError when missing. */
+  read(bucket: string, key: string): Promise<Readable>;
+  /**
+   * Writes an object in one step: readers see the old object or the whole new one, never a
+   * partial write.
+   */
+  write(bucket: string, key: string, body: Readable | Buffer, contentType?: string): Promise<void>;
+  /** Throws when the store cannot be reached. */
+  ping(): Promise<void>;
+}
+
+export class ObjectNotFoundError extends Error {
+  override name = 'ObjectNotFoundError';
+  constructor(
+    readonly bucket: string,
+    readonly key: string,
+  ) {
+    super(`object ${bucket}/${key} does not exist`);
+  }
+}
