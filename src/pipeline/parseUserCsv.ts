@@ -82,12 +82,12 @@ function describeCsvError(err: CsvError): string {
   switch (err.code) {
     case 'CSV_RECORD_INCONSISTENT_FIELDS_LENGTH':
     case 'CSV_RECORD_INCONSISTENT_COLUMNS':
-      return `line ${err.lines} has a different number of fields than the header`;
+      return `line ${Number(err.lines)} has a different number of fields than the header`;
     case 'CSV_QUOTE_NOT_CLOSED':
       return 'a quoted field is never closed';
     case 'CSV_INVALID_CLOSING_QUOTE':
     case 'INVALID_OPENING_QUOTE':
-      return `misplaced quote on line ${err.lines}`;
+      return `misplaced quote on line ${Number(err.lines)}`;
     default:
       return err.message;
   }

@@ -80,10 +80,15 @@ export async function runPipeline(deps: RunDeps, opts: RunOptions): Promise<RunO
     runLog.info({ trigger: opts.trigger, full }, 'run started');
     opts.onStart?.(runId);
 
-    const state: RunState = { counts: emptyCounts(), progress: { phase: 'starting', done: 0, total: null }, outputWritten: false };
+    const state: RunState = {
+      counts: emptyCounts(),
+      progress: { phase: 'starting', done: 0, total: null },
+      outputWritten: false,
+      affectedUsers: 0,
+    };
     try {
       await processBucket(deps, opts, runId, state, runLog);
-      state.progress = { phase: 'done', done: state.progress.total ?? state.progress.done, total: state.progress.total };
+      state.progress = { phase: 'done', done: state.affectedUsers, total: state.affectedUsers };
       await finishRun(db, runId, { status: 'succeeded', ...state, error: null });
     } catch (err) {
       const aborted = opts.signal?.aborted === true;
@@ -106,6 +111,8 @@ interface RunState {
   counts: RunCounts;
   progress: RunProgress;
   outputWritten: boolean;
+  /** Users with a new, changed or removed file: the processing phase's total. */
+  affectedUsers: number;
 }
 
 async function processBucket(deps: RunDeps, opts: RunOptions, runId: number, st: RunState, log: Logger): Promise<void> {
@@ -125,6 +132,7 @@ async function processBucket(deps: RunDeps, opts: RunOptions, runId: number, st:
 
   const { changed, removedByUser, affected } = await diffAgainstState(db, listing, opts.full ?? false);
   log.info({ scanned: st.counts.scanned, ignored: st.counts.ignored, changed: changed.size, affectedUsers: affected.length }, 'listed source bucket');
+  st.affectedUsers = affected.length;
   st.progress = { phase: 'processing', done: 0, total: affected.length };
   await report(true);
 

@@ -1,4 +1,9 @@
+import { createReadStream, createWriteStream } from 'node:fs';
+import fs from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
 import type { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
 import { Client, S3Error } from 'minio';
 import type { ObjectInfo, ObjectStore } from './objectStore.js';
 import { ObjectNotFoundError } from './objectStore.js';
@@ -89,8 +94,25 @@ export class S3Store implements ObjectStore {
   }
 
   async write(bucket: string, key: string, body: Readable | Buffer, contentType = 'application/octet-stream'): Promise<void> {
+    const meta = { 'Content-Type': contentType };
     // An S3 PUT (single or multipart) becomes visible only once complete: readers never see a part.
-    await this.client.putObject(bucket, key, body, undefined, { 'Content-Type': contentType });
+    if (Buffer.isBuffer(body)) {
+      await this.client.putObject(bucket, key, body, body.length, meta);
+      return;
+    }
+    // A stream of unknown length makes the client size parts for a 5 TiB object (about 550 MB
+    // each, held in memory) and resume whatever unfinished upload of the key it finds, even
+    // another writer's. Spooling to a temp file gives a known size: one PUT up to PART_SIZE,
+    // PART_SIZE parts beyond.
+    const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'userjoin-upload-'));
+    try {
+      const file = path.join(dir, 'body');
+      await pipeline(body, createWriteStream(file));
+      const { size } = await fs.stat(file);
+      await this.client.putObject(bucket, key, createReadStream(file), size, meta);
+    } finally {
+      await fs.rm(dir, { recursive: true, force: true });
+    }
   }
 }
 

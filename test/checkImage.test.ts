@@ -1,0 +1,65 @@
+import sharp from 'sharp';
+import { describe, expect, it } from 'vitest';
+import { checkImage } from '../src/pipeline/checkImage.js';
+import type { ImageFormat } from './support/fixtures.js';
+import { makeImage, pngDeclaring } from './support/fixtures.js';
+
+const LIMIT = 50_000_000;
+
+describe('checkImage', () => {
+  it.each<[ImageFormat, string]>([
+    ['png', 'png'],
+    ['jpeg', 'jpeg'],
+    ['webp', 'webp'],
+    ['gif', 'gif'],
+    ['tiff', 'tiff'],
+    ['avif', 'avif'],
+  ])('accepts a %s image and reports its format and size', async (format, reported) => {
+    const r = await checkImage(await makeImage(format, 12, 7), LIMIT);
+    expect(r).toEqual({ ok: true, data: { format: reported, width: 12, height: 7 } });
+  });
+
+  it('rejects bytes that are not an image', async () => {
+    const r = await checkImage(Buffer.from('first_name,last_name\nnot,an image\n'), LIMIT);
+    expect(r).toMatchObject({ ok: false, reason: expect.stringMatching(/^not a readable image: /) });
+  });
+
+  it('rejects an image format we do not accept (SVG)', async () => {
+    const svg = Buffer.from('<svg xmlns="http://www.w3.org/2000/svg" width="4" height="4"><rect width="4" height="4"/></svg>');
+    expect(await checkImage(svg, LIMIT)).toEqual({ ok: false, reason: 'unsupported image format "svg"' });
+  });
+
+  it('rejects a decompression bomb by its declared pixel count, before decoding', async () => {
+    const bomb = pngDeclaring(100_000, 100_000);
+    expect(bomb.length).toBeLessThan(1000);
+    expect(await checkImage(bomb, LIMIT)).toEqual({
+      ok: false,
+      reason: 'image declares 100000x100000 = 10000000000 pixels, over the limit of 50000000',
+    });
+  });
+
+  it('applies the configured pixel limit exactly', async () => {
+    const img = await makeImage('png', 10, 10);
+    expect((await checkImage(img, 100)).ok).toBe(true);
+    expect(await checkImage(img, 99)).toEqual({ ok: false, reason: 'image declares 10x10 = 100 pixels, over the limit of 99' });
+  });
+
+  it('rejects a truncated image whose header is intact', async () => {
+    const full = await makeImage('png', 64, 64);
+    const cut = full.subarray(0, Math.floor(full.length * 0.6));
+    const r = await checkImage(cut, LIMIT);
+    expect(r.ok).toBe(false);
+    if (!r.ok) expect(r.reason).toMatch(/^(image data is corrupt or truncated|not a readable image): /);
+  });
+
+  it('rejects a JPEG whose header is intact but whose pixel data is cut off', async () => {
+    // Noise does not compress, so half the file is well past the header.
+    const full = await sharp({ create: { width: 256, height: 256, channels: 3, background: '#000', noise: { type: 'gaussian', mean: 128, sigma: 40 } } })
+      .jpeg()
+      .toBuffer();
+    const cut = full.subarray(0, full.length >> 1);
+    expect((await sharp(cut).metadata()).width).toBe(256);
+    const r = await checkImage(cut, LIMIT);
+    expect(r).toMatchObject({ ok: false, reason: expect.stringMatching(/^image data is corrupt or truncated: /) });
+  });
+});

@@ -1,0 +1,63 @@
+import path from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { ConfigError, loadConfig } from '../src/config.js';
+
+describe('loadConfig', () => {
+  it('defaults to the embedded setup: folder store and embedded PostgreSQL', () => {
+    const c = loadConfig({});
+    expect(c.store).toEqual({ kind: 'folder', dir: path.resolve('./minio') });
+    expect(c.db).toEqual({ kind: 'embedded', dataDir: path.resolve('./postgres-data'), port: 0 });
+    expect(c).toMatchObject({
+      srcBucket: 'src',
+      resBucket: 'res',
+      limits: { maxCsvBytes: 1024 * 1024, maxImagePixels: 50_000_000 },
+      http: { host: '127.0.0.1', port: 3000, apiToken: null },
+      schedule: '*/15 * * * *',
+    });
+  });
+
+  it('selects S3 when MINIO_ENDPOINT is set, parsing host, port and TLS', () => {
+    const c = loadConfig({ MINIO_ENDPOINT: 'https://s3.example.com', MINIO_ACCESS_KEY: 'ak', MINIO_SECRET_KEY: 'sk', MINIO_REGION: 'eu-west-1' });
+    expect(c.store).toEqual({ kind: 's3', endPoint: 's3.example.com', port: 443, useSSL: true, accessKey: 'ak', secretKey: 'sk', region: 'eu-west-1' });
+    const d = loadConfig({ MINIO_ENDPOINT: 'http://127.0.0.1:9000', MINIO_ACCESS_KEY: 'ak', MINIO_SECRET_KEY: 'sk' });
+    expect(d.store).toMatchObject({ endPoint: '127.0.0.1', port: 9000, useSSL: false, region: 'us-east-1' });
+  });
+
+  it('uses DATABASE_URL when set', () => {
+    expect(loadConfig({ DATABASE_URL: 'postgres://u:p@db:5432/userjoin' }).db).toEqual({ kind: 'url', url: 'postgres://u:p@db:5432/userjoin' });
+  });
+
+  it('treats blank variables as unset', () => {
+    expect(loadConfig({ MINIO_ENDPOINT: '  ', DATABASE_URL: '' }).store.kind).toBe('folder');
+  });
+
+  it('turns the scheduler off with SCHEDULE=off', () => {
+    expect(loadConfig({ SCHEDULE: 'off' }).schedule).toBeNull();
+  });
+
+  const bad: Array<[Record<string, string>, RegExp]> = [
+    [{ MINIO_ENDPOINT: 'http://minio:9000' }, /MINIO_ACCESS_KEY and MINIO_SECRET_KEY are required/],
+    [{ MINIO_ENDPOINT: 'ftp://minio' }, /MINIO_ENDPOINT: must be an http\(s\) URL/],
+    [{ DATABASE_URL: 'mysql://x' }, /DATABASE_URL: must be a postgres/],
+    [{ SRC_BUCKET: 'Bad_Bucket' }, /SRC_BUCKET: must be 3-63 characters/],
+    [{ SRC_BUCKET: 'same', RES_BUCKET: 'same' }, /SRC_BUCKET and RES_BUCKET must differ/],
+    [{ PORT: 'eighty' }, /PORT/],
+    [{ MAX_CSV_BYTES: '-1' }, /MAX_CSV_BYTES/],
+    [{ MAX_IMAGE_PIXELS: '0' }, /MAX_IMAGE_PIXELS/],
+    [{ SCHEDULE: 'every minute' }, /SCHEDULE: "every minute" is not a valid cron expression/],
+    [{ LOG_LEVEL: 'loud' }, /LOG_LEVEL/],
+  ];
+  it.each(bad)('rejects %o with a clear message', (env, message) => {
+    expect(() => loadConfig(env)).toThrow(ConfigError);
+    expect(() => loadConfig(env)).toThrow(message);
+  });
+
+  it('reports every problem at once', () => {
+    try {
+      loadConfig({ PORT: 'x', LOG_LEVEL: 'loud' });
+      expect.unreachable();
+    } catch (err) {
+      expect((err as Error).message).toMatch(/PORT[\s\S]*LOG_LEVEL/);
+    }
+  });
+});

@@ -1,0 +1,124 @@
+import { describe, expect, it } from 'vitest';
+import { parseUserCsv } from '../src/pipeline/parseUserCsv.js';
+import { userCsv } from './support/fixtures.js';
+
+const NOW = Date.UTC(2026, 10, 22);
+const parse = (text: string | Buffer) => parseUserCsv(Buffer.isBuffer(text) ? text : Buffer.from(text, 'utf8'), NOW);
+const ok = (text: string | Buffer) => {
+  const r = parse(text);
+  if (!r.ok) throw new Error(`expected ok, got: ${r.reason}`);
+  return r.data;
+};
+const reason = (text: string | Buffer) => {
+  const r = parse(text);
+  if (r.ok) throw new Error(`expected a rejection, got ${JSON.stringify(r.data)}`);
+  return r.reason;
+};
+
+describe('parseUserCsv: accepted input', () => {
+  it('parses the sample shape, with a space after each comma', () => {
+    expect(ok('first_name, last_name, birthts\nSusan, Lee, 612302400000\n')).toEqual({
+      firstName: 'Susan',
+      lastName: 'Lee',
+      birthts: 612302400000,
+    });
+  });
+
+  it('finds columns by header in any order, case-insensitively, ignoring extra columns', () => {
+    expect(ok(' BirthTS ,email, Last_Name,FIRST_NAME\n1000,a@b.c,Lee,Susan\n')).toEqual({
+      firstName: 'Susan',
+      lastName: 'Lee',
+      birthts: 1000,
+    });
+  });
+
+  it('handles a UTF-8 BOM, CRLF line ends and blank lines', () => {
+    const text = '\uFEFFfirst_name,last_name,birthts\r\n\r\n  \r\nSusan,Lee,5\r\n\r\n';
+    expect(ok(text)).toEqual({ firstName: 'Susan', lastName: 'Lee', birthts: 5 });
+  });
+
+  it('handles quoted fields with commas, quotes and line breaks, and trims values', () => {
+    const data = ok('first_name,last_name,birthts\n"  Mary, Jr. ","O""Neil\nSmith", " 42 "\n');
+    expect(data).toEqual({ firstName: 'Mary, Jr.', lastName: 'O"Neil\nSmith', birthts: 42 });
+  });
+
+  it('accepts negative birthts (before 1970) and a file without a final newline', () => {
+    expect(ok('first_name,last_name,birthts\nAda,Lovelace,-4849920000000').birthts).toBe(-4849920000000);
+  });
+
+  it('accepts non-ASCII names', () => {
+    expect(ok(userCsv('Zoë', 'Łukasiewicz', 0)).lastName).toBe('Łukasiewicz');
+  });
+
+  it('accepts a birth time of exactly now', () => {
+    expect(ok(userCsv('A', 'B', NOW)).birthts).toBe(NOW);
+  });
+});
+
+describe('parseUserCsv: every rejection reason', () => {
+  it('rejects bytes that are not UTF-8', () => {
+    expect(reason(Buffer.from([0x66, 0x69, 0xff, 0xfe, 0x0a]))).toBe('not valid UTF-8 text');
+  });
+
+  it('rejects an empty file', () => {
+    expect(reason('')).toBe('the file is empty');
+    expect(reason('\n\n  \n')).toBe('the file is empty');
+  });
+
+  it('rejects a header without a data row', () => {
+    expect(reason('first_name,last_name,birthts\n')).toBe('no data row after the header');
+  });
+
+  it('rejects more than one data row', () => {
+    expect(reason('first_name,last_name,birthts\nA,B,1\nC,D,2\n')).toBe('expected exactly one data row, found 2');
+  });
+
+  it('rejects a header missing required columns, naming them', () => {
+    expect(reason('first_name,surname,born\nA,B,1\n')).toBe(
+      'header is missing columns last_name, birthts (found: "first_name", "surname", "born")',
+    );
+    expect(reason('first_name,last_name\nA,B\n')).toMatch(/^header is missing column birthts/);
+  });
+
+  it('rejects a required column that appears twice', () => {
+    expect(reason('first_name,last_name,birthts,BirthTS\nA,B,1,2\n')).toBe('column "birthts" appears twice in the header');
+  });
+
+  it('rejects a row whose field count differs from the header', () => {
+    expect(reason('first_name,last_name,birthts\nA,B\n')).toBe(
+      'malformed CSV: line 2 has a different number of fields than the header',
+    );
+  });
+
+  it('rejects an unclosed quote', () => {
+    expect(reason('first_name,last_name,birthts\n"A,B,1\n')).toBe('malformed CSV: a quoted field is never closed');
+  });
+
+  it('rejects a misplaced quote', () => {
+    expect(reason('first_name,last_name,birthts\nA"x",B,1\n')).toMatch(/^malformed CSV: misplaced quote on line 2/);
+  });
+
+  it('rejects an empty first_name or last_name', () => {
+    expect(reason('first_name,last_name,birthts\n  ,Lee,1\n')).toBe('first_name is empty');
+    expect(reason('first_name,last_name,birthts\nSusan,"",1\n')).toBe('last_name is empty');
+  });
+
+  it('rejects an empty birthts', () => {
+    expect(reason('first_name,last_name,birthts\nSusan,Lee, \n')).toBe('birthts is empty');
+  });
+
+  it.each(['abc', '1.5', '1e12', '12 34', '0x10', '2001-01-01'])('rejects a non-integer birthts %j', (v) => {
+    expect(reason(`first_name,last_name,birthts\nSusan,Lee,${v}\n`)).toBe(
+      `birthts must be an integer number of milliseconds, got ${JSON.stringify(v)}`,
+    );
+  });
+
+  it('rejects a birthts out of range', () => {
+    expect(reason(userCsv('A', 'B', '99999999999999999999'))).toBe('birthts 99999999999999999999 is out of range');
+    expect(reason(userCsv('A', 'B', '-62135596800001'))).toBe('birthts -62135596800001 is out of range');
+  });
+
+  it('rejects a birthts in the future', () => {
+    expect(reason(userCsv('A', 'B', NOW + 1))).toBe(`birthts ${NOW + 1} (2026-11-22T00:00:00.001Z) is in the future`);
+  });
+});

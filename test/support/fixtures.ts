@@ -1,0 +1,86 @@
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import zlib from 'node:zlib';
+import sharp from 'sharp';
+import type { Backend } from './stores.js';
+
+/** A user CSV in the shape operators drop: header, one row. */
+export function userCsv(first: string, last: string, birthts: number | string, opts: { header?: string; eol?: string } = {}): string {
+  const eol = opts.eol ?? '\n';
+  return `${opts.header ?? 'first_name, last_name, birthts'}${eol}${first}, ${last}, ${birthts}${eol}`;
+}
+
+export type ImageFormat = 'png' | 'jpeg' | 'webp' | 'gif' | 'tiff' | 'avif';
+
+/** A small real image, encoded by sharp, in the given format. */
+export async function makeImage(format: ImageFormat = 'png', width = 8, height = 8, colour = { r: 200, g: 30, b: 60 }): Promise<Buffer> {
+  return sharp({ create: { width, height, channels: 3, background: colour } })
+    .toFormat(format)
+    .toBuffer();
+}
+
+function pngChunk(type: string, data: Buffer): Buffer {
+  const len = Buffer.alloc(4);
+  len.writeUInt32BE(data.length);
+  const body = Buffer.concat([Buffer.from(type, 'ascii'), data]);
+  const crc = Buffer.alloc(4);
+  crc.writeUInt32BE(zlib.crc32(body));
+  return Buffer.concat([len, body, crc]);
+}
+
+/**
+ * A decompression bomb in miniature: a few hundred bytes whose header declares width x height
+ * pixels. Decoding it would need gigabytes; only the declared size must be looked at.
+ */
+export function pngDeclaring(width: number, height: number): Buffer {
+  const ihdr = Buffer.alloc(13);
+  ihdr.writeUInt32BE(width, 0);
+  ihdr.writeUInt32BE(height, 4);
+  ihdr.writeUInt8(8, 8); // bit depth
+  ihdr.writeUInt8(0, 9); // greyscale
+  const row = Buffer.alloc(1 + width); // one filter byte + one row of zeros
+  const idat = zlib.deflateSync(row);
+  return Buffer.concat([
+    Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]),
+    pngChunk('IHDR', ihdr),
+    pngChunk('IDAT', idat),
+    pngChunk('IEND', Buffer.alloc(0)),
+  ]);
+}
+
+/** Writes an object through the backend's own store, as an operator's upload would. */
+export async function put(backend: Backend, bucket: string, key: string, body: string | Buffer): Promise<void> {
+  await backend.store.write(bucket, key, Buffer.isBuffer(body) ? body : Buffer.from(body));
+}
+
+/**
+ * Removes an object the way an operator would: by hand in the folder, or with an S3 DELETE.
+ * The store interface deliberately has no delete: userjoin never removes source files.
+ */
+export async function remove(backend: Backend, bucket: string, key: string): Promise<void> {
+  if (backend.config.kind === 'folder') {
+    await fs.rm(path.join(backend.config.dir, bucket, ...key.split('/')));
+    return;
+  }
+  const { port, endPoint } = backend.config;
+  const { Client } = await import('minio');
+  const client = new Client({ endPoint, port, useSSL: false, accessKey: 'S3RVER', secretKey: 'S3RVER', pathStyle: true });
+  await client.removeObject(bucket, key);
+}
+
+export async function readText(backend: Backend, bucket: string, key: string): Promise<string> {
+  const stream = await backend.store.read(bucket, key);
+  const chunks: Buffer[] = [];
+  for await (const c of stream as AsyncIterable<Buffer>) chunks.push(c);
+  return Buffer.concat(chunks).toString('utf8');
+}
+
+export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/**
+ * Waits until the store's clock has moved to a later second, so a rewrite gets a strictly
+ * newer last-modified time (S3 reports whole seconds).
+ */
+export async function nextSecond(): Promise<void> {
+  await sleep(1100 - (Date.now() % 1000));
+}

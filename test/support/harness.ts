@@ -1,0 +1,72 @@
+import type { Readable } from 'node:stream';
+import type { Config } from '../../src/config.js';
+import { loadConfig } from '../../src/config.js';
+import { silentLogger } from '../../src/log.js';
+import type { RunReport } from '../../src/model.js';
+import type { RunOptions } from '../../src/pipeline/run.js';
+import { runPipeline } from '../../src/pipeline/run.js';
+import type { ObjectInfo, ObjectStore } from '../../src/storage/index.js';
+import type { TestDatabase } from './database.js';
+import type { Backend } from './stores.js';
+
+let bucketSeq = 0;
+
+/** Configuration as an operator would give it, with buckets of this test's own. */
+export function testConfig(backend: Backend, db: TestDatabase, extra: Record<string, string> = {}): Config {
+  const suffix = `${process.pid}-${++bucketSeq}`;
+  return loadConfig({
+    ...backend.env,
+    DATABASE_URL: db.url,
+    SRC_BUCKET: `src-${suffix}`,
+    RES_BUCKET: `res-${suffix}`,
+    SCHEDULE: 'off',
+    ...extra,
+  });
+}
+
+/**
+ * Wraps a real store to count what the pipeline does with it, and to make it fail on demand.
+ * The wrapped store still does all the work.
+ */
+export class ObservedStore implements ObjectStore {
+  reads: string[] = [];
+  writes: string[] = [];
+  failWrites: Error | null = null;
+  failReads: Error | null = null;
+  constructor(private readonly inner: ObjectStore) {}
+  get description() {
+    return this.inner.description;
+  }
+  ensureBucket(bucket: string) {
+    return this.inner.ensureBucket(bucket);
+  }
+  list(bucket: string): AsyncIterable<ObjectInfo> {
+    return this.inner.list(bucket);
+  }
+  stat(bucket: string, key: string) {
+    return this.inner.stat(bucket, key);
+  }
+  async read(bucket: string, key: string): Promise<Readable> {
+    if (this.failReads) throw this.failReads;
+    this.reads.push(key);
+    return this.inner.read(bucket, key);
+  }
+  async write(bucket: string, key: string, body: Readable | Buffer, contentType?: string) {
+    if (this.failWrites) throw this.failWrites;
+    this.writes.push(key);
+    return this.inner.write(bucket, key, body, contentType);
+  }
+  ping() {
+    return this.inner.ping();
+  }
+  reset() {
+    this.reads = [];
+    this.writes = [];
+  }
+}
+
+export async function runToCompletion(store: ObjectStore, db: TestDatabase, config: Config, opts: Partial<RunOptions> = {}): Promise<RunReport> {
+  const outcome = await runPipeline({ db: db.pool, store, config, log: silentLogger() }, { trigger: 'test', ...opts });
+  if (outcome.kind !== 'finished') throw new Error(`run did not start: ${JSON.stringify(outcome)}`);
+  return outcome.report;
+}

@@ -1,0 +1,15 @@
+import { defineConfig } from 'vitest/config';
+
+export default defineConfig({
+  test: {
+    include: ['test/**/*.test.ts'],
+    reporters: ['default', './test/support/summaryReporter.ts'],
+    // One real PostgreSQL for the whole run; each test file makes its own database in it.
+    globalSetup: ['test/support/globalPostgres.ts'],
+    testTimeout: 60_000,
+    hookTimeout: 120_000,
+    pool: 'forks',
+    // Two cores: more workers only fight over them and over the shared PostgreSQL.
+    maxWorkers: 2,
+  },
+});
