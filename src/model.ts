@@ -87,9 +87,9 @@ export interface RunReport {
   trigger: RunTrigger;
   full: boolean;
   status: RunStatus;
-  startedAt: string;
-  finishedAt: string | null;
-  outputWritten: boolean;
+  started_at: string;
+  finished_at: string | null;
+  output_written: boolean;
   progress: RunProgress;
   error: string | null;
   counts: RunCounts;

@@ -36,7 +36,7 @@ describe('npm run process (CLI)', () => {
       status: 'succeeded',
       counts: { scanned: 3, new: 1, rejected: 1 },
       rejected: [{ key: '2.csv', reason: 'last_name is empty' }],
-      outputWritten: true,
+      output_written: true,
     });
     const out = await fs.readFile(path.join(storeDir, 'res', 'output.csv'), 'utf8');
     expect(out).toBe('user_id,first_name,last_name,birthts,img_path\r\n1,Ann,Lee,1000,src/1.png\r\n');

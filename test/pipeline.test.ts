@@ -77,7 +77,7 @@ describe.each(backends)('pipeline on the %s backend', (_name, start) => {
       { key: '1001.png', reason: expect.stringMatching(/^not a readable image: /) },
       { key: 'bad.csv', reason: 'birthts must be an integer number of milliseconds, got "not-a-number"' },
     ]);
-    expect(r.outputWritten).toBe(true);
+    expect(r.output_written).toBe(true);
 
     expect(await users()).toMatchObject([
       { user_id: '1000', first_name: 'Susan', last_name: 'Lee', birthts: 612302400000, img_path: `${src}/1000.png`, img_format: 'png' },
@@ -101,7 +101,7 @@ describe.each(backends)('pipeline on the %s backend', (_name, start) => {
 
     const r = await run();
     expect(r.counts).toEqual({ scanned: 5, read: 0, new: 0, updated: 0, unchanged: 3, rejected: 0, ignored: 0 });
-    expect(r.outputWritten).toBe(false);
+    expect(r.output_written).toBe(false);
     expect(store.reads).toEqual([]);
     expect(store.writes).toEqual([]);
     expect(await users()).toEqual(before);
@@ -133,7 +133,7 @@ describe.each(backends)('pipeline on the %s backend', (_name, start) => {
     await put(backend, src, '1000.csv', userCsv('Susan', 'Lee', 612302400000));
     const r = await run();
     expect(r.counts).toMatchObject({ read: 1, new: 0, updated: 0, unchanged: 3 });
-    expect(r.outputWritten).toBe(false);
+    expect(r.output_written).toBe(false);
   });
 
   it('an image added later is joined; an image removed clears img_path', async () => {
@@ -187,7 +187,7 @@ describe.each(backends)('pipeline on the %s backend', (_name, start) => {
     await remove(backend, res, 'output.csv');
     const r = await run();
     expect(r.counts).toMatchObject({ read: 0, new: 0, updated: 0 });
-    expect(r.outputWritten).toBe(true);
+    expect(r.output_written).toBe(true);
     expect(await output()).toBe(expected);
   });
 
@@ -199,7 +199,7 @@ describe.each(backends)('pipeline on the %s backend', (_name, start) => {
     expect(r.full).toBe(true);
     expect(r.counts).toMatchObject({ read: 5, new: 0, updated: 0, unchanged: 3 });
     expect(store.reads.sort()).toEqual(['1000.csv', '1000.png', '1001.csv', 'batch1/1002.csv', 'batch1/photos/1002.JPG']);
-    expect(r.outputWritten).toBe(true);
+    expect(r.output_written).toBe(true);
   });
 
   it('keeps leading zeros: 0042 and 42 are different users', async () => {
@@ -264,7 +264,7 @@ describe.each(backends)('pipeline on the %s backend', (_name, start) => {
     store.reset();
     const r = await run();
     expect(r.counts).toMatchObject({ read: 0, new: 0, updated: 0 });
-    expect(r.outputWritten).toBe(true);
+    expect(r.output_written).toBe(true);
     expect((await output()).split('\r\n')).toHaveLength(5);
   });
 

@@ -82,12 +82,12 @@ export async function main(argv: string[]): Promise<number> {
 /** The human summary printed after a run. */
 export function summarize(r: RunReport, resBucket: string): string {
   const c = r.counts;
-  const secs = r.finishedAt ? ((Date.parse(r.finishedAt) - Date.parse(r.startedAt)) / 1000).toFixed(1) : '?';
+  const secs = r.finished_at ? ((Date.parse(r.finished_at) - Date.parse(r.started_at)) / 1000).toFixed(1) : '?';
   const lines = [
     `run #${r.id} ${r.status} in ${secs}s${r.full ? ' (full)' : ''}`,
     `  objects: ${c.scanned} scanned, ${c.read} read, ${c.rejected} rejected, ${c.ignored} ignored`,
     `  users:   ${c.new} new, ${c.updated} updated, ${c.unchanged} unchanged`,
-    `  output:  ${resBucket}/output.csv ${r.outputWritten ? 'written' : 'already up to date'}`,
+    `  output:  ${resBucket}/output.csv ${r.output_written ? 'written' : 'already up to date'}`,
   ];
   if (r.rejected.length > 0) {
     lines.push('  rejected files:');

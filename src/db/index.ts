@@ -6,7 +6,7 @@ import type { Database } from './pool.js';
 import { createPool, ping } from './pool.js';
 
 export type { Database, DbClient, Queryable } from './pool.js';
-export { withTransaction, createPool, ping } from './pool.js';
+export { withTransaction, createPool, ping, isDatabaseUnavailable } from './pool.js';
 export { migrate } from './migrate.js';
 
 export interface OpenDatabase {

@@ -34,3 +34,14 @@ export async function withTransaction<T>(pool: Database, fn: (client: DbClient) 
 export async function ping(db: Queryable): Promise<void> {
   await db.query('SELECT 1');
 }
+
+// Connection-level failures: the server is down, restarting, or refusing this database.
+const UNAVAILABLE_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENOTFOUND', '57P01', '57P02', '57P03', '08000', '08001', '08003', '08006', '3D000', '55000']);
+
+/** Whether an error means "PostgreSQL cannot be reached" rather than a bug in a query. */
+export function isDatabaseUnavailable(err: unknown): boolean {
+  if (!(err instanceof Error)) return false;
+  const code = (err as { code?: string }).code;
+  if (code && UNAVAILABLE_CODES.has(code)) return true;
+  return /Connection terminated|connection timeout|timeout exceeded when trying to connect/i.test(err.message);
+}

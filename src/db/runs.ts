@@ -80,13 +80,13 @@ export async function addRunIssues(
 export async function finishRun(
   db: Queryable,
   id: number,
-  end: { status: Exclude<RunStatus, 'running'>; counts: RunCounts; progress: RunProgress; outputWritten: boolean; error: string | null },
+  end: { status: Exclude<RunStatus, 'running'>; counts: RunCounts; progress: RunProgress; output_written: boolean; error: string | null },
 ): Promise<void> {
   await updateRunProgress(db, id, end.progress, end.counts);
   await db.query(`UPDATE runs SET status = $2, finished_at = now(), output_written = $3, error = $4 WHERE id = $1`, [
     id,
     end.status,
-    end.outputWritten,
+    end.output_written,
     end.error,
   ]);
 }
@@ -116,9 +116,9 @@ function toReport(r: RunRow, rejected: RunIssue[], warnings: RunIssue[]): RunRep
     trigger: r.trigger,
     full: r.full_scan,
     status: r.status,
-    startedAt: r.started_at.toISOString(),
-    finishedAt: r.finished_at?.toISOString() ?? null,
-    outputWritten: r.output_written,
+    started_at: r.started_at.toISOString(),
+    finished_at: r.finished_at?.toISOString() ?? null,
+    output_written: r.output_written,
     progress: r.progress,
     error: r.error,
     counts: {
@@ -172,4 +172,9 @@ export async function isOutputStale(db: Queryable): Promise<boolean> {
 
 export async function setOutputStale(db: Queryable, stale: boolean): Promise<void> {
   await db.query('UPDATE pipeline_state SET output_stale = $1 WHERE id = 1', [stale]);
+}
+
+/** Records the failure of a run whose outcome could not be written when it failed. */
+export async function markRunFailed(db: Queryable, id: number, reason: string): Promise<void> {
+  await db.query(`UPDATE runs SET status = 'failed', finished_at = now(), error = $2 WHERE id = $1 AND status = 'running'`, [id, reason]);
 }

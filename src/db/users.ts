@@ -78,3 +78,93 @@ export async function countUsers(db: Queryable): Promise<number> {
   const { rows } = await db.query<{ n: number }>('SELECT count(*)::int AS n FROM users');
   return rows[0]?.n ?? 0;
 }
+
+/** A user as the HTTP API returns it. */
+export interface ApiUser {
+  id: number;
+  user_id: string;
+  first_name: string;
+  last_name: string;
+  birthdate: string;
+  birthts: number;
+  img_path: string | null;
+  img_format: string | null;
+  img_width: number | null;
+  img_height: number | null;
+  created_at: string;
+  updated_at: string;
+}
+
+export interface UserFilter {
+  /** Inclusive bounds on age in years (decimals allowed), as elapsed calendar time. */
+  minAge?: number;
+  maxAge?: number;
+  hasImage?: boolean;
+  /** Keyset cursor: only users whose user_id sorts after this one. */
+  afterUserId?: string;
+  /** The moment ages are measured at; defaults to the database's now(). */
+  asOf?: Date;
+}
+
+const API_COLUMNS = `id, user_id, first_name, last_name,
+  to_char(birthdate AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') AS birthdate,
+  (extract(epoch FROM birthdate) * 1000)::bigint AS birthts,
+  img_path, img_format, img_width, img_height,
+  to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') AS created_at,
+  to_char(updated_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') AS updated_at`;
+
+/**
+ * Builds the WHERE clause. An age bound becomes a birthdate bound ("age >= 30.5" is "born on
+ * or before now - 30 years 6 months"), which the birthdate index serves. Multiplying an
+ * interval of one year keeps calendar months: 30.5 years is 366 months, not 11140 days.
+ */
+function whereClause(f: UserFilter, params: unknown[]): string {
+  const clauses: string[] = [];
+  const asOf = () => {
+    if (f.asOf === undefined) return 'now()';
+    params.push(f.asOf);
+    return `$${params.length}::timestamptz`;
+  };
+  if (f.minAge !== undefined) {
+    params.push(f.minAge);
+    clauses.push(`birthdate <= ${asOf()} - $${params.length}::numeric * interval '1 year'`);
+  }
+  if (f.maxAge !== undefined) {
+    params.push(f.maxAge);
+    clauses.push(`birthdate >= ${asOf()} - $${params.length}::numeric * interval '1 year'`);
+  }
+  if (f.hasImage !== undefined) clauses.push(f.hasImage ? 'img_path IS NOT NULL' : 'img_path IS NULL');
+  if (f.afterUserId !== undefined) {
+    params.push(f.afterUserId);
+    clauses.push(`user_id > $${params.length}`);
+  }
+  return clauses.length > 0 ? `WHERE ${clauses.join(' AND ')}` : '';
+}
+
+/** One page of users matching the filter, ordered by user_id. */
+export async function queryUsers(db: Queryable, filter: UserFilter, limit: number): Promise<ApiUser[]> {
+  const params: unknown[] = [];
+  const where = whereClause(filter, params);
+  params.push(limit);
+  const { rows } = await db.query<ApiUser>(`SELECT ${API_COLUMNS} FROM users ${where} ORDER BY user_id LIMIT $${params.length}`, params);
+  return rows;
+}
+
+/** Every user matching the filter, page by page, so a million rows never sit in memory at once. */
+export async function* streamUsers(db: Queryable, filter: UserFilter, pageSize = 1000): AsyncGenerator<ApiUser[]> {
+  // Measure every page's ages at the same instant, so a long stream is one consistent answer.
+  const asOf = filter.asOf ?? new Date();
+  let after = filter.afterUserId;
+  for (;;) {
+    const page = await queryUsers(db, { ...filter, asOf, afterUserId: after }, pageSize);
+    if (page.length === 0) return;
+    yield page;
+    if (page.length < pageSize) return;
+    after = page[page.length - 1]!.user_id;
+  }
+}
+
+export async function getUser(db: Queryable, userId: string): Promise<ApiUser | null> {
+  const { rows } = await db.query<ApiUser>(`SELECT ${API_COLUMNS} FROM users WHERE user_id = $1`, [userId]);
+  return rows[0] ?? null;
+}

@@ -83,7 +83,7 @@ export async function runPipeline(deps: RunDeps, opts: RunOptions): Promise<RunO
     const state: RunState = {
       counts: emptyCounts(),
       progress: { phase: 'starting', done: 0, total: null },
-      outputWritten: false,
+      output_written: false,
       affectedUsers: 0,
     };
     try {
@@ -100,7 +100,7 @@ export async function runPipeline(deps: RunDeps, opts: RunOptions): Promise<RunO
       throw new RunFailedError(runId, reason, { cause: err });
     }
     const report = (await getRun(db, runId)) as RunReport;
-    runLog.info({ counts: report.counts, outputWritten: report.outputWritten }, 'run finished');
+    runLog.info({ counts: report.counts, output_written: report.output_written }, 'run finished');
     return { kind: 'finished', report };
   } finally {
     await lock.release();
@@ -110,7 +110,7 @@ export async function runPipeline(deps: RunDeps, opts: RunOptions): Promise<RunO
 interface RunState {
   counts: RunCounts;
   progress: RunProgress;
-  outputWritten: boolean;
+  output_written: boolean;
   /** Users with a new, changed or removed file: the processing phase's total. */
   affectedUsers: number;
 }
@@ -201,7 +201,7 @@ async function processBucket(deps: RunDeps, opts: RunOptions, runId: number, st:
       void report(false);
     });
     await setOutputStale(db, false);
-    st.outputWritten = true;
+    st.output_written = true;
     log.info({ rows, bucket: config.resBucket, key: OUTPUT_KEY }, 'wrote output.csv');
   }
 }

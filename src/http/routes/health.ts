@@ -1,0 +1,34 @@
+import type Router from '@koa/router';
+import type { Database } from '../../db/index.js';
+import { ping } from '../../db/index.js';
+import type { Logger } from '../../log.js';
+import type { ObjectStore } from '../../storage/index.js';
+
+// A health probe must answer quickly even when a dependency hangs.
+const CHECK_TIMEOUT_MS = 3000;
+
+export function healthRoutes(router: Router, db: Database, store: ObjectStore, log: Logger): void {
+  router.get('/health', async (ctx) => {
+    const [database, objectStore] = await Promise.all([check(() => ping(db)), check(() => store.ping())]);
+    const checks = { database: database.ok ? 'ok' : 'unavailable', store: objectStore.ok ? 'ok' : 'unavailable' };
+    const healthy = database.ok && objectStore.ok;
+    if (!healthy) log.warn({ database: database.error, store: objectStore.error }, 'health check failed');
+    ctx.status = healthy ? 200 : 503;
+    ctx.body = { status: healthy ? 'ok' : 'unavailable', checks };
+  });
+}
+
+async function check(fn: () => Promise<void>): Promise<{ ok: boolean; error?: string }> {
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    await Promise.race([
+      fn(),
+      new Promise((_, reject) => (timer = setTimeout(() => reject(new Error('timed out')), CHECK_TIMEOUT_MS))),
+    ]);
+    return { ok: true };
+  } catch (err) {
+    return { ok: false, error: err instanceof Error ? err.message : String(err) };
+  } finally {
+    clearTimeout(timer);
+  }
+}

@@ -1,0 +1,148 @@
+import { getRun, getRunningRunId, markRunFailed } from './db/runs.js';
+import type { RunReport, RunTrigger } from './model.js';
+import type { RunDeps } from './pipeline/run.js';
+import { RunFailedError, runPipeline } from './pipeline/run.js';
+
+export class RunInProgressElsewhereError extends Error {
+  override name = 'RunInProgressElsewhereError';
+}
+
+export interface Triggered {
+  runId: number;
+  /** False when the trigger joined a run already in progress, here or on another instance. */
+  started: boolean;
+  /** Settles with the finished run's report (status succeeded, failed or aborted). */
+  done: Promise<RunReport>;
+}
+
+// How long to wait for another instance's run, which holds the lock, to record its row.
+const REMOTE_RUN_APPEAR_MS = 2000;
+const REMOTE_POLL_MS = 200;
+
+/**
+ * Makes sure runs never overlap: within this process a trigger during a run joins that run;
+ * across processes the PostgreSQL advisory lock in runPipeline decides, and a trigger that
+ * loses gets the other instance's run back.
+ */
+export class Runner {
+  private current: Promise<Triggered> | null = null;
+  private readonly abort = new AbortController();
+  /** Failures we could not record because the database was down; written on the next try. */
+  private readonly unrecorded = new Map<number, string>();
+
+  constructor(private readonly deps: RunDeps) {}
+
+  trigger(opts: { trigger: RunTrigger; full?: boolean }): Promise<Triggered> {
+    if (this.current) return this.current.then((t) => ({ ...t, started: false }));
+    const attempt = this.start(opts);
+    this.current = attempt;
+    // Clear the slot once the run (or the attempt to start one) is over.
+    attempt.then(
+      (t) => t.done.finally(() => this.release(attempt)).catch(() => undefined),
+      () => this.release(attempt),
+    );
+    return attempt;
+  }
+
+  /** The promise of the run in progress in this process, if any. */
+  get running(): Promise<Triggered> | null {
+    return this.current;
+  }
+
+  /**
+   * Waits up to graceMs for a run in progress to finish, then aborts it: it stops between
+   * batches, keeping what it committed, and is recorded as aborted.
+   */
+  async shutdown(graceMs: number): Promise<void> {
+    const current = this.current;
+    if (!current) return;
+    const done = current.then((t) => t.done).catch(() => undefined);
+    const timer = setTimeout(() => this.abort.abort(), graceMs);
+    await done.catch(() => undefined);
+    clearTimeout(timer);
+    this.abort.abort();
+  }
+
+  private release(attempt: Promise<Triggered>): void {
+    if (this.current === attempt) this.current = null;
+  }
+
+  private async start(opts: { trigger: RunTrigger; full?: boolean }): Promise<Triggered> {
+    const { db, log } = this.deps;
+    await this.recordUnrecorded();
+
+    let announce!: (id: number) => void;
+    const started = new Promise<number>((resolve) => (announce = resolve));
+    const outcome = runPipeline(this.deps, { ...opts, signal: this.abort.signal, onStart: (id) => announce(id) });
+
+    const first = await Promise.race([started.then((id) => ({ id })), outcome.then((o) => ({ o }))]);
+    if ('id' in first) {
+      const done = outcome.then(
+        (o) => {
+          if (o.kind !== 'finished') throw new Error('unreachable: a started run cannot be busy');
+          return o.report;
+        },
+        async (err: unknown) => {
+          if (!(err instanceof RunFailedError)) throw err;
+          const recorded = await getRun(db, err.runId).catch(() => null);
+          if (recorded && recorded.status !== 'running') return recorded;
+          this.unrecorded.set(err.runId, err.message);
+          log.warn({ runId: err.runId }, 'run failure not yet recorded; will record it when the database is back');
+          return this.synthesizeFailed(err.runId, err.message, opts);
+        },
+      );
+      return { runId: first.id, started: true, done };
+    }
+    // The pipeline returned without starting: another process holds the lock.
+    const o = first.o;
+    if (o.kind === 'finished') return { runId: o.report.id, started: true, done: Promise.resolve(o.report) };
+    const runId = o.runId ?? (await this.waitForRemoteRun());
+    return { runId, started: false, done: this.waitForRemoteFinish(runId) };
+  }
+
+  private async recordUnrecorded(): Promise<void> {
+    for (const [id, reason] of this.unrecorded) {
+      await markRunFailed(this.deps.db, id, reason);
+      this.unrecorded.delete(id);
+    }
+  }
+
+  private async waitForRemoteRun(): Promise<number> {
+    const deadline = Date.now() + REMOTE_RUN_APPEAR_MS;
+    while (Date.now() < deadline) {
+      const id = await getRunningRunId(this.deps.db);
+      if (id !== null) return id;
+      await sleep(REMOTE_POLL_MS / 4);
+    }
+    throw new RunInProgressElsewhereError('another instance is starting a run');
+  }
+
+  private async waitForRemoteFinish(runId: number): Promise<RunReport> {
+    for (;;) {
+      const run = await getRun(this.deps.db, runId);
+      if (!run) throw new Error(`run ${runId} disappeared`);
+      if (run.status !== 'running') return run;
+      await sleep(REMOTE_POLL_MS);
+    }
+  }
+
+  private synthesizeFailed(id: number, reason: string, opts: { trigger: RunTrigger; full?: boolean }): RunReport {
+    const now = new Date().toISOString();
+    return {
+      id,
+      trigger: opts.trigger,
+      full: opts.full ?? false,
+      status: 'failed',
+      started_at: now,
+      finished_at: now,
+      output_written: false,
+      progress: { phase: 'done', done: 0, total: null },
+      error: reason,
+      counts: { scanned: 0, read: 0, new: 0, updated: 0, unchanged: 0, rejected: 0, ignored: 0 },
+      rejected: [],
+      warnings: [],
+    };
+  }
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));

@@ -1,0 +1,69 @@
+import type { Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { App } from './app.js';
+import { openApp } from './app.js';
+import type { Config } from './config.js';
+import { createHttpApp } from './http/app.js';
+import type { Logger } from './log.js';
+import { Runner } from './runner.js';
+import type { Scheduler } from './scheduler.js';
+import { startScheduler } from './scheduler.js';
+import type { ObjectStore } from './storage/index.js';
+
+export interface Service {
+  url: string;
+  app: App;
+  runner: Runner;
+  /** Graceful stop: no new requests, let a run finish (or abort it after graceMs), close pools, stop embedded PostgreSQL. */
+  stop(graceMs?: number): Promise<void>;
+}
+
+export interface ServiceOptions {
+  /** How long to wait at start for PostgreSQL and the object store. Default: forever. */
+  waitMs?: number;
+  /** Replaces the configured store (tests wrap the real one to inject faults). */
+  wrapStore?: (store: ObjectStore) => ObjectStore;
+}
+
+const DEFAULT_GRACE_MS = 30_000;
+
+export async function startService(config: Config, log: Logger, opts: ServiceOptions = {}): Promise<Service> {
+  const app = await openApp(config, log, { waitMs: opts.waitMs ?? Number.POSITIVE_INFINITY });
+  const store = opts.wrapStore ? opts.wrapStore(app.store) : app.store;
+  const db = app.database.pool;
+  const runner = new Runner({ db, store, config, log });
+  const http = createHttpApp({ db, store, runner, log, apiToken: config.http.apiToken });
+
+  let server: Server;
+  try {
+    server = await new Promise<Server>((resolve, reject) => {
+      const s = http.listen(config.http.port, config.http.host, () => resolve(s));
+      s.once('error', reject);
+    });
+  } catch (err) {
+    await app.close();
+    throw err;
+  }
+  const { port } = server.address() as AddressInfo;
+  const host = config.http.host.includes(':') ? `[${config.http.host}]` : config.http.host;
+  const url = `http://${host}:${port}`;
+  const scheduler: Scheduler | null = config.schedule ? startScheduler(config.schedule, runner, log) : null;
+  log.info({ url, schedule: config.schedule ?? 'off', auth: config.http.apiToken ? 'bearer' : 'none' }, 'listening');
+
+  let stopping: Promise<void> | null = null;
+  const stop = (graceMs = DEFAULT_GRACE_MS) =>
+    (stopping ??= (async () => {
+      log.info({ graceMs }, 'shutting down');
+      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+      server.closeIdleConnections();
+      await scheduler?.stop();
+      await runner.shutdown(graceMs);
+      // Requests still in flight (e.g. a POST /data?wait=true) end with the run; then go.
+      server.closeAllConnections();
+      await closed;
+      await app.close();
+      log.info('stopped');
+    })());
+
+  return { url, app: { ...app, store }, runner, stop };
+}
