@@ -125,14 +125,13 @@ function whereClause(f: UserFilter, params: unknown[]): string {
     params.push(f.asOf);
     return `$${params.length}::timestamptz`;
   };
-  if (f.minAge !== undefined) {
-    params.push(f.minAge);
-    clauses.push(`birthdate <= ${asOf()} - $${params.length}::numeric * interval '1 year'`);
-  }
-  if (f.maxAge !== undefined) {
-    params.push(f.maxAge);
-    clauses.push(`birthdate >= ${asOf()} - $${params.length}::numeric * interval '1 year'`);
-  }
+  const bornBy = (years: number) => {
+    const at = asOf();
+    params.push(years);
+    return `${at} - $${params.length}::numeric * interval '1 year'`;
+  };
+  if (f.minAge !== undefined) clauses.push(`birthdate <= ${bornBy(f.minAge)}`);
+  if (f.maxAge !== undefined) clauses.push(`birthdate >= ${bornBy(f.maxAge)}`);
   if (f.hasImage !== undefined) clauses.push(f.hasImage ? 'img_path IS NOT NULL' : 'img_path IS NULL');
   if (f.afterUserId !== undefined) {
     params.push(f.afterUserId);

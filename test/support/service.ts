@@ -1,0 +1,36 @@
+import { silentLogger } from '../../src/log.js';
+import type { Service, ServiceOptions } from '../../src/service.js';
+import { startService } from '../../src/service.js';
+import type { TestDatabase } from './database.js';
+import { testConfig } from './harness.js';
+import type { Backend } from './stores.js';
+
+export interface TestService extends Service {
+  srcBucket: string;
+  resBucket: string;
+  get(path: string, init?: RequestInit): Promise<Response>;
+  post(path: string, init?: RequestInit): Promise<Response>;
+}
+
+/** The real service, in-process, on a free port of the loopback interface. */
+export async function startTestService(
+  backend: Backend,
+  db: TestDatabase,
+  env: Record<string, string> = {},
+  opts: ServiceOptions = {},
+): Promise<TestService> {
+  const config = testConfig(backend, db, { HOST: '127.0.0.1', PORT: '0', SCHEDULE: 'off', ...env });
+  const service = await startService(config, silentLogger(), { waitMs: 0, ...opts });
+  return {
+    ...service,
+    srcBucket: config.srcBucket,
+    resBucket: config.resBucket,
+    get: (path, init) => fetch(service.url + path, init),
+    post: (path, init) => fetch(service.url + path, { method: 'POST', ...init }),
+  };
+}
+
+/** Shares one service's buckets with a second instance, as replicas behind one config would. */
+export function sameBuckets(s: TestService): Record<string, string> {
+  return { SRC_BUCKET: s.srcBucket, RES_BUCKET: s.resBucket };
+}
