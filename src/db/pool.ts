@@ -15,19 +15,32 @@ export function createPool(url: string, max = 10): Database {
   return pool;
 }
 
+/**
+ * Checks out a client that survives its connection dying between queries: pg emits 'error' on
+ * a checked-out client then, and an unheard 'error' event would crash the process. The next
+ * query on it fails instead, which callers handle.
+ */
+export async function connectClient(pool: Database): Promise<DbClient> {
+  const client = await pool.connect();
+  if (client.listenerCount('error') === 0) client.on('error', () => undefined);
+  return client;
+}
+
 /** Runs fn in one transaction: COMMIT when it resolves, ROLLBACK when it throws. */
 export async function withTransaction<T>(pool: Database, fn: (client: DbClient) => Promise<T>): Promise<T> {
-  const client = await pool.connect();
+  const client = await connectClient(pool);
+  let broken = false;
   try {
     await client.query('BEGIN');
     const result = await fn(client);
     await client.query('COMMIT');
     return result;
   } catch (err) {
-    await client.query('ROLLBACK').catch(() => undefined);
+    // A failed ROLLBACK means the connection itself is gone: do not hand it to the next caller.
+    await client.query('ROLLBACK').catch(() => (broken = true));
     throw err;
   } finally {
-    client.release();
+    client.release(broken);
   }
 }
 

@@ -1,5 +1,6 @@
 import type { RunCounts, RunIssue, RunProgress, RunReport, RunStatus, RunTrigger } from '../model.js';
 import type { Database, Queryable } from './pool.js';
+import { connectClient } from './pool.js';
 
 // Arbitrary constant shared by every instance: at most one holder processes the bucket.
 const RUN_LOCK_KEY = 7_330_102;
@@ -13,7 +14,7 @@ export interface RunLock {
  * process holds it. Session-level, so if this process dies the server frees it.
  */
 export async function tryAcquireRunLock(pool: Database): Promise<RunLock | null> {
-  const client = await pool.connect();
+  const client = await connectClient(pool);
   try {
     const { rows } = await client.query<{ ok: boolean }>('SELECT pg_try_advisory_lock($1) AS ok', [RUN_LOCK_KEY]);
     if (!rows[0]?.ok) {

@@ -33,6 +33,10 @@ export class ObservedStore implements ObjectStore {
   writes: string[] = [];
   failWrites: Error | null = null;
   failReads: Error | null = null;
+  /** Slows every read down, to keep a run in progress while a test acts. */
+  readDelayMs = 0;
+  /** Called before each read; a test uses it to break something mid-run. */
+  beforeRead: ((key: string) => Promise<void>) | null = null;
   constructor(private readonly inner: ObjectStore) {}
   get description() {
     return this.inner.description;
@@ -47,6 +51,8 @@ export class ObservedStore implements ObjectStore {
     return this.inner.stat(bucket, key);
   }
   async read(bucket: string, key: string): Promise<Readable> {
+    if (this.beforeRead) await this.beforeRead(key);
+    if (this.readDelayMs > 0) await new Promise((r) => setTimeout(r, this.readDelayMs));
     if (this.failReads) throw this.failReads;
     this.reads.push(key);
     return this.inner.read(bucket, key);

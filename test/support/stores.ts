@@ -14,6 +14,8 @@ export interface Backend {
   /** Environment variables that select this backend in loadConfig(). */
   env: Record<string, string>;
   stop(): Promise<void>;
+  /** Takes the server down and brings it back on the same address (S3 only). */
+  outage?: { down(): Promise<void>; up(): Promise<void> };
 }
 
 export async function tempDir(prefix = 'userjoin-test-'): Promise<string> {
@@ -34,8 +36,9 @@ export async function startFolderBackend(): Promise<Backend> {
 
 export async function startS3Backend(): Promise<Backend> {
   const dir = await tempDir('userjoin-s3rver-');
-  const server = new S3rver({ address: '127.0.0.1', port: 0, silent: true, directory: dir });
+  let server = new S3rver({ address: '127.0.0.1', port: 0, silent: true, directory: dir });
   const { port } = (await server.run()) as { port: number };
+  let running = true;
   const config: StoreConfig = {
     kind: 's3',
     endPoint: '127.0.0.1',
@@ -51,8 +54,19 @@ export async function startS3Backend(): Promise<Backend> {
     store: createStore(config),
     env: { MINIO_ENDPOINT: `http://127.0.0.1:${port}`, MINIO_ACCESS_KEY: 'S3RVER', MINIO_SECRET_KEY: 'S3RVER' },
     stop: async () => {
-      await server.close();
+      if (running) await server.close();
       await fs.rm(dir, { recursive: true, force: true });
+    },
+    outage: {
+      down: async () => {
+        await server.close();
+        running = false;
+      },
+      up: async () => {
+        server = new S3rver({ address: '127.0.0.1', port, silent: true, directory: dir });
+        await server.run();
+        running = true;
+      },
     },
   };
 }

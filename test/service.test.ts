@@ -1,0 +1,202 @@
+import pg from 'pg';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import type { TestDatabase } from './support/database.js';
+import { createTestDatabase } from './support/database.js';
+import { put, readText, sleep, userCsv } from './support/fixtures.js';
+import { ObservedStore } from './support/harness.js';
+import type { TestService } from './support/service.js';
+import { sameBuckets, startTestService } from './support/service.js';
+import type { Backend } from './support/stores.js';
+import { startFolderBackend } from './support/stores.js';
+
+interface Run {
+  id: number;
+  status: string;
+  trigger: string;
+  error: string | null;
+  started_at: string;
+  finished_at: string | null;
+  joined_existing_run?: boolean;
+}
+
+async function seed(backend: Backend, bucket: string, n: number) {
+  for (let i = 0; i < n; i++) await put(backend, bucket, `${1000 + i}.csv`, userCsv(`F${i}`, `L${i}`, 1000 * i));
+}
+
+async function runRows(db: TestDatabase) {
+  return (await db.pool.query<{ id: number; status: string; trigger: string; started_at: Date; finished_at: Date | null; error: string | null }>('SELECT id, status, trigger, started_at, finished_at, error FROM runs ORDER BY id')).rows;
+}
+
+describe('service: one run at a time, scheduler, shutdown', () => {
+  let backend: Backend;
+  let db: TestDatabase;
+  const services: TestService[] = [];
+  const slow = (ms: number) => (store: Parameters<NonNullable<Parameters<typeof startTestService>[3]>['wrapStore'] & object>[0]) => {
+    const observed = new ObservedStore(store);
+    observed.readDelayMs = ms;
+    return observed;
+  };
+
+  beforeEach(async () => {
+    backend = await startFolderBackend();
+    db = await createTestDatabase();
+  });
+  afterEach(async () => {
+    for (const s of services.splice(0)) await s.stop(0);
+    await db.drop();
+    await backend.stop();
+  });
+
+  it('many parallel POST /data calls produce one run', async () => {
+    const svc = await startTestService(backend, db, {}, { wrapStore: slow(100) });
+    services.push(svc);
+    await seed(backend, svc.srcBucket, 4);
+    const responses = await Promise.all(Array.from({ length: 25 }, () => svc.post('/data')));
+    expect(responses.map((r) => r.status)).toEqual(Array(25).fill(202));
+    const runs = (await Promise.all(responses.map((r) => r.json()))) as Run[];
+    expect(new Set(runs.map((r) => r.id)).size).toBe(1);
+    expect(runs.filter((r) => r.joined_existing_run === false)).toHaveLength(1);
+    // A waiting caller during the run gets the same run's final report.
+    const waited = (await (await svc.post('/data?wait=true')).json()) as Run;
+    expect(waited).toMatchObject({ id: runs[0]!.id, status: 'succeeded' });
+    expect(await runRows(db)).toHaveLength(1);
+  });
+
+  it('two instances on one database never process at once', async () => {
+    const a = await startTestService(backend, db, {}, { wrapStore: slow(80) });
+    services.push(a);
+    const b = await startTestService(backend, db, sameBuckets(a), { wrapStore: slow(80) });
+    services.push(b);
+    await seed(backend, a.srcBucket, 4);
+
+    // Simultaneous triggers on both replicas: one run, and both answer with it.
+    const [ra, rb] = (await Promise.all([a.post('/data?wait=true'), b.post('/data?wait=true')]).then((rs) =>
+      Promise.all(rs.map((r) => r.json())),
+    )) as Run[];
+    expect(ra!.id).toBe(rb!.id);
+    expect(ra!.status).toBe('succeeded');
+    expect(rb!.status).toBe('succeeded');
+
+    // Many rounds of racing full runs: the recorded runs never overlap in time.
+    for (let round = 0; round < 3; round++) {
+      await Promise.all([a.post('/data?full=true'), b.post('/data?full=true'), a.post('/data?full=true')]);
+      await a.post('/data?wait=true');
+    }
+    const rows = await runRows(db);
+    expect(rows.every((r) => r.status === 'succeeded')).toBe(true);
+    for (let i = 1; i < rows.length; i++) {
+      expect(rows[i]!.started_at.getTime()).toBeGreaterThanOrEqual(rows[i - 1]!.finished_at!.getTime());
+    }
+    expect((await db.pool.query('SELECT count(*)::int AS n FROM users')).rows[0]).toEqual({ n: 4 });
+  });
+
+  it('the scheduler fires runs on its cron schedule', async () => {
+    // Six fields: every second.
+    const svc = await startTestService(backend, db, { SCHEDULE: '* * * * * *' });
+    services.push(svc);
+    await seed(backend, svc.srcBucket, 2);
+    let rows: Awaited<ReturnType<typeof runRows>> = [];
+    for (let i = 0; i < 50 && rows.filter((r) => r.status === 'succeeded').length < 2; i++) {
+      await sleep(100);
+      rows = await runRows(db);
+    }
+    expect(rows.filter((r) => r.trigger === 'schedule' && r.status === 'succeeded').length).toBeGreaterThanOrEqual(2);
+    expect(await readText(backend, svc.resBucket, 'output.csv')).toContain('1001,F1,L1,1000,');
+  });
+
+  it('shutdown lets a run in progress finish, then stops', async () => {
+    const svc = await startTestService(backend, db, {}, { wrapStore: slow(50) });
+    await seed(backend, svc.srcBucket, 6);
+    const run = (await (await svc.post('/data')).json()) as Run;
+    await svc.stop(30_000);
+    const [row] = await runRows(db);
+    expect(row).toMatchObject({ id: run.id, status: 'succeeded' });
+    await expect(fetch(`${svc.url}/health`)).rejects.toThrow();
+  });
+
+  it('shutdown aborts a run that outlasts the grace period, keeping committed batches', async () => {
+    const svc = await startTestService(backend, db, { BATCH_SIZE: '2', READ_CONCURRENCY: '1' }, { wrapStore: slow(60) });
+    await seed(backend, svc.srcBucket, 20);
+    await svc.post('/data');
+    await sleep(300);
+    await svc.stop(100);
+    const [row] = await runRows(db);
+    expect(row).toMatchObject({ status: 'aborted', error: 'aborted: the service is shutting down' });
+    const { rows } = await db.pool.query<{ n: number }>('SELECT count(*)::int AS n FROM users');
+    expect(rows[0]!.n).toBeGreaterThan(0);
+    expect(rows[0]!.n).toBeLessThan(20);
+  });
+});
+
+describe('service: faults', () => {
+  let backend: Backend;
+  let db: TestDatabase;
+  let svc: TestService;
+  let store: ObservedStore;
+
+  beforeEach(async () => {
+    backend = await startFolderBackend();
+    db = await createTestDatabase();
+    svc = await startTestService(backend, db, {}, { wrapStore: (s) => (store = new ObservedStore(s)) });
+    await seed(backend, svc.srcBucket, 3);
+  });
+  afterEach(async () => {
+    await svc.stop(0);
+    await db.drop();
+    await backend.stop();
+  });
+
+  /** Takes this test's database away from every client, as a crashed or restarting server would. */
+  async function setDatabaseDown(down: boolean) {
+    const name = new URL(db.url).pathname.slice(1);
+    const admin = new pg.Client(db.url.replace(`/${name}`, '/postgres'));
+    await admin.connect();
+    try {
+      await admin.query(`ALTER DATABASE ${name} WITH ALLOW_CONNECTIONS ${down ? 'false' : 'true'}`);
+      if (down) await admin.query('SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1', [name]);
+    } finally {
+      await admin.end();
+    }
+  }
+
+  it('PostgreSQL going down mid-run: the run is marked failed, the service keeps serving, the next run succeeds', async () => {
+    let broken = false;
+    store.beforeRead = async () => {
+      if (broken) return;
+      broken = true;
+      await setDatabaseDown(true);
+    };
+    const failed = (await (await svc.post('/data?wait=true')).json()) as Run;
+    expect(failed.status).toBe('failed');
+    expect(failed.error).toMatch(/\S/);
+
+    // While it is down, the service answers, and says what is wrong.
+    const health = await svc.get('/health');
+    expect(health.status).toBe(503);
+    expect(await health.json()).toEqual({ status: 'unavailable', checks: { database: 'unavailable', store: 'ok' } });
+    const data = await svc.get('/data');
+    expect(data.status).toBe(503);
+    expect(((await data.json()) as { error: { code: string } }).error.code).toBe('database_unavailable');
+
+    await setDatabaseDown(false);
+    store.beforeRead = null;
+    const ok = (await (await svc.post('/data?wait=true')).json()) as Run;
+    expect(ok.status).toBe('succeeded');
+    expect((await svc.get('/health')).status).toBe(200);
+    const first = (await (await svc.get(`/runs/${failed.id}`)).json()) as Run;
+    expect(first).toMatchObject({ status: 'failed', error: failed.error });
+    expect((await db.pool.query('SELECT count(*)::int AS n FROM users')).rows[0]).toEqual({ n: 3 });
+  });
+
+  it('the object store failing mid-run: the run is marked failed with the reason, the next run succeeds', async () => {
+    store.failReads = new Error('connect ECONNREFUSED 127.0.0.1:9000');
+    const failed = (await (await svc.post('/data?wait=true')).json()) as Run;
+    expect(failed).toMatchObject({ status: 'failed', error: 'connect ECONNREFUSED 127.0.0.1:9000' });
+    expect((await svc.get('/data')).status).toBe(200);
+
+    store.failReads = null;
+    expect(((await (await svc.post('/data?wait=true')).json()) as Run).status).toBe('succeeded');
+    expect((await (await svc.get(`/runs/${failed.id}`)).json()) as Run).toMatchObject({ status: 'failed' });
+    expect(await readText(backend, svc.resBucket, 'output.csv')).toContain('1002,F2,L2,2000,');
+  });
+});
