@@ -62,4 +62,13 @@ describe('checkImage', () => {
     const r = await checkImage(cut, LIMIT);
     expect(r).toMatchObject({ ok: false, reason: expect.stringMatching(/^image data is corrupt or truncated: /) });
   });
+
+  it('rejects a large image (shrunk while decoding) whose data is cut off, and accepts it whole', async () => {
+    const full = await sharp({ create: { width: 1200, height: 1000, channels: 3, background: '#000', noise: { type: 'gaussian', mean: 128, sigma: 40 } } })
+      .jpeg()
+      .toBuffer();
+    expect(await checkImage(full, LIMIT)).toEqual({ ok: true, data: { format: 'jpeg', width: 1200, height: 1000 } });
+    const r = await checkImage(full.subarray(0, full.length >> 1), LIMIT);
+    expect(r).toMatchObject({ ok: false, reason: expect.stringMatching(/^image data is corrupt or truncated: /) });
+  });
 });

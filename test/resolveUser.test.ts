@@ -2,15 +2,15 @@ import { describe, expect, it } from 'vitest';
 import type { FileState } from '../src/model.js';
 import { resolveUser } from '../src/pipeline/resolveUser.js';
 
-const at = (s: number) => new Date(Date.UTC(2026, 0, 1, 0, 0, s));
+const at = (s: number) => Date.UTC(2026, 0, 1, 0, 0, s);
 const csv = (key: string, t: number, first = 'Ann', ok = true): FileState =>
   ok
-    ? { key, userId: 'u', kind: 'csv', size: 1, etag: key, lastModified: at(t), status: 'ok', reason: null, csv: { firstName: first, lastName: 'L', birthts: 1 }, image: null }
-    : { key, userId: 'u', kind: 'csv', size: 1, etag: key, lastModified: at(t), status: 'rejected', reason: 'bad', csv: null, image: null };
+    ? { key, userId: 'u', kind: 'csv', size: 1, etag: key, lastModifiedMs: at(t), status: 'ok', reason: null, csv: { firstName: first, lastName: 'L', birthts: 1 }, image: null }
+    : { key, userId: 'u', kind: 'csv', size: 1, etag: key, lastModifiedMs: at(t), status: 'rejected', reason: 'bad', csv: null, image: null };
 const img = (key: string, t: number, ok = true): FileState =>
   ok
-    ? { key, userId: 'u', kind: 'image', size: 1, etag: key, lastModified: at(t), status: 'ok', reason: null, csv: null, image: { format: 'png', width: 1, height: 2 } }
-    : { key, userId: 'u', kind: 'image', size: 1, etag: key, lastModified: at(t), status: 'rejected', reason: 'bad', csv: null, image: null };
+    ? { key, userId: 'u', kind: 'image', size: 1, etag: key, lastModifiedMs: at(t), status: 'ok', reason: null, csv: null, image: { format: 'png', width: 1, height: 2 } }
+    : { key, userId: 'u', kind: 'image', size: 1, etag: key, lastModifiedMs: at(t), status: 'rejected', reason: 'bad', csv: null, image: null };
 
 describe('resolveUser', () => {
   it('joins the CSV with the image, img_path prefixed by the source bucket', () => {

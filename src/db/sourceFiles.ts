@@ -1,13 +1,18 @@
-import type { FileState, Fingerprint } from '../model.js';
+import type { FileState } from '../model.js';
+import { fingerprintOf } from '../model.js';
 import type { Queryable } from './pool.js';
 
-/** Fingerprints of every object processed so far, keyed by object key. */
-export async function loadFingerprints(db: Queryable): Promise<Map<string, Fingerprint>> {
-  const { rows } = await db.query<{ key: string; user_id: string; etag: string; size: number; lm: number }>(
-    `SELECT key, user_id, etag, size, (extract(epoch FROM last_modified) * 1000)::float8 AS lm FROM source_files`,
-  );
-  const map = new Map<string, Fingerprint>();
-  for (const r of rows) map.set(r.key, { userId: r.user_id, etag: r.etag, size: r.size, lastModifiedMs: r.lm });
+/**
+ * Fingerprints (see fingerprintOf) of every object processed so far, keyed by object key.
+ * Rows come as arrays, not objects: this runs over every object in the bucket.
+ */
+export async function loadFingerprints(db: Queryable): Promise<Map<string, string>> {
+  const { rows } = await db.query<[string, string, number, number]>({
+    text: `SELECT key, etag, size, (extract(epoch FROM last_modified) * 1000)::float8 FROM source_files`,
+    rowMode: 'array',
+  });
+  const map = new Map<string, string>();
+  for (const [key, etag, size, lm] of rows) map.set(key, fingerprintOf(etag, size, lm));
   return map;
 }
 
@@ -32,7 +37,7 @@ interface FileRow {
 export async function loadFileStates(db: Queryable, userIds: string[]): Promise<FileState[]> {
   const { rows } = await db.query<FileRow>(`SELECT * FROM source_files WHERE user_id = ANY($1::text[])`, [userIds]);
   return rows.map((r): FileState => {
-    const base = { key: r.key, userId: r.user_id, kind: r.kind, etag: r.etag, size: r.size, lastModified: r.last_modified };
+    const base = { key: r.key, userId: r.user_id, kind: r.kind, etag: r.etag, size: r.size, lastModifiedMs: r.last_modified.getTime() };
     if (r.status === 'rejected') return { ...base, status: 'rejected', reason: r.reason ?? '', csv: null, image: null };
     return {
       ...base,
@@ -65,7 +70,7 @@ export async function saveFileStates(db: Queryable, files: FileState[]): Promise
       files.map((f) => f.kind),
       files.map((f) => f.etag),
       files.map((f) => f.size),
-      files.map((f) => f.lastModified),
+      files.map((f) => new Date(f.lastModifiedMs)),
       files.map((f) => f.status),
       files.map((f) => f.reason),
       files.map((f) => f.csv?.firstName ?? null),

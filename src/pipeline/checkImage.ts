@@ -6,6 +6,10 @@ export type ImageResult = { ok: true; data: ImageData } | { ok: false; reason: s
 // sharp's cache keeps decoded images around for reuse; we look at each image once.
 sharp.cache(false);
 
+// Up to this size an image is decoded whole (at most ~4 MB of RGBA); setting up a resize costs
+// more than decoding a small photo.
+const DECODE_IN_FULL_MAX_PIXELS = 1_000_000;
+
 /** Formats sharp may report that we accept; avif is reported as heif with av1 compression. */
 const ACCEPTED_FORMATS = new Set(['png', 'jpeg', 'webp', 'gif', 'tiff', 'heif']);
 
@@ -36,12 +40,11 @@ export async function checkImage(bytes: Buffer, maxPixels: number): Promise<Imag
     };
   }
   try {
-    // Decode it for real: a valid header can front truncated or corrupt data. Sequential read
-    // and a tiny output keep memory low whatever the image size.
-    await sharp(bytes, { limitInputPixels: maxPixels, sequentialRead: true, failOn: 'error' })
-      .resize(16, 16, { fit: 'inside' })
-      .raw()
-      .toBuffer();
+    // Decode it for real: a valid header can front truncated or corrupt data. A small image is
+    // decoded as is; a large one is shrunk while decoding, so its pixels never sit in memory.
+    const decoder = sharp(bytes, { limitInputPixels: maxPixels, sequentialRead: true, failOn: 'error' });
+    if (pixels > DECODE_IN_FULL_MAX_PIXELS) decoder.resize(16, 16, { fit: 'inside' });
+    await decoder.raw().toBuffer();
   } catch (err) {
     return { ok: false, reason: `image data is corrupt or truncated: ${sharpMessage(err)}` };
   }

@@ -45,7 +45,14 @@ export async function listSource(
       listing.ignored++;
       continue;
     }
-    listing.objects.set(info.key, { ...info, ...cls });
+    listing.objects.set(info.key, {
+      key: info.key,
+      userId: cls.userId,
+      kind: cls.kind,
+      size: info.size,
+      etag: info.etag,
+      lastModifiedMs: info.lastModified.getTime(),
+    });
     const keys = listing.byUser.get(cls.userId);
     if (keys) keys.push(info.key);
     else listing.byUser.set(cls.userId, [info.key]);

@@ -8,7 +8,7 @@ export interface Resolution {
 
 /** Newest first; on equal modification times the smallest key wins, so the choice is stable. */
 function newestFirst(a: FileState, b: FileState): number {
-  const d = b.lastModified.getTime() - a.lastModified.getTime();
+  const d = b.lastModifiedMs - a.lastModifiedMs;
   if (d !== 0) return d;
   return a.key < b.key ? -1 : a.key > b.key ? 1 : 0;
 }

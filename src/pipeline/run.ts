@@ -19,11 +19,11 @@ import { countUsersWithValidCsv, deleteFileStates, loadFileStates, loadFingerpri
 import { upsertUsers } from '../db/users.js';
 import type { Logger } from '../log.js';
 import type { FileState, RunCounts, RunIssue, RunProgress, RunReport, RunTrigger, SourceObject, UserRow } from '../model.js';
-import { emptyCounts } from '../model.js';
+import { emptyCounts, fingerprintOf } from '../model.js';
 import type { ObjectStore } from '../storage/index.js';
 import { exportOutput, OUTPUT_KEY } from './exportOutput.js';
 import type { Listing } from './listSource.js';
-import { listSource } from './listSource.js';
+import { classifyKey, listSource } from './listSource.js';
 import { processObject } from './processObject.js';
 import { resolveUser } from './resolveUser.js';
 
@@ -216,26 +216,20 @@ async function diffAgainstState(db: Database, listing: Listing, full: boolean) {
   const changed = new Set<string>();
   const affectedSet = new Set<string>();
   for (const obj of listing.objects.values()) {
-    const fp = fingerprints.get(obj.key);
-    if (
-      full ||
-      !fp ||
-      fp.etag !== obj.etag ||
-      fp.size !== obj.size ||
-      fp.lastModifiedMs !== obj.lastModified.getTime() ||
-      fp.userId !== obj.userId
-    ) {
+    if (full || fingerprints.get(obj.key) !== fingerprintOf(obj.etag, obj.size, obj.lastModifiedMs)) {
       changed.add(obj.key);
       affectedSet.add(obj.userId);
     }
   }
   const removedByUser = new Map<string, string[]>();
-  for (const [key, fp] of fingerprints) {
+  for (const key of fingerprints.keys()) {
     if (listing.objects.has(key)) continue;
-    affectedSet.add(fp.userId);
-    const keys = removedByUser.get(fp.userId);
+    // Recorded keys were classified when first seen, so this cannot be null.
+    const userId = classifyKey(key)?.userId ?? key;
+    affectedSet.add(userId);
+    const keys = removedByUser.get(userId);
     if (keys) keys.push(key);
-    else removedByUser.set(fp.userId, [key]);
+    else removedByUser.set(userId, [key]);
   }
   // Sorted so batches, logs and progress are the same from run to run.
   const affected = [...affectedSet].sort();

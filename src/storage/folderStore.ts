@@ -9,6 +9,7 @@ import { ObjectNotFoundError } from './objectStore.js';
 
 // Temporary files of in-progress writes carry this prefix and are never listed.
 const TMP_PREFIX = '.userjoin-tmp-';
+const STAT_CHUNK = 64;
 
 /**
  * The embedded store: each bucket is a subfolder of `root`, each object a file. Keys use
@@ -54,15 +55,17 @@ export class FolderStore implements ObjectStore {
         if (isNotFound(err) && rel !== '') continue;
         throw err;
       }
+      const files: string[] = [];
       for (const entry of entries) {
         if (entry.name.startsWith(TMP_PREFIX)) continue;
         const key = rel === '' ? entry.name : `${rel}/${entry.name}`;
-        if (entry.isDirectory()) {
-          pending.push(key);
-        } else if (entry.isFile()) {
-          const info = await this.stat(bucket, key);
-          if (info) yield info;
-        }
+        if (entry.isDirectory()) pending.push(key);
+        else if (entry.isFile()) files.push(key);
+      }
+      // stat() in parallel chunks: one at a time, a folder of 200,000 files takes several times longer.
+      for (let i = 0; i < files.length; i += STAT_CHUNK) {
+        const infos = await Promise.all(files.slice(i, i + STAT_CHUNK).map((key) => this.stat(bucket, key)));
+        for (const info of infos) if (info) yield info;
       }
     }
   }
