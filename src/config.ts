@@ -83,7 +83,11 @@ const envSchema = z.object({
   HOST: z.string().min(1).default('127.0.0.1'),
   PORT: z.coerce.number().int().min(0).max(65535).default(3000),
   API_TOKEN: optionalText,
-  SCHEDULE: z.string().min(1).default('*/15 * * * *'),
+  SCHEDULE: z
+    .string()
+    .default('*/15 * * * *')
+    .transform((v) => v.trim())
+    .refine((v) => v.toLowerCase() === 'off' || cron.validate(v), { error: (i) => `"${String(i.input)}" is not a valid cron expression (or "off")` }),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
 });
 
@@ -121,9 +125,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
   }
   if (e.SRC_BUCKET === e.RES_BUCKET) problems.push('  SRC_BUCKET and RES_BUCKET must differ');
 
-  let schedule: string | null = e.SCHEDULE.trim();
-  if (schedule.toLowerCase() === 'off') schedule = null;
-  else if (!cron.validate(schedule)) problems.push(`  SCHEDULE: "${schedule}" is not a valid cron expression (or "off")`);
+  const schedule = e.SCHEDULE.toLowerCase() === 'off' ? null : e.SCHEDULE;
 
   if (problems.length > 0) throw new ConfigError(`invalid configuration:\n${problems.join('\n')}`);
 
