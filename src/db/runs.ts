@@ -81,13 +81,13 @@ export async function addRunIssues(
 export async function finishRun(
   db: Queryable,
   id: number,
-  end: { status: Exclude<RunStatus, 'running'>; counts: RunCounts; progress: RunProgress; output_written: boolean; error: string | null },
+  end: { status: Exclude<RunStatus, 'running'>; counts: RunCounts; progress: RunProgress; outputWritten: boolean; error: string | null },
 ): Promise<void> {
   await updateRunProgress(db, id, end.progress, end.counts);
   await db.query(`UPDATE runs SET status = $2, finished_at = now(), output_written = $3, error = $4 WHERE id = $1`, [
     id,
     end.status,
-    end.output_written,
+    end.outputWritten,
     end.error,
   ]);
 }

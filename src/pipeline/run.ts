@@ -83,18 +83,18 @@ export async function runPipeline(deps: RunDeps, opts: RunOptions): Promise<RunO
     const state: RunState = {
       counts: emptyCounts(),
       progress: { phase: 'starting', done: 0, total: null },
-      output_written: false,
+      outputWritten: false,
       affectedUsers: 0,
     };
     try {
       await processBucket(deps, opts, runId, state, runLog);
       state.progress = { phase: 'done', done: state.affectedUsers, total: state.affectedUsers };
-      await finishRun(db, runId, { status: 'succeeded', ...state, error: null });
+      await finishRun(db, runId, { ...outcomeOf(state), status: 'succeeded', error: null });
     } catch (err) {
       const aborted = opts.signal?.aborted === true;
       const reason = aborted ? 'aborted: the service is shutting down' : describeFailure(err);
       runLog.error({ err, phase: state.progress.phase }, aborted ? 'run aborted' : 'run failed');
-      await finishRun(db, runId, { status: aborted ? 'aborted' : 'failed', ...state, error: reason }).catch((e: unknown) =>
+      await finishRun(db, runId, { ...outcomeOf(state), status: aborted ? 'aborted' : 'failed', error: reason }).catch((e: unknown) =>
         runLog.error({ err: e }, 'could not record the run outcome'),
       );
       throw new RunFailedError(runId, reason, { cause: err });
@@ -110,10 +110,12 @@ export async function runPipeline(deps: RunDeps, opts: RunOptions): Promise<RunO
 interface RunState {
   counts: RunCounts;
   progress: RunProgress;
-  output_written: boolean;
+  outputWritten: boolean;
   /** Users with a new, changed or removed file: the processing phase's total. */
   affectedUsers: number;
 }
+
+const outcomeOf = (st: RunState) => ({ counts: st.counts, progress: st.progress, outputWritten: st.outputWritten });
 
 async function processBucket(deps: RunDeps, opts: RunOptions, runId: number, st: RunState, log: Logger): Promise<void> {
   const { db, store, config } = deps;
@@ -123,6 +125,7 @@ async function processBucket(deps: RunDeps, opts: RunOptions, runId: number, st:
   };
 
   st.progress = { phase: 'listing', done: 0, total: null };
+  await report(true);
   const listing = await listSource(store, config.srcBucket, (n) => {
     st.progress = { phase: 'listing', done: n, total: null };
     void report(false);
@@ -201,7 +204,7 @@ async function processBucket(deps: RunDeps, opts: RunOptions, runId: number, st:
       void report(false);
     });
     await setOutputStale(db, false);
-    st.output_written = true;
+    st.outputWritten = true;
     log.info({ rows, bucket: config.resBucket, key: OUTPUT_KEY }, 'wrote output.csv');
   }
 }

@@ -5,17 +5,11 @@ import path from 'node:path';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { Client, S3Error } from 'minio';
+import type { StoreConfig } from '../config.js';
 import type { ObjectInfo, ObjectStore } from './objectStore.js';
 import { ObjectNotFoundError } from './objectStore.js';
 
-export interface S3Options {
-  endPoint: string;
-  port: number;
-  useSSL: boolean;
-  accessKey: string;
-  secretKey: string;
-  region: string;
-}
+export type S3Options = Omit<Extract<StoreConfig, { kind: 's3' }>, 'kind'>;
 
 // Streams of unknown length are uploaded in parts of this size, so this bounds the memory an
 // upload of output.csv holds. 5 MiB is the S3 minimum.
