@@ -28,9 +28,9 @@ export async function checkImage(bytes: Buffer, maxPixels: number): Promise<Imag
   if (!ACCEPTED_FORMATS.has(meta.format) || format === 'heif') {
     return { ok: false, reason: `unsupported image format "${format}"` };
   }
+  // sharp refuses a header without dimensions, so these are always set here.
   const width = meta.width ?? 0;
   const height = meta.height ?? 0;
-  if (width <= 0 || height <= 0) return { ok: false, reason: 'image declares no dimensions' };
   // Animated images declare one frame's size; every frame is decoded, so count them all.
   const pixels = width * height * Math.max(1, meta.pages ?? 1);
   if (pixels > maxPixels) {
