@@ -1,4 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { upsertUsers } from '../src/db/users.js';
 import type { TestDatabase } from './support/database.js';
 import { createTestDatabase } from './support/database.js';
 import { makeImage, put, userCsv } from './support/fixtures.js';
@@ -265,6 +266,54 @@ describe.each(backends)('HTTP API on the %s backend', (_name, start) => {
       expect(del.status).toBe(405);
       expect((await json<ErrorBody>(del)).error.code).toBe('method_not_allowed');
     });
+  });
+});
+
+describe('HTTP API: large results', () => {
+  let backend: Backend;
+  let db: TestDatabase;
+  let svc: TestService;
+  const N = 2500;
+
+  beforeAll(async () => {
+    backend = await backends[0]![1]();
+    db = await createTestDatabase();
+    svc = await startTestService(backend, db);
+    const rows = Array.from({ length: N }, (_, i) => ({
+      userId: `u${String(i).padStart(5, '0')}`,
+      firstName: `F${i}`,
+      lastName: 'L',
+      birthts: i * 1000,
+      imgPath: i % 2 === 0 ? `src/u${i}.png` : null,
+      imgFormat: i % 2 === 0 ? 'png' : null,
+      imgWidth: i % 2 === 0 ? 1 : null,
+      imgHeight: i % 2 === 0 ? 1 : null,
+    }));
+    await upsertUsers(db.pool, rows);
+  });
+  afterAll(async () => {
+    await svc.stop();
+    await db.drop();
+    await backend.stop();
+  });
+
+  it('streams every match across database pages as one valid JSON document', async () => {
+    const res = await svc.get('/data');
+    expect(res.headers.get('transfer-encoding')).toBe('chunked');
+    const body = (await res.json()) as Page;
+    expect(body.data).toHaveLength(N);
+    expect(body.data[0]!.user_id).toBe('u00000');
+    expect(body.data[N - 1]!.user_id).toBe(`u0${N - 1}`);
+    expect(new Set(body.data.map((u) => u.user_id)).size).toBe(N);
+    const withPhoto = (await (await svc.get('/data?is_image_exists=true')).json()) as Page;
+    expect(withPhoto.data).toHaveLength(N / 2);
+  });
+
+  it('streams CSV the same way', async () => {
+    const text = await (await svc.get('/data?format=csv')).text();
+    const lines = text.trimEnd().split('\r\n');
+    expect(lines).toHaveLength(N + 1);
+    expect(lines[N]!.split(',')[1]).toBe(`u0${N - 1}`);
   });
 });
 

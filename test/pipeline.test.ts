@@ -301,4 +301,10 @@ describe.each(backends)('pipeline on the %s backend', (_name, start) => {
     const issues = await db.pool.query('SELECT severity, key, reason FROM run_issues WHERE run_id = $1', [r.id]);
     expect(issues.rows).toEqual([{ severity: 'rejected', key: 'x.csv', reason: 'header is missing columns first_name, last_name, birthts (found: "nonsense")' }]);
   });
+
+  it('quotes output.csv fields as RFC 4180 requires', async () => {
+    await put(backend, src, 'q.csv', 'first_name,last_name,birthts\n"Mary, Jr.","O""Neil",7\n');
+    await run();
+    expect(await output()).toBe('user_id,first_name,last_name,birthts,img_path\r\nq,"Mary, Jr.","O""Neil",7,\r\n');
+  });
 });

@@ -62,6 +62,23 @@ describe('service: one run at a time, scheduler, shutdown', () => {
     expect(await runRows(db)).toHaveLength(1);
   });
 
+  it('GET /runs/:id shows progress while a run is in progress', async () => {
+    const svc = await startTestService(backend, db, { BATCH_SIZE: '2', READ_CONCURRENCY: '1' }, { wrapStore: slow(40) });
+    services.push(svc);
+    await seed(backend, svc.srcBucket, 10);
+    const run = (await (await svc.post('/data')).json()) as Run;
+    let seen: { status: string; progress: { phase: string; done: number; total: number | null } } | null = null;
+    for (let i = 0; i < 100; i++) {
+      seen = (await (await svc.get(`/runs/${run.id}`)).json()) as typeof seen;
+      if (seen!.progress.phase === 'processing' && seen!.progress.done > 0) break;
+      await sleep(20);
+    }
+    expect(seen).toMatchObject({ status: 'running', progress: { phase: 'processing', total: 10 } });
+    expect(seen!.progress.done).toBeLessThan(10);
+    const done = (await (await svc.post('/data?wait=true')).json()) as Run & { progress: unknown };
+    expect(done).toMatchObject({ id: run.id, status: 'succeeded', progress: { phase: 'done', done: 10, total: 10 } });
+  });
+
   it('two instances on one database never process at once', async () => {
     const a = await startTestService(backend, db, {}, { wrapStore: slow(80) });
     services.push(a);
