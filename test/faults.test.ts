@@ -47,6 +47,22 @@ describe('faults on real servers', () => {
     }
   });
 
+  it('start-up waits for an S3 server that comes up late, then creates the buckets', async () => {
+    backend = await startS3Backend();
+    await backend.outage!.down();
+    const starting = startTestService(backend, db, {}, { waitMs: 30_000 });
+    await sleep(800);
+    await backend.outage!.up();
+    const svc = await starting;
+    try {
+      expect((await svc.get('/health')).status).toBe(200);
+      expect(await backend.store.stat(svc.srcBucket, 'none')).toBeNull(); // the bucket exists: no NoSuchBucket error
+      expect((await (await svc.post('/data?wait=true')).json()) as { status: string }).toMatchObject({ status: 'succeeded' });
+    } finally {
+      await svc.stop(0);
+    }
+  });
+
   it('a process killed mid-run: the next run finishes the work, with correct results and no duplicates', async () => {
     backend = await startFolderBackend();
     const config = testConfig(backend, db, { BATCH_SIZE: '5', READ_CONCURRENCY: '1' });
