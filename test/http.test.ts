@@ -211,10 +211,13 @@ describe.each(backends)('HTTP API on the %s backend', (_name, start) => {
       });
     });
 
-    it('POST /data rejects a bad wait or full flag', async () => {
+    it('POST /data rejects a bad wait or full flag, and unknown parameters', async () => {
       const res = await svc.post('/data?wait=maybe');
       expect(res.status).toBe(400);
       expect((await json<ErrorBody>(res)).error.message).toMatch(/^wait: /);
+      const unknown = await svc.post('/data?force=true');
+      expect(unknown.status).toBe(400);
+      expect((await json<ErrorBody>(unknown)).error.message).toBe('force: unknown parameter');
     });
 
     it('GET /runs lists runs newest first and pages with before', async () => {

@@ -11,7 +11,13 @@ import { ageParam, boolParam, cursorParam, encodeCursor, enumParam, intParam } f
 import { runView } from './runs.js';
 
 const MAX_LIMIT = 10_000;
-const KNOWN_PARAMS = new Set(['min_age', 'max_age', 'is_image_exists', 'limit', 'cursor', 'format']);
+// Unknown parameters are refused: a typo such as "minage" would otherwise silently match everyone.
+const GET_PARAMS = new Set(['min_age', 'max_age', 'is_image_exists', 'limit', 'cursor', 'format']);
+const POST_PARAMS = new Set(['wait', 'full']);
+
+function rejectUnknown(query: object, known: Set<string>): void {
+  for (const name of Object.keys(query)) if (!known.has(name)) throw badRequest(name, 'unknown parameter');
+}
 const CSV_COLUMNS: Array<keyof ApiUser> = [
   'id',
   'user_id',
@@ -28,10 +34,9 @@ const CSV_COLUMNS: Array<keyof ApiUser> = [
 ];
 
 export function dataRoutes(router: Router, db: Database, runner: Runner): void {
-
   router.get('/data', async (ctx) => {
     const q = ctx.query;
-    for (const name of Object.keys(q)) if (!KNOWN_PARAMS.has(name)) throw badRequest(name, 'unknown parameter');
+    rejectUnknown(q, GET_PARAMS);
     const filter: UserFilter = {
       minAge: ageParam(q, 'min_age'),
       maxAge: ageParam(q, 'max_age'),
@@ -78,6 +83,7 @@ export function dataRoutes(router: Router, db: Database, runner: Runner): void {
 
   router.post('/data', async (ctx) => {
     const q = ctx.query;
+    rejectUnknown(q, POST_PARAMS);
     const wait = boolParam(q, 'wait') ?? false;
     const full = boolParam(q, 'full') ?? false;
     const triggered = await runner.trigger({ trigger: 'http', full });
