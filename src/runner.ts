@@ -1,5 +1,6 @@
 import { getRun, getRunningRunId, markRunFailed } from './db/runs.js';
 import type { RunReport, RunTrigger } from './model.js';
+import { emptyCounts } from './model.js';
 import type { RunDeps } from './pipeline/run.js';
 import { RunFailedError, runPipeline } from './pipeline/run.js';
 
@@ -42,11 +43,6 @@ export class Runner {
       () => this.release(attempt),
     );
     return attempt;
-  }
-
-  /** The promise of the run in progress in this process, if any. */
-  get running(): Promise<Triggered> | null {
-    return this.current;
   }
 
   /**
@@ -138,7 +134,7 @@ export class Runner {
       output_written: false,
       progress: { phase: 'done', done: 0, total: null },
       error: reason,
-      counts: { scanned: 0, read: 0, new: 0, updated: 0, unchanged: 0, rejected: 0, ignored: 0 },
+      counts: emptyCounts(),
       rejected: [],
       warnings: [],
     };

@@ -74,10 +74,6 @@ export async function* streamUsersForExport(db: Queryable, pageSize = 5000): Asy
   }
 }
 
-export async function countUsers(db: Queryable): Promise<number> {
-  const { rows } = await db.query<{ n: number }>('SELECT count(*)::int AS n FROM users');
-  return rows[0]?.n ?? 0;
-}
 
 /** A user as the HTTP API returns it. */
 export interface ApiUser {

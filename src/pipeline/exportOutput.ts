@@ -1,5 +1,4 @@
-import { Readable } from 'node:stream';
-import { stringify } from 'csv-stringify';
+import { csvStream } from '../csv.js';
 import type { Queryable } from '../db/index.js';
 import { streamUsersForExport } from '../db/users.js';
 import type { ObjectStore } from '../storage/index.js';
@@ -26,13 +25,7 @@ export async function exportOutput(
       onRows?.(written);
     }
   }
-  // RFC 4180: CRLF line ends; fields with commas, quotes or line breaks are quoted.
-  const csv = stringify({ header: true, columns: [...OUTPUT_COLUMNS], record_delimiter: '\r\n' });
-  const source = Readable.from(records());
-  // pipe() does not forward errors: a failed page must fail the upload, not stall it.
-  source.on('error', (err) => csv.destroy(err));
-  const body = source.pipe(csv);
-  await store.write(bucket, OUTPUT_KEY, body, 'text/csv; charset=utf-8');
+  await store.write(bucket, OUTPUT_KEY, csvStream(OUTPUT_COLUMNS, records()), 'text/csv; charset=utf-8');
   return written;
 }
 

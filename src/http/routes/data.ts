@@ -1,6 +1,6 @@
 import { Readable } from 'node:stream';
 import type Router from '@koa/router';
-import { stringify } from 'csv-stringify';
+import { csvStream } from '../../csv.js';
 import type { Database } from '../../db/index.js';
 import type { ApiUser, UserFilter } from '../../db/users.js';
 import { getRun } from '../../db/runs.js';
@@ -14,10 +14,6 @@ const MAX_LIMIT = 10_000;
 // Unknown parameters are refused: a typo such as "minage" would otherwise silently match everyone.
 const GET_PARAMS = new Set(['min_age', 'max_age', 'is_image_exists', 'limit', 'cursor', 'format']);
 const POST_PARAMS = new Set(['wait', 'full']);
-
-function rejectUnknown(query: object, known: Set<string>): void {
-  for (const name of Object.keys(query)) if (!known.has(name)) throw badRequest(name, 'unknown parameter');
-}
 const CSV_COLUMNS: Array<keyof ApiUser> = [
   'id',
   'user_id',
@@ -57,7 +53,7 @@ export function dataRoutes(router: Router, db: Database, runner: Runner): void {
       if (format === 'csv') {
         if (next) ctx.set('X-Next-Cursor', next);
         ctx.type = 'text/csv; charset=utf-8';
-        ctx.body = csvStream([page]);
+        ctx.body = usersCsv([page]);
       } else {
         ctx.body = { data: page, next_cursor: next };
       }
@@ -68,7 +64,7 @@ export function dataRoutes(router: Router, db: Database, runner: Runner): void {
     const pages = await prefetched(streamUsers(db, filter));
     if (format === 'csv') {
       ctx.type = 'text/csv; charset=utf-8';
-      ctx.body = csvStream(pages);
+      ctx.body = usersCsv(pages);
     } else {
       ctx.type = 'application/json; charset=utf-8';
       ctx.body = jsonStream(pages);
@@ -96,7 +92,10 @@ export function dataRoutes(router: Router, db: Database, runner: Runner): void {
     ctx.status = 202;
     ctx.body = { ...(await runViewById(db, triggered.runId)), joined_existing_run: !triggered.started };
   });
+}
 
+function rejectUnknown(query: object, known: Set<string>): void {
+  for (const name of Object.keys(query)) if (!known.has(name)) throw badRequest(name, 'unknown parameter');
 }
 
 async function runViewById(db: Database, id: number) {
@@ -132,13 +131,11 @@ function jsonStream(pages: AsyncGenerator<ApiUser[]>): Readable {
   );
 }
 
-function csvStream(pages: AsyncIterable<ApiUser[]> | Iterable<ApiUser[]>): Readable {
-  const csv = stringify({ header: true, columns: CSV_COLUMNS, record_delimiter: '\r\n' });
-  const source = Readable.from(
+function usersCsv(pages: AsyncIterable<ApiUser[]> | Iterable<ApiUser[]>): Readable {
+  return csvStream(
+    CSV_COLUMNS,
     (async function* () {
       for await (const page of pages) for (const u of page) yield CSV_COLUMNS.map((c) => (u[c] === null ? '' : String(u[c])));
     })(),
   );
-  source.on('error', (err) => csv.destroy(err));
-  return source.pipe(csv);
 }
