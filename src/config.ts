@@ -91,12 +91,28 @@ const envSchema = z.object({
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
 });
 
+// Compose files and .env templates pass `VAR=` for "not set"; treat it as unset everywhere.
+function withoutEmpty(env: Record<string, string | undefined>): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const key of Object.keys(envSchema.shape)) {
+    const value = env[key];
+    if (value !== undefined && value.trim() !== '') out[key] = value;
+  }
+  return out;
+}
+
+/** Every variable userjoin reads, with its default as text (undefined: no default). */
+export function configDefaults(): Record<string, string | undefined> {
+  const defaults = envSchema.parse({}) as Record<string, string | number | undefined>;
+  return Object.fromEntries(Object.keys(envSchema.shape).map((key) => [key, defaults[key]?.toString()]));
+}
+
 /**
  * Validates the environment once, at start. Every problem is reported together so an
  * operator fixes the configuration in one pass.
  */
 export function loadConfig(env: Record<string, string | undefined> = process.env): Config {
-  const parsed = envSchema.safeParse(env);
+  const parsed = envSchema.safeParse(withoutEmpty(env));
   if (!parsed.success) {
     const lines = parsed.error.issues.map((i) => `  ${i.path.join('.')}: ${i.message}`);
     throw new ConfigError(`invalid configuration:\n${lines.join('\n')}`);

@@ -1,6 +1,9 @@
+import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { ConfigError, loadConfig } from '../src/config.js';
+import { ConfigError, configDefaults, loadConfig } from '../src/config.js';
+
+const repoFile = (name: string) => readFileSync(path.join(import.meta.dirname, '..', name), 'utf8');
 
 describe('loadConfig', () => {
   it('defaults to the embedded setup: folder store and embedded PostgreSQL', () => {
@@ -29,6 +32,9 @@ describe('loadConfig', () => {
 
   it('treats blank variables as unset', () => {
     expect(loadConfig({ MINIO_ENDPOINT: '  ', DATABASE_URL: '' }).store.kind).toBe('folder');
+    // As docker compose passes `${VAR:-}` when .env leaves a variable out.
+    const c = loadConfig({ READ_CONCURRENCY: '', PORT: ' ', SCHEDULE: '', LOG_LEVEL: '' });
+    expect(c).toMatchObject({ readConcurrency: 8, http: { port: 3000 }, schedule: '*/15 * * * *', logLevel: 'info' });
   });
 
   it('turns the scheduler off with SCHEDULE=off', () => {
@@ -59,5 +65,31 @@ describe('loadConfig', () => {
     } catch (err) {
       expect((err as Error).message).toMatch(/PORT[\s\S]*LOG_LEVEL/);
     }
+  });
+});
+
+describe('configuration documents', () => {
+  const defaults = configDefaults();
+
+  it('config/.env.example lists every variable with its real default', () => {
+    const example = repoFile('config/.env.example');
+    const lines = new Map<string, string>();
+    for (const m of example.matchAll(/^# ([A-Z][A-Z0-9_]*)=(.*)$/gm)) lines.set(m[1]!, m[2]!.trim());
+    expect([...lines.keys()].sort()).toEqual(Object.keys(defaults).sort());
+    for (const [key, value] of Object.entries(defaults)) {
+      // Variables without a default show an example value instead.
+      if (value !== undefined) expect(lines.get(key), key).toBe(value);
+    }
+  });
+
+  it('the README configuration table has a row for every variable', () => {
+    const readme = repoFile('README.md');
+    const table = readme.slice(readme.indexOf('## Configuration'), readme.indexOf('\n## ', readme.indexOf('## Configuration') + 1));
+    const documented = new Set<string>();
+    for (const row of table.split('\n').filter((l) => l.startsWith('| `'))) {
+      const firstCell = row.split('|')[1]!;
+      for (const m of firstCell.matchAll(/`([A-Z][A-Z0-9_]*)`/g)) documented.add(m[1]!);
+    }
+    expect([...documented].sort()).toEqual(Object.keys(defaults).sort());
   });
 });
