@@ -1,0 +1,148 @@
+// Static checks of the Docker files. No Docker engine runs here, so this is what can be
+// verified: the compose file's shape and the Dockerfile's agreement with package.json.
+import { existsSync, readFileSync } from 'node:fs';
+import path from 'node:path';
+import { DockerfileParser, type Instruction } from 'dockerfile-ast';
+import { describe, expect, it } from 'vitest';
+import { parse as parseYaml } from 'yaml';
+import { configDefaults } from '../src/config.js';
+
+const ROOT = path.resolve(import.meta.dirname, '..');
+const read = (name: string) => readFileSync(path.join(ROOT, name), 'utf8');
+
+// The last official MinIO community image; there is no `latest` tag to float on.
+const MINIO_IMAGE = 'minio/minio:RELEASE.2025-09-07T16-13-09Z';
+
+interface Service {
+  image?: string;
+  build?: string | { context: string; dockerfile?: string };
+  command?: string[];
+  environment?: Record<string, string>;
+  ports?: string[];
+  volumes?: string[];
+  healthcheck?: { test: string[] | string };
+  depends_on?: Record<string, { condition: string }>;
+}
+interface Compose {
+  services: Record<string, Service>;
+  volumes?: Record<string, unknown>;
+}
+
+describe('docker-compose.yml', () => {
+  const text = read('docker-compose.yml');
+  const compose = parseYaml(text) as Compose;
+  const { minio, postgres, userjoin } = compose.services;
+
+  it('has the minio, postgres and userjoin services, each with a healthcheck', () => {
+    expect(Object.keys(compose.services).sort()).toEqual(['minio', 'postgres', 'userjoin']);
+    for (const [name, service] of Object.entries(compose.services)) {
+      expect(service.healthcheck?.test, `${name} healthcheck`).toBeTruthy();
+    }
+  });
+
+  it('pins official images, never a floating tag', () => {
+    expect(minio!.image).toBe(MINIO_IMAGE);
+    expect(postgres!.image).toMatch(/^postgres:\d+(\.\d+)?(-[a-z0-9]+)?$/);
+    expect(minio!.ports).toEqual(expect.arrayContaining([expect.stringMatching(/:9000:9000$/), expect.stringMatching(/:9001:9001$/)]));
+    expect(minio!.command).toEqual(expect.arrayContaining(['--console-address', ':9001']));
+  });
+
+  it('builds the app from the Dockerfile and starts it once both dependencies are healthy', () => {
+    const context = typeof userjoin!.build === 'string' ? userjoin!.build : userjoin!.build!.context;
+    expect(existsSync(path.join(ROOT, context, 'Dockerfile'))).toBe(true);
+    expect(userjoin!.depends_on).toEqual({ minio: { condition: 'service_healthy' }, postgres: { condition: 'service_healthy' } });
+    expect(userjoin!.ports!.some((p) => p.endsWith(':3000'))).toBe(true);
+    expect(JSON.stringify(userjoin!.healthcheck!.test)).toContain('/health');
+  });
+
+  it('points the app at the minio and postgres services by their compose names', () => {
+    const env = userjoin!.environment!;
+    expect(new URL(env.MINIO_ENDPOINT!).host).toBe('minio:9000');
+    // The password is interpolated, so parse around it.
+    expect(env.DATABASE_URL).toMatch(/^postgres:\/\/[^:]+:\$\{POSTGRES_PASSWORD\}@postgres:5432\/\w+$/);
+    // Every variable handed to the app is one it reads: a typo here would silently do nothing.
+    const known = Object.keys(configDefaults());
+    expect(Object.keys(env).filter((k) => !known.includes(k))).toEqual([]);
+  });
+
+  it('keeps data in named volumes that survive `docker compose down`', () => {
+    const declared = Object.keys(compose.volumes ?? {});
+    const mounts = (s: Service) => (s.volumes ?? []).map((v) => v.split(':'));
+    expect(mounts(minio!)).toContainEqual([expect.toBeOneOf(declared), '/data']);
+    // postgres:17 keeps PGDATA here (18 moved it to /var/lib/postgresql).
+    expect(postgres!.image).toMatch(/^postgres:17/);
+    expect(mounts(postgres!)).toContainEqual([expect.toBeOneOf(declared), '/var/lib/postgresql/data']);
+  });
+
+  it('takes every secret from .env, and config/.env.example provides each one it requires', () => {
+    const example = read('config/.env.example');
+    const required = [...text.matchAll(/\$\{([A-Z_]+):\?[^}]*\}/g)].map((m) => m[1]!);
+    expect(required.length).toBeGreaterThan(0);
+    for (const name of required) expect(example, name).toMatch(new RegExp(`^${name}=.+$`, 'm'));
+    for (const service of Object.values(compose.services)) {
+      for (const [key, value] of Object.entries(service.environment ?? {})) {
+        if (/PASSWORD|SECRET|ACCESS_KEY|TOKEN|ROOT_USER/.test(key)) expect(value, key).toMatch(/^\$\{[A-Z_]+/);
+      }
+    }
+  });
+});
+
+describe('Dockerfile', () => {
+  const dockerfile = DockerfileParser.parse(read('Dockerfile'));
+  const pkg = JSON.parse(read('package.json')) as { scripts: Record<string, string>; engines: { node: string } };
+  const froms = dockerfile.getFROMs();
+  const instructions = dockerfile.getInstructions();
+  const finalStart = instructions.indexOf(froms.at(-1)!);
+  const finalStage = instructions.slice(finalStart);
+  const byKeyword = (list: Instruction[], keyword: string) => list.filter((i) => i.getKeyword() === keyword);
+  const args = (i: Instruction) => i.getArguments().map((a) => a.getValue());
+
+  it('is multi-stage on an official Node 20+ slim image', () => {
+    expect(froms.length).toBeGreaterThanOrEqual(2);
+    for (const from of froms) {
+      expect(from.getImageName()).toBe('node');
+      expect(from.getImageTag()).toMatch(/^\d+-slim$/);
+      expect(Number.parseInt(from.getImageTag()!, 10)).toBeGreaterThanOrEqual(20);
+    }
+  });
+
+  it('installs from the lockfile and runs only npm scripts that exist', () => {
+    const runs = byKeyword(instructions, 'RUN').map((i) => args(i).join(' '));
+    expect(runs.some((r) => /\bnpm ci\b/.test(r))).toBe(true);
+    for (const r of runs) {
+      for (const m of r.matchAll(/npm run (?:-s )?([\w:-]+)/g)) expect(pkg.scripts, `npm run ${m[1]}`).toHaveProperty(m[1]!);
+    }
+    // Production dependencies only in what ships.
+    expect(runs.some((r) => /npm (prune|ci)\b.*--omit=dev/.test(r))).toBe(true);
+    expect(byKeyword(finalStage, 'RUN').map((i) => args(i).join(' '))).not.toContainEqual(expect.stringMatching(/npm (ci|install)/));
+  });
+
+  it('copies only files that exist and that .dockerignore lets through', () => {
+    const ignored = read('.dockerignore')
+      .split('\n')
+      .map((l) => l.trim())
+      .filter((l) => l && !l.startsWith('#'));
+    expect(ignored).toEqual(expect.arrayContaining(['node_modules', '.env', 'minio', 'postgres-data', '.git']));
+    for (const copy of byKeyword(instructions, 'COPY')) {
+      // Flags such as --from are not arguments; a stage copy has no context sources.
+      if (/--from=/.test(copy.getTextContent())) continue;
+      for (const source of args(copy).slice(0, -1)) {
+        expect(existsSync(path.join(ROOT, source)), source).toBe(true);
+        expect(ignored, source).not.toContain(source);
+      }
+    }
+  });
+
+  it('starts the same way as `npm start`, as a non-root user listening on all interfaces, with a /health check', () => {
+    const cmd = byKeyword(finalStage, 'CMD')[0]!;
+    // Exec form, e.g. CMD ["node", "dist/main.js"]: the same words as the start script.
+    const execForm = /^CMD\s+(\[.*\])\s*$/s.exec(cmd.getTextContent())![1]!;
+    expect(JSON.parse(execForm)).toEqual(pkg.scripts.start!.split(' '));
+    const user = byKeyword(finalStage, 'USER').map((i) => args(i).join(' '));
+    expect(user.length).toBe(1);
+    expect(user[0]).not.toMatch(/^(root|0)(:|$)/);
+    const env = byKeyword(finalStage, 'ENV').map((i) => args(i).join(' ')).join(' ');
+    expect(env).toMatch(/\bHOST=0\.0\.0\.0\b/);
+    expect(byKeyword(finalStage, 'HEALTHCHECK').map((i) => args(i).join(' ')).join(' ')).toContain('/health');
+  });
+});
