@@ -35,16 +35,20 @@ describe('listSource', () => {
   });
   afterEach(() => backend.stop());
 
-  it('lists nested prefixes, groups by user_id and counts ignored files', async () => {
+  it('streams user files of nested prefixes with their user_id, and counts the rest as ignored', async () => {
     await put(backend, 'src', '1.csv', 'x');
     await put(backend, 'src', 'a/1.png', 'x');
     await put(backend, 'src', 'a/b/2.csv', 'x');
     await put(backend, 'src', 'notes.txt', 'x');
-    const listing = await listSource(backend.store, 'src');
-    expect([...listing.objects.keys()].sort()).toEqual(['1.csv', 'a/1.png', 'a/b/2.csv']);
-    expect(listing.byUser.get('1')?.sort()).toEqual(['1.csv', 'a/1.png']);
-    expect(listing.byUser.get('2')).toEqual(['a/b/2.csv']);
-    expect(listing.ignored).toBe(1);
-    expect(listing.objects.get('a/1.png')).toMatchObject({ userId: '1', kind: 'image', size: 1 });
+    const counts = { listed: 0, scanned: 0, ignored: 0 };
+    const objects = [];
+    for await (const o of listSource(backend.store, 'src', counts)) objects.push(o);
+    expect(objects.map((o) => [o.key, o.userId, o.kind])).toEqual([
+      ['1.csv', '1', 'csv'],
+      ['a/1.png', '1', 'image'],
+      ['a/b/2.csv', '2', 'csv'],
+    ]);
+    expect(objects[1]).toMatchObject({ size: 1 });
+    expect(counts).toEqual({ listed: 4, scanned: 3, ignored: 1 });
   });
 });

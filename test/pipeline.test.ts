@@ -232,6 +232,36 @@ describe.each(backends)('pipeline on the %s backend', (_name, start) => {
     expect(await users()).toHaveLength(1);
   });
 
+  it('a store that lists out of key order gets the same results, and still reads only what changed', async () => {
+    store.listOrder = 'reversed';
+    await seedThreeUsers();
+    let r = await run();
+    expect(r.counts).toMatchObject({ scanned: 5, read: 5, new: 3 });
+    await nextSecond();
+    await put(backend, src, '1001.csv', userCsv('Rosa', 'Garcia-Lopez', -670626000000));
+    await remove(backend, src, '1000.png');
+    store.reads = [];
+    r = await run();
+    expect(store.reads).toEqual(['1001.csv']);
+    expect(r.counts).toMatchObject({ scanned: 4, read: 1, new: 0, updated: 2 });
+    expect(await user('1000')).toMatchObject({ img_path: null });
+    expect(await user('1001')).toMatchObject({ last_name: 'Garcia-Lopez' });
+    store.reads = [];
+    r = await run();
+    expect(store.reads).toEqual([]);
+    expect(r.counts).toMatchObject({ read: 0, new: 0, updated: 0, unchanged: 3 });
+  });
+
+  it('a user whose files are far apart in key order ends up joined, whatever the batch size', async () => {
+    config = { ...config, batchSize: 1 };
+    await put(backend, src, 'a/5.csv', userCsv('Five', 'Apart', 1));
+    await put(backend, src, 'b/6.csv', userCsv('Six', 'Between', 1));
+    await put(backend, src, 'z/5.png', await makeImage('png'));
+    await run();
+    expect(await user('5')).toMatchObject({ first_name: 'Five', img_path: `${src}/z/5.png` });
+    expect(await output()).toContain(`5,Five,Apart,1,${src}/z/5.png\r\n`);
+  });
+
   it('rejects a CSV over the size limit without reading it', async () => {
     config = { ...config, limits: { ...config.limits, maxCsvBytes: 64 } };
     const big = userCsv('A'.repeat(80), 'B', 1);
@@ -248,6 +278,8 @@ describe.each(backends)('pipeline on the %s backend', (_name, start) => {
     const r = await run();
     expect(r.counts).toMatchObject({ new: 7, read: 7 });
     expect(r.progress).toEqual({ phase: 'done', done: 7, total: 7 });
+    const runs = await db.pool.query<{ progress: unknown }>('SELECT progress FROM runs');
+    expect(runs.rows[0]!.progress).toEqual({ phase: 'done', done: 7, total: 7 });
     expect((await output()).split('\r\n')).toHaveLength(9);
   });
 

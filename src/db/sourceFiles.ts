@@ -2,18 +2,40 @@ import type { FileState } from '../model.js';
 import { fingerprintOf } from '../model.js';
 import type { Queryable } from './pool.js';
 
+export interface StoredFingerprint {
+  key: string;
+  userId: string;
+  /** See fingerprintOf. */
+  fingerprint: string;
+}
+
+// Large enough that round trips do not matter, small enough that a page is a few MB.
+const FINGERPRINT_PAGE = 5000;
+
 /**
- * Fingerprints (see fingerprintOf) of every object processed so far, keyed by object key.
- * Rows come as arrays, not objects: this runs over every object in the bucket.
+ * Every recorded object in key order (COLLATE "C": UTF-8 byte order, as S3 lists), page by
+ * page, with the next page fetched while this one is consumed. Memory stays at two pages.
+ *
+ * Safe while the same run writes source_files: a run only writes keys at or before the
+ * merge position, and pages are only fetched after it.
  */
-export async function loadFingerprints(db: Queryable): Promise<Map<string, string>> {
-  const { rows } = await db.query<[string, string, number, number]>({
-    text: `SELECT key, etag, size, (extract(epoch FROM last_modified) * 1000)::float8 FROM source_files`,
-    rowMode: 'array',
-  });
-  const map = new Map<string, string>();
-  for (const [key, etag, size, lm] of rows) map.set(key, fingerprintOf(etag, size, lm));
-  return map;
+export async function* iterateFingerprints(db: Queryable, pageSize = FINGERPRINT_PAGE): AsyncGenerator<StoredFingerprint> {
+  type Row = [key: string, userId: string, etag: string, size: number, lastModifiedMs: number];
+  const fetchPage = (after: string | null): Promise<{ rows: Row[] }> =>
+    db.query<Row>({
+      text: `SELECT key, user_id, etag, size, (extract(epoch FROM last_modified) * 1000)::float8
+             FROM source_files WHERE $1::text IS NULL OR key > $1 ORDER BY key LIMIT $2`,
+      values: [after, pageSize],
+      rowMode: 'array',
+    });
+  let next: Promise<{ rows: Row[] }> | null = fetchPage(null);
+  while (next) {
+    const rows: Row[] = (await next).rows;
+    next = rows.length === pageSize ? fetchPage(rows.at(-1)![0]) : null;
+    // Without this, an error in a prefetch the caller never awaits would be unhandled.
+    next?.catch(() => undefined);
+    for (const [key, userId, etag, size, lm] of rows) yield { key, userId, fingerprint: fingerprintOf(etag, size, lm) };
+  }
 }
 
 interface FileRow {

@@ -22,41 +22,35 @@ export function classifyKey(key: string): { userId: string; kind: FileKind } | n
   return null;
 }
 
-export interface Listing {
-  objects: Map<string, SourceObject>;
-  /** user_id -> keys of that user's objects. */
-  byUser: Map<string, string[]>;
+export interface ListCounts {
+  /** Every object listed so far, user file or not. */
+  listed: number;
+  /** CSV and image objects. */
+  scanned: number;
   /** Objects that are neither CSV nor a supported image. */
   ignored: number;
 }
 
-/** Lists the whole source bucket, nested prefixes included, keeping only user files. */
-export async function listSource(
-  store: ObjectStore,
-  bucket: string,
-  onProgress?: (listed: number) => void,
-): Promise<Listing> {
-  const listing: Listing = { objects: new Map(), byUser: new Map(), ignored: 0 };
-  let listed = 0;
+/**
+ * Streams the source bucket's user files, nested prefixes included, in the store's listing
+ * order. Nothing is kept: a bucket of any size lists in constant memory.
+ */
+export async function* listSource(store: ObjectStore, bucket: string, counts: ListCounts): AsyncGenerator<SourceObject> {
   for await (const info of store.list(bucket)) {
-    if (++listed % 1000 === 0) onProgress?.(listed);
+    counts.listed++;
     const cls = classifyKey(info.key);
     if (!cls) {
-      listing.ignored++;
+      counts.ignored++;
       continue;
     }
-    listing.objects.set(info.key, {
+    counts.scanned++;
+    yield {
       key: info.key,
       userId: cls.userId,
       kind: cls.kind,
       size: info.size,
       etag: info.etag,
       lastModifiedMs: info.lastModified.getTime(),
-    });
-    const keys = listing.byUser.get(cls.userId);
-    if (keys) keys.push(info.key);
-    else listing.byUser.set(cls.userId, [info.key]);
+    };
   }
-  onProgress?.(listed);
-  return listing;
 }

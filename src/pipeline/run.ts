@@ -15,15 +15,17 @@ import {
   tryAcquireRunLock,
   updateRunProgress,
 } from '../db/runs.js';
-import { countUsersWithValidCsv, deleteFileStates, loadFileStates, loadFingerprints, saveFileStates } from '../db/sourceFiles.js';
+import { countUsersWithValidCsv, deleteFileStates, iterateFingerprints, loadFileStates, saveFileStates } from '../db/sourceFiles.js';
 import { upsertUsers } from '../db/users.js';
 import type { Logger } from '../log.js';
-import type { FileState, RunCounts, RunIssue, RunProgress, RunReport, RunTrigger, SourceObject, UserRow } from '../model.js';
-import { emptyCounts, fingerprintOf } from '../model.js';
+import type { FileState, RunCounts, RunIssue, RunProgress, RunReport, RunTrigger, UserRow } from '../model.js';
+import { emptyCounts } from '../model.js';
 import type { ObjectStore } from '../storage/index.js';
 import { exportOutput, OUTPUT_KEY } from './exportOutput.js';
-import type { Listing } from './listSource.js';
-import { classifyKey, listSource } from './listSource.js';
+import type { UserBatch } from './diffSource.js';
+import { batchByUser, diffSource } from './diffSource.js';
+import { listSource } from './listSource.js';
+import type { ProcessResult } from './processObject.js';
 import { processObject } from './processObject.js';
 import { resolveUser } from './resolveUser.js';
 
@@ -111,7 +113,7 @@ interface RunState {
   counts: RunCounts;
   progress: RunProgress;
   outputWritten: boolean;
-  /** Users with a new, changed or removed file: the processing phase's total. */
+  /** Users with a new, changed or removed file, processed so far. */
   affectedUsers: number;
 }
 
@@ -124,74 +126,35 @@ async function processBucket(deps: RunDeps, opts: RunOptions, runId: number, st:
     return persist ? updateRunProgress(db, runId, st.progress, st.counts) : Promise.resolve();
   };
 
-  st.progress = { phase: 'listing', done: 0, total: null };
+  // Listing, diffing, reading and committing overlap: the listing is pulled as batches are
+  // needed, and batch i+1 is read while batch i commits. Only the batches in flight are in
+  // memory, however large the bucket.
+  st.progress = { phase: 'processing', done: 0, total: null };
   await report(true);
-  const listing = await listSource(store, config.srcBucket, (n) => {
-    st.progress = { phase: 'listing', done: n, total: null };
-    void report(false);
+  const listed = { listed: 0, scanned: 0, ignored: 0 };
+  const diffStats = { outOfOrder: 0 };
+  const changes = diffSource(listSource(store, config.srcBucket, listed), iterateFingerprints(db), {
+    full: opts.full ?? false,
+    stats: diffStats,
   });
-  st.counts.scanned = listing.objects.size;
-  st.counts.ignored = listing.ignored;
-
-  const { changed, removedByUser, affected } = await diffAgainstState(db, listing, opts.full ?? false);
-  log.info({ scanned: st.counts.scanned, ignored: st.counts.ignored, changed: changed.size, affectedUsers: affected.length }, 'listed source bucket');
-  st.affectedUsers = affected.length;
-  st.progress = { phase: 'processing', done: 0, total: affected.length };
-  await report(true);
-
   const limit = pLimit(config.readConcurrency);
-  for (let i = 0; i < affected.length; i += config.batchSize) {
+  let committing: Promise<void> | null = null;
+  for await (const batch of batchByUser(changes, config.batchSize)) {
     opts.signal?.throwIfAborted();
-    const users = affected.slice(i, i + config.batchSize);
-    const stored = new Map((await loadFileStates(db, users)).map((f) => [f.key, f]));
-
-    const toRead = users.flatMap((u) => (listing.byUser.get(u) ?? []).filter((k) => changed.has(k)));
     const results = await Promise.all(
-      toRead.map((key) => limit(() => processObject(listing.objects.get(key) as SourceObject, store, config.srcBucket, config.limits))),
+      batch.changed.map((object) => limit(() => processObject(object, store, config.srcBucket, config.limits))),
     );
-
-    const fresh = new Map<string, FileState>();
-    const gone: string[] = users.flatMap((u) => removedByUser.get(u) ?? []);
-    results.forEach((r, idx) => {
-      if ('vanished' in r) gone.push(toRead[idx]!);
-      else {
-        fresh.set(r.state.key, r.state);
-        if (r.read) st.counts.read++;
-      }
-    });
-    const rejected: RunIssue[] = [...fresh.values()]
-      .filter((f) => f.status === 'rejected')
-      .map((f) => ({ key: f.key, reason: f.reason ?? '' }));
-
-    const rows: UserRow[] = [];
-    const warnings: RunIssue[] = [];
-    const goneSet = new Set(gone);
-    for (const u of users) {
-      const files = (listing.byUser.get(u) ?? [])
-        .filter((k) => !goneSet.has(k))
-        .map((k) => fresh.get(k) ?? stored.get(k))
-        .filter((f): f is FileState => f !== undefined);
-      const res = resolveUser(u, files, config.srcBucket);
-      if (res.row) rows.push(res.row);
-      warnings.push(...res.warnings);
-    }
-
-    await withTransaction(db, async (tx) => {
-      await saveFileStates(tx, [...fresh.values()]);
-      await deleteFileStates(tx, gone);
-      const up = await upsertUsers(tx, rows);
-      if (up.inserted.length + up.updated.length > 0) await setOutputStale(tx, true);
-      await addRunIssues(tx, runId, 'rejected', rejected);
-      await addRunIssues(tx, runId, 'warning', warnings);
-      st.counts.new += up.inserted.length;
-      st.counts.updated += up.updated.length;
-      st.counts.rejected += rejected.length;
-      st.progress = { phase: 'processing', done: Math.min(i + users.length, affected.length), total: affected.length };
-      await updateRunProgress(tx, runId, st.progress, st.counts);
-    });
-    for (const r of rejected) log.warn({ key: r.key, reason: r.reason }, 'file rejected');
-    opts.onProgress?.(st.progress, st.counts);
+    if (committing) await committing;
+    st.counts.scanned = listed.scanned;
+    st.counts.ignored = listed.ignored;
+    committing = commitBatch(deps, runId, st, batch, results, log);
+    // Awaited before the next commit or after the loop; this only keeps it from being unhandled meanwhile.
+    committing.catch(() => undefined);
   }
+  if (committing) await committing;
+  st.counts.scanned = listed.scanned;
+  st.counts.ignored = listed.ignored;
+  log.info({ scanned: listed.scanned, ignored: listed.ignored, affectedUsers: st.affectedUsers, outOfOrder: diffStats.outOfOrder }, 'source bucket processed');
   st.counts.unchanged = Math.max(0, (await countUsersWithValidCsv(db)) - st.counts.new - st.counts.updated);
 
   opts.signal?.throwIfAborted();
@@ -210,33 +173,53 @@ async function processBucket(deps: RunDeps, opts: RunOptions, runId: number, st:
 }
 
 /**
- * Compares the listing with what earlier runs recorded. An object is changed when it is new
- * or its etag, size or modification time differ; removed when it is recorded but not listed.
- * The users owning any of these are the only ones a run touches.
+ * Joins each user of the batch from the files just read and the states recorded earlier,
+ * then records files, users and issues in one transaction.
  */
-async function diffAgainstState(db: Database, listing: Listing, full: boolean) {
-  const fingerprints = await loadFingerprints(db);
-  const changed = new Set<string>();
-  const affectedSet = new Set<string>();
-  for (const obj of listing.objects.values()) {
-    if (full || fingerprints.get(obj.key) !== fingerprintOf(obj.etag, obj.size, obj.lastModifiedMs)) {
-      changed.add(obj.key);
-      affectedSet.add(obj.userId);
+async function commitBatch(deps: RunDeps, runId: number, st: RunState, batch: UserBatch, results: ProcessResult[], log: Logger): Promise<void> {
+  const { db, config } = deps;
+  const fresh = new Map<string, FileState>();
+  const gone = new Set(batch.removed);
+  results.forEach((r, idx) => {
+    if ('vanished' in r) gone.add(batch.changed[idx]!.key);
+    else {
+      fresh.set(r.state.key, r.state);
+      if (r.read) st.counts.read++;
     }
+  });
+  const rejected: RunIssue[] = [...fresh.values()].filter((f) => f.status === 'rejected').map((f) => ({ key: f.key, reason: f.reason ?? '' }));
+
+  // Loaded only now: an earlier batch may have just recorded files of the same user.
+  const byUser = new Map<string, FileState[]>();
+  for (const f of [...(await loadFileStates(db, batch.users)).filter((f) => !fresh.has(f.key)), ...fresh.values()]) {
+    if (gone.has(f.key)) continue;
+    const list = byUser.get(f.userId);
+    if (list) list.push(f);
+    else byUser.set(f.userId, [f]);
   }
-  const removedByUser = new Map<string, string[]>();
-  for (const key of fingerprints.keys()) {
-    if (listing.objects.has(key)) continue;
-    // Recorded keys were classified when first seen, so this cannot be null.
-    const userId = classifyKey(key)?.userId ?? key;
-    affectedSet.add(userId);
-    const keys = removedByUser.get(userId);
-    if (keys) keys.push(key);
-    else removedByUser.set(userId, [key]);
+  const rows: UserRow[] = [];
+  const warnings: RunIssue[] = [];
+  for (const u of batch.users) {
+    const res = resolveUser(u, byUser.get(u) ?? [], config.srcBucket);
+    if (res.row) rows.push(res.row);
+    warnings.push(...res.warnings);
   }
-  // Sorted so batches, logs and progress are the same from run to run.
-  const affected = [...affectedSet].sort();
-  return { changed, removedByUser, affected };
+
+  await withTransaction(db, async (tx) => {
+    await saveFileStates(tx, [...fresh.values()]);
+    await deleteFileStates(tx, [...gone]);
+    const up = await upsertUsers(tx, rows);
+    if (up.inserted.length + up.updated.length > 0) await setOutputStale(tx, true);
+    await addRunIssues(tx, runId, 'rejected', rejected);
+    await addRunIssues(tx, runId, 'warning', warnings);
+    st.counts.new += up.inserted.length;
+    st.counts.updated += up.updated.length;
+    st.counts.rejected += rejected.length;
+    st.affectedUsers += batch.users.length;
+    st.progress = { phase: 'processing', done: st.affectedUsers, total: null };
+    await updateRunProgress(tx, runId, st.progress, st.counts);
+  });
+  for (const r of rejected) log.warn({ key: r.key, reason: r.reason }, 'file rejected');
 }
 
 function describeFailure(err: unknown): string {

@@ -6,6 +6,7 @@ import { pipeline } from 'node:stream/promises';
 import { randomBytes } from 'node:crypto';
 import type { ObjectInfo, ObjectStore } from './objectStore.js';
 import { ObjectNotFoundError } from './objectStore.js';
+import { compareKeys } from './keyOrder.js';
 
 // Temporary files of in-progress writes carry this prefix and are never listed.
 const TMP_PREFIX = '.userjoin-tmp-';
@@ -43,31 +44,44 @@ export class FolderStore implements ObjectStore {
   }
 
   async *list(bucket: string): AsyncIterable<ObjectInfo> {
-    const base = this.bucketDir(bucket);
-    const pending: string[] = [''];
-    while (pending.length > 0) {
-      const rel = pending.pop() as string;
-      let entries;
-      try {
-        entries = await fs.readdir(path.join(base, rel), { withFileTypes: true });
-      } catch (err) {
-        // A folder removed while we walk is simply no longer there.
-        if (isNotFound(err) && rel !== '') continue;
-        throw err;
-      }
-      const files: string[] = [];
-      for (const entry of entries) {
-        if (entry.name.startsWith(TMP_PREFIX)) continue;
-        const key = rel === '' ? entry.name : `${rel}/${entry.name}`;
-        if (entry.isDirectory()) pending.push(key);
-        else if (entry.isFile()) files.push(key);
-      }
+    yield* this.listFolder(bucket, '');
+  }
+
+  /**
+   * Depth-first, each folder's entries sorted with a "/" after folder names: that yields keys
+   * in byte order, as S3 lists them ("a.csv" < "a/x.csv" < "a0.csv").
+   */
+  private async *listFolder(bucket: string, rel: string): AsyncGenerator<ObjectInfo> {
+    let entries;
+    try {
+      entries = await fs.readdir(path.join(this.bucketDir(bucket), rel), { withFileTypes: true });
+    } catch (err) {
+      // A folder removed while we walk is simply no longer there.
+      if (isNotFound(err) && rel !== '') return;
+      throw err;
+    }
+    const sorted = entries
+      .filter((e) => !e.name.startsWith(TMP_PREFIX) && (e.isDirectory() || e.isFile()))
+      .map((e) => ({ key: rel === '' ? e.name : `${rel}/${e.name}`, dir: e.isDirectory(), order: e.isDirectory() ? `${e.name}/` : e.name }))
+      .sort((x, y) => compareKeys(x.order, y.order));
+    let files: string[] = [];
+    const flush = async function* (this: FolderStore): AsyncGenerator<ObjectInfo> {
       // stat() in parallel chunks: one at a time, a folder of 200,000 files takes several times longer.
       for (let i = 0; i < files.length; i += STAT_CHUNK) {
         const infos = await Promise.all(files.slice(i, i + STAT_CHUNK).map((key) => this.stat(bucket, key)));
         for (const info of infos) if (info) yield info;
       }
+      files = [];
+    }.bind(this);
+    for (const entry of sorted) {
+      if (!entry.dir) {
+        files.push(entry.key);
+        continue;
+      }
+      yield* flush();
+      yield* this.listFolder(bucket, entry.key);
     }
+    yield* flush();
   }
 
   async stat(bucket: string, key: string): Promise<ObjectInfo | null> {

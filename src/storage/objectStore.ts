@@ -17,7 +17,10 @@ export interface ObjectStore {
   readonly description: string;
   /** Creates the bucket if it is missing. Safe to call concurrently from several instances. */
   ensureBucket(bucket: string): Promise<void>;
-  /** Every object in the bucket, nested prefixes included, in no particular order. */
+  /**
+   * Every object in the bucket, nested prefixes included, in UTF-8 byte order of keys (see
+   * compareKeys), as S3's ListObjectsV2 returns them.
+   */
   list(bucket: string): AsyncIterable<ObjectInfo>;
   /** Object metadata, or null when the object does not exist. */
   stat(bucket: string, key: string): Promise<ObjectInfo | null>;

@@ -37,6 +37,8 @@ export class ObservedStore implements ObjectStore {
   readDelayMs = 0;
   /** Called before each read; a test uses it to break something mid-run. */
   beforeRead: ((key: string) => Promise<void>) | null = null;
+  /** 'reversed' lists in descending key order, as no S3 server does, to test order independence. */
+  listOrder: 'store' | 'reversed' = 'store';
   constructor(private readonly inner: ObjectStore) {}
   get description() {
     return this.inner.description;
@@ -44,8 +46,14 @@ export class ObservedStore implements ObjectStore {
   ensureBucket(bucket: string) {
     return this.inner.ensureBucket(bucket);
   }
-  list(bucket: string): AsyncIterable<ObjectInfo> {
-    return this.inner.list(bucket);
+  async *list(bucket: string): AsyncIterable<ObjectInfo> {
+    if (this.listOrder === 'store') {
+      yield* this.inner.list(bucket);
+      return;
+    }
+    const all: ObjectInfo[] = [];
+    for await (const o of this.inner.list(bucket)) all.push(o);
+    yield* all.reverse();
   }
   stat(bucket: string, key: string) {
     return this.inner.stat(bucket, key);

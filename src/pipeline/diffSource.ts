@@ -1,0 +1,96 @@
+import type { StoredFingerprint } from '../db/sourceFiles.js';
+import type { SourceObject } from '../model.js';
+import { fingerprintOf } from '../model.js';
+import { compareKeys } from '../storage/keyOrder.js';
+
+export type SourceChange =
+  /** New, or its etag, size or modification time differ from what was recorded. */
+  | { kind: 'changed'; userId: string; object: SourceObject }
+  /** Recorded, but no longer listed. */
+  | { kind: 'removed'; userId: string; key: string };
+
+export interface DiffStats {
+  /** Listed keys that came after a larger key: the store did not list in byte order. */
+  outOfOrder: number;
+}
+
+/**
+ * Merges the listing with the recorded fingerprints, both walked in key order, and yields
+ * only what changed. Memory does not grow with the bucket.
+ *
+ * S3 lists in byte order, and so does the folder store. Some S3-compatible servers list
+ * folder by folder instead, so the merge must not depend on the order for correctness:
+ * a recorded key the listing has passed is only a removal candidate until the listing ends,
+ * and a key listed late is matched against those candidates.
+ */
+export async function* diffSource(
+  listing: AsyncIterable<SourceObject>,
+  recorded: AsyncIterable<StoredFingerprint>,
+  opts: { full: boolean; stats?: DiffStats },
+): AsyncGenerator<SourceChange> {
+  const stored = recorded[Symbol.asyncIterator]();
+  let head = await stored.next();
+  const candidates = new Map<string, StoredFingerprint>();
+  let last: string | null = null;
+
+  for await (const object of listing) {
+    if (last !== null && compareKeys(object.key, last) < 0 && opts.stats) opts.stats.outOfOrder++;
+    last = object.key;
+    while (!head.done && compareKeys(head.value.key, object.key) < 0) {
+      candidates.set(head.value.key, head.value);
+      head = await stored.next();
+    }
+    let previous: StoredFingerprint | undefined;
+    if (!head.done && head.value.key === object.key) {
+      previous = head.value;
+      head = await stored.next();
+    } else {
+      previous = candidates.get(object.key);
+      candidates.delete(object.key);
+    }
+    if (opts.full || previous?.fingerprint !== fingerprintOf(object.etag, object.size, object.lastModifiedMs)) {
+      yield { kind: 'changed', userId: object.userId, object };
+    }
+  }
+  while (!head.done) {
+    candidates.set(head.value.key, head.value);
+    head = await stored.next();
+  }
+  for (const c of candidates.values()) yield { kind: 'removed', userId: c.userId, key: c.key };
+}
+
+export interface UserBatch {
+  /** Users in first-seen order, each once. */
+  users: string[];
+  changed: SourceObject[];
+  removed: string[];
+}
+
+/**
+ * Groups changes into batches of up to `size` users. A user's consecutive changes stay in
+ * one batch. Changes of one user far apart in key order (one user_id in two folders, or keys
+ * of other users sorting between them) can land in two batches; each batch then resolves the
+ * user from what is recorded so far, and the last one leaves the right row.
+ */
+export async function* batchByUser(changes: AsyncIterable<SourceChange>, size: number): AsyncGenerator<UserBatch> {
+  let batch: UserBatch = { users: [], changed: [], removed: [] };
+  let inBatch = new Set<string>();
+  let current: string | null = null;
+  for await (const change of changes) {
+    if (change.userId !== current) {
+      if (batch.users.length >= size) {
+        yield batch;
+        batch = { users: [], changed: [], removed: [] };
+        inBatch = new Set();
+      }
+      current = change.userId;
+      if (!inBatch.has(change.userId)) {
+        inBatch.add(change.userId);
+        batch.users.push(change.userId);
+      }
+    }
+    if (change.kind === 'changed') batch.changed.push(change.object);
+    else batch.removed.push(change.key);
+  }
+  if (batch.users.length > 0) yield batch;
+}

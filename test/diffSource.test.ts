@@ -1,0 +1,59 @@
+import { describe, expect, it } from 'vitest';
+import type { StoredFingerprint } from '../src/db/sourceFiles.js';
+import type { SourceObject } from '../src/model.js';
+import { fingerprintOf } from '../src/model.js';
+import type { SourceChange } from '../src/pipeline/diffSource.js';
+import { batchByUser, diffSource } from '../src/pipeline/diffSource.js';
+import { classifyKey } from '../src/pipeline/listSource.js';
+
+const object = (key: string, etag = 'e1'): SourceObject => ({ key, userId: classifyKey(key)!.userId, kind: classifyKey(key)!.kind, size: 1, etag, lastModifiedMs: 1000 });
+const recorded = (key: string, etag = 'e1'): StoredFingerprint => ({ key, userId: classifyKey(key)!.userId, fingerprint: fingerprintOf(etag, 1, 1000) });
+
+async function* from<T>(items: T[]): AsyncGenerator<T> {
+  for (const i of items) yield await Promise.resolve(i);
+}
+async function collect<T>(it: AsyncIterable<T>): Promise<T[]> {
+  const out: T[] = [];
+  for await (const x of it) out.push(x);
+  return out;
+}
+const summary = (changes: SourceChange[]) => changes.map((c) => `${c.kind}:${c.kind === 'changed' ? c.object.key : c.key}`);
+
+describe('diffSource', () => {
+  const stored = ['1.csv', '1.png', '2.csv', 'a/3.csv', 'a/4.csv'].map((k) => recorded(k));
+
+  it('yields new and changed objects in listing order, and removals at the end', async () => {
+    const listing = [object('0.csv'), object('1.csv'), object('1.png', 'e2'), object('a/3.csv'), object('a/5.csv')];
+    const stats = { outOfOrder: 0 };
+    const changes = await collect(diffSource(from(listing), from(stored), { full: false, stats }));
+    expect(summary(changes)).toEqual(['changed:0.csv', 'changed:1.png', 'changed:a/5.csv', 'removed:2.csv', 'removed:a/4.csv']);
+    expect(changes.at(-1)).toMatchObject({ userId: '4' });
+    expect(stats.outOfOrder).toBe(0);
+  });
+
+  it('gives the same answer when the store lists out of key order', async () => {
+    const listing = [object('a/4.csv'), object('a/3.csv', 'e2'), object('1.png'), object('0.csv'), object('1.csv')];
+    const stats = { outOfOrder: 0 };
+    const changes = await collect(diffSource(from(listing), from(stored), { full: false, stats }));
+    expect(summary(changes).sort()).toEqual(['changed:0.csv', 'changed:a/3.csv', 'removed:2.csv']);
+    expect(stats.outOfOrder).toBe(3);
+  });
+
+  it('with full, yields every listed object', async () => {
+    const changes = await collect(diffSource(from(stored.map((s) => object(s.key))), from(stored), { full: true }));
+    expect(summary(changes)).toEqual(stored.map((s) => `changed:${s.key}`));
+  });
+});
+
+describe('batchByUser', () => {
+  const change = (key: string): SourceChange => ({ kind: 'changed', userId: classifyKey(key)!.userId, object: object(key) });
+
+  it('cuts batches at user boundaries only, keeping each user once per batch', async () => {
+    const changes = ['1.csv', '1.png', '2.csv', '3.csv', '3.png', '4.csv'].map(change);
+    changes.push({ kind: 'removed', userId: '4', key: 'x/4.png' });
+    const batches = await collect(batchByUser(from(changes), 2));
+    expect(batches.map((b) => b.users)).toEqual([['1', '2'], ['3', '4']]);
+    expect(batches[1]!.changed.map((o) => o.key)).toEqual(['3.csv', '3.png', '4.csv']);
+    expect(batches[1]!.removed).toEqual(['x/4.png']);
+  });
+});
