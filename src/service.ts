@@ -3,7 +3,9 @@ import type { AddressInfo } from 'node:net';
 import type { App } from './app.js';
 import { openApp } from './app.js';
 import type { Config } from './config.js';
+import { listenForUserChanges } from './db/changeFeed.js';
 import { createHttpApp } from './http/app.js';
+import { PageCache } from './http/pageCache.js';
 import type { Logger } from './log.js';
 import { Runner } from './runner.js';
 import type { Scheduler } from './scheduler.js';
@@ -32,7 +34,13 @@ export async function startService(config: Config, log: Logger, opts: ServiceOpt
   const store = opts.wrapStore ? opts.wrapStore(app.store) : app.store;
   const db = app.database.pool;
   const runner = new Runner({ db, store, config, log });
-  const http = createHttpApp({ db, store, runner, log, apiToken: config.http.apiToken });
+  const pageCache = new PageCache();
+  const feed = listenForUserChanges(
+    db,
+    { onChange: () => pageCache.invalidate(), onListening: () => pageCache.setEnabled(true), onLost: () => pageCache.setEnabled(false) },
+    log,
+  );
+  const http = createHttpApp({ db, store, runner, log, apiToken: config.http.apiToken, pageCache });
 
   let server: Server;
   try {
@@ -41,6 +49,7 @@ export async function startService(config: Config, log: Logger, opts: ServiceOpt
       s.once('error', reject);
     });
   } catch (err) {
+    await feed.close();
     await app.close();
     throw err;
   }
@@ -61,6 +70,7 @@ export async function startService(config: Config, log: Logger, opts: ServiceOpt
       // Requests still in flight (e.g. a POST /data?wait=true) end with the run; then go.
       server.closeAllConnections();
       await closed;
+      await feed.close();
       await app.close();
       log.info('stopped');
     })());

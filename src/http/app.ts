@@ -10,6 +10,7 @@ import { errorMiddleware, HttpError } from './errors.js';
 import { dataRoutes } from './routes/data.js';
 import { healthRoutes } from './routes/health.js';
 import { runRoutes } from './routes/runs.js';
+import type { PageCache } from './pageCache.js';
 
 export interface HttpDeps {
   db: Database;
@@ -17,6 +18,8 @@ export interface HttpDeps {
   runner: Runner;
   log: Logger;
   apiToken: string | null;
+  /** Repeated GET /data pages; without one, every request queries the database. */
+  pageCache?: PageCache;
 }
 
 export function createHttpApp(deps: HttpDeps): Koa {
@@ -38,7 +41,7 @@ export function createHttpApp(deps: HttpDeps): Koa {
 
   const router = new Router();
   healthRoutes(router, deps.db, deps.store, deps.log);
-  dataRoutes(router, deps.db, deps.runner);
+  dataRoutes(router, deps.db, deps.runner, deps.pageCache ?? null);
   runRoutes(router, deps.db);
   app.use(router.routes());
   app.use(router.allowedMethods({ throw: true }));

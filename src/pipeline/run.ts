@@ -3,6 +3,7 @@ import pLimit from 'p-limit';
 import type { Config } from '../config.js';
 import type { Database } from '../db/index.js';
 import { withTransaction } from '../db/index.js';
+import { notifyUsersChanged } from '../db/changeFeed.js';
 import {
   abortStaleRuns,
   addRunIssues,
@@ -209,7 +210,10 @@ async function commitBatch(deps: RunDeps, runId: number, st: RunState, batch: Us
     await saveFileStates(tx, [...fresh.values()]);
     await deleteFileStates(tx, [...gone]);
     const up = await upsertUsers(tx, rows);
-    if (up.inserted.length + up.updated.length > 0) await setOutputStale(tx, true);
+    if (up.inserted.length + up.updated.length > 0) {
+      await setOutputStale(tx, true);
+      await notifyUsersChanged(tx);
+    }
     await addRunIssues(tx, runId, 'rejected', rejected);
     await addRunIssues(tx, runId, 'warning', warnings);
     st.counts.new += up.inserted.length;

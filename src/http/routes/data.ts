@@ -8,6 +8,7 @@ import { getUser, queryUsers, streamUsers } from '../../db/users.js';
 import type { Runner } from '../../runner.js';
 import { badRequest, notFound } from '../errors.js';
 import { ageParam, boolParam, cursorParam, encodeCursor, enumParam, intParam } from '../params.js';
+import type { CachedPage, PageCache } from '../pageCache.js';
 import { runView } from './runs.js';
 
 const MAX_LIMIT = 10_000;
@@ -29,7 +30,7 @@ const CSV_COLUMNS: Array<keyof ApiUser> = [
   'updated_at',
 ];
 
-export function dataRoutes(router: Router, db: Database, runner: Runner): void {
+export function dataRoutes(router: Router, db: Database, runner: Runner, cache: PageCache | null): void {
   router.get('/data', async (ctx) => {
     const q = ctx.query;
     rejectUnknown(q, GET_PARAMS);
@@ -46,17 +47,17 @@ export function dataRoutes(router: Router, db: Database, runner: Runner): void {
     const format = enumParam(q, 'format', ['json', 'csv'] as const) ?? 'json';
 
     if (limit !== undefined) {
-      // A bounded page: fetch one extra row to know whether there is a next page.
-      const rows = await queryUsers(db, filter, limit + 1);
-      const page = rows.slice(0, limit);
-      const next = rows.length > limit ? encodeCursor(page[page.length - 1]!.user_id) : null;
-      if (format === 'csv') {
-        if (next) ctx.set('X-Next-Cursor', next);
-        ctx.type = 'text/csv; charset=utf-8';
-        ctx.body = usersCsv([page]);
-      } else {
-        ctx.body = { data: page, next_cursor: next };
+      // Normalized, so equivalent spellings of a query share one entry.
+      const key = JSON.stringify([format, limit, filter.minAge, filter.maxAge, filter.hasImage, filter.afterUserId]);
+      let page = cache?.get(key);
+      if (!page) {
+        const version = cache?.version() ?? 0;
+        page = await boundedPage(db, filter, limit, format);
+        cache?.set(key, page, version);
       }
+      ctx.type = page.type;
+      ctx.set(page.headers);
+      ctx.body = page.body;
       return;
     }
     // Everything matching: streamed page by page, so memory stays flat for any row count. The
@@ -92,6 +93,19 @@ export function dataRoutes(router: Router, db: Database, runner: Runner): void {
     ctx.status = 202;
     ctx.body = { ...(await runViewById(db, triggered.runId)), joined_existing_run: !triggered.started };
   });
+}
+
+/** One page, serialized. One extra row is fetched to know whether there is a next page. */
+async function boundedPage(db: Database, filter: UserFilter, limit: number, format: 'json' | 'csv'): Promise<CachedPage> {
+  const rows = await queryUsers(db, filter, limit + 1);
+  const page = rows.slice(0, limit);
+  const next = rows.length > limit ? encodeCursor(page[page.length - 1]!.user_id) : null;
+  if (format === 'json') {
+    return { type: 'application/json; charset=utf-8', headers: {}, body: Buffer.from(JSON.stringify({ data: page, next_cursor: next })) };
+  }
+  const chunks: Buffer[] = [];
+  for await (const chunk of usersCsv([page])) chunks.push(Buffer.from(chunk as string | Buffer));
+  return { type: 'text/csv; charset=utf-8', headers: next ? { 'X-Next-Cursor': next } : {}, body: Buffer.concat(chunks) };
 }
 
 function rejectUnknown(query: object, known: Set<string>): void {

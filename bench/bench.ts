@@ -1,0 +1,427 @@
+// npm run bench -- [--users N] [--s3-users N] [--api-seconds S] [--out DIR]
+//
+// Generates a data set, then measures userjoin against floors measured in the same run on
+// the same machine: the least work each measured step cannot avoid, written as the plainest
+// code. Results go to bench/results/ as JSON plus a markdown table. Never a pass/fail test.
+import { execFile, spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import fs from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { parseArgs, promisify } from 'node:util';
+import Koa from 'koa';
+import * as Minio from 'minio';
+import pLimit from 'p-limit';
+import pg from 'pg';
+import sharp from 'sharp';
+import { loadConfig } from '../src/config.js';
+import { startEmbeddedPostgres } from '../src/db/embedded.js';
+import { silentLogger } from '../src/log.js';
+import { startService } from '../src/service.js';
+
+const exec = promisify(execFile);
+const ROOT = path.resolve(import.meta.dirname, '..');
+// The pipeline's default; the floors read with the same concurrency so the comparison is fair.
+const CONCURRENCY = 8;
+
+const { values: args } = parseArgs({
+  options: {
+    users: { type: 'string', default: '100000' },
+    's3-users': { type: 'string' },
+    'api-seconds': { type: 'string' },
+    out: { type: 'string', default: path.join(ROOT, 'bench/results') },
+    keep: { type: 'boolean', default: false },
+  },
+});
+const N = positive(args.users, '--users');
+const S3_USERS = args['s3-users'] ? positive(args['s3-users'], '--s3-users') : Math.min(10_000, N);
+const API_SECONDS = args['api-seconds'] ? positive(args['api-seconds'], '--api-seconds') : N >= 10_000 ? 10 : 3;
+
+function positive(v: string | undefined, name: string): number {
+  const n = Number(v);
+  if (!Number.isInteger(n) || n <= 0) throw new Error(`${name} must be a positive integer`);
+  return n;
+}
+
+const say = (msg: string) => process.stderr.write(`[bench] ${msg}\n`);
+const seconds = (ms: number) => Math.round(ms) / 1000;
+const mb = (bytes: number) => Math.round(bytes / 1024 / 1024);
+const ratio = (a: number, b: number) => Math.round((a / b) * 100) / 100;
+async function timed<T>(fn: () => Promise<T>): Promise<{ ms: number; value: T }> {
+  const t0 = performance.now();
+  const value = await fn();
+  return { ms: performance.now() - t0, value };
+}
+
+// ---------------------------------------------------------------------------------------
+// Data: N users; 90% with a 64x64 PNG; 1% invalid CSVs; a few corrupt images.
+
+interface DataSet {
+  ids: string[];
+  withImage: number;
+  invalidCsv: number;
+  corruptImages: number;
+}
+
+const userId = (i: number) => String(1_000_000 + i);
+
+async function pngVariants(): Promise<Buffer[]> {
+  // Noise, so the PNGs are the size real 64x64 photos compress to, not a few bytes.
+  return Promise.all(
+    Array.from({ length: 16 }, () => sharp(randomBytes(64 * 64 * 3), { raw: { width: 64, height: 64, channels: 3 } }).png().toBuffer()),
+  );
+}
+
+async function generate(users: number, write: (key: string, body: Buffer) => Promise<void>): Promise<DataSet> {
+  const pngs = await pngVariants();
+  const limit = pLimit(32);
+  const corruptEvery = Math.max(1, Math.floor(users / Math.max(3, Math.round(users / 20_000))));
+  const set: DataSet = { ids: [], withImage: 0, invalidCsv: 0, corruptImages: 0 };
+  const jobs: Promise<void>[] = [];
+  for (let i = 0; i < users; i++) {
+    const id = userId(i);
+    set.ids.push(id);
+    const invalid = i % 100 === 37;
+    const birthts = Date.UTC(1950, 0, 1) + ((i * 7919) % 60) * 365 * 86_400_000 + (i % 365) * 86_400_000;
+    const csv = invalid ? `first_name,last_name,birthts\nFirst${i},Last${i},not-a-number\n` : `first_name,last_name,birthts\nFirst${i},Last${i},${birthts}\n`;
+    if (invalid) set.invalidCsv++;
+    jobs.push(limit(() => write(`${id}.csv`, Buffer.from(csv))));
+    if (i % 10 !== 3) {
+      set.withImage++;
+      let png = pngs[i % pngs.length]!;
+      if (i % corruptEvery === 5) {
+        png = png.subarray(0, Math.floor(png.length / 2)); // truncated: a valid header, broken data
+        set.corruptImages++;
+      }
+      jobs.push(limit(() => write(`${id}.png`, png)));
+    }
+    if (jobs.length >= 2000) await Promise.all(jobs.splice(0));
+  }
+  await Promise.all(jobs);
+  return set;
+}
+
+// ---------------------------------------------------------------------------------------
+// Floors: the least work a run cannot avoid, in the plainest code.
+
+interface Listed {
+  key: string;
+  size: number;
+  mtimeMs: number;
+}
+
+async function listFolder(dir: string): Promise<Listed[]> {
+  const names = await fs.readdir(dir);
+  const limit = pLimit(64);
+  return Promise.all(names.map((key) => limit(async () => {
+    const st = await fs.stat(path.join(dir, key));
+    return { key, size: st.size, mtimeMs: st.mtimeMs };
+  })));
+}
+
+async function listS3(client: Minio.Client, bucket: string): Promise<Listed[]> {
+  const out: Listed[] = [];
+  for await (const o of client.listObjectsV2(bucket, '', true) as AsyncIterable<{ name?: string; size: number; lastModified?: Date }>) {
+    if (o.name) out.push({ key: o.name, size: o.size, mtimeMs: o.lastModified?.getTime() ?? 0 });
+  }
+  return out;
+}
+
+async function streamToBuffer(s: NodeJS.ReadableStream): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  for await (const c of s) chunks.push(c as Buffer);
+  return Buffer.concat(chunks);
+}
+
+/** List, read every object, sharp metadata on every image, one bulk INSERT of N rows. */
+async function fullFloor(list: () => Promise<Listed[]>, read: (key: string) => Promise<Buffer>, dbUrl: string): Promise<number> {
+  const client = new pg.Client(dbUrl);
+  await client.connect();
+  await client.query('DROP TABLE IF EXISTS floor_users');
+  await client.query('CREATE TABLE floor_users (user_id text PRIMARY KEY, first_name text, last_name text, birthts bigint, img text)');
+  const t0 = performance.now();
+  const listed = await list();
+  const limit = pLimit(CONCURRENCY);
+  const rows = new Map<string, [string, string, string, string | null]>();
+  await Promise.all(
+    listed.map((o) =>
+      limit(async () => {
+        const body = await read(o.key);
+        const id = o.key.slice(0, o.key.lastIndexOf('.'));
+        if (o.key.endsWith('.csv')) {
+          const [first = '', last = '', ts = ''] = body.toString('utf8').split('\n')[1]!.split(',');
+          const row = rows.get(id);
+          rows.set(id, [first, last, ts, row?.[3] ?? null]);
+        } else {
+          await sharp(body).metadata();
+          const row = rows.get(id);
+          if (row) row[3] = o.key;
+          else rows.set(id, ['', '', '', o.key]);
+        }
+      }),
+    ),
+  );
+  const all = [...rows.entries()].filter(([, r]) => /^-?\d+$/.test(r[2]));
+  await client.query(
+    'INSERT INTO floor_users SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::text[])',
+    [all.map((r) => r[0]), all.map((r) => r[1][0]), all.map((r) => r[1][1]), all.map((r) => r[1][2]), all.map((r) => r[1][3])],
+  );
+  const ms = performance.now() - t0;
+  await client.end();
+  return ms;
+}
+
+// ---------------------------------------------------------------------------------------
+// Running userjoin: the real CLI, as a separate process, so its peak RSS is its own.
+
+interface ProcessRun {
+  ms: number;
+  peakRssMb: number;
+  report: { status: string; counts: Record<string, number> };
+}
+
+async function runCli(env: Record<string, string>, full: boolean): Promise<ProcessRun> {
+  const rssFile = path.join(os.tmpdir(), `userjoin-bench-rss-${randomBytes(4).toString('hex')}`);
+  const t0 = performance.now();
+  const { stdout } = await exec(
+    process.execPath,
+    ['--import', path.join(ROOT, 'bench/maxrss.mjs'), path.join(ROOT, 'dist/cli/processMain.js'), '--json', ...(full ? ['--full'] : [])],
+    { env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', LOG_LEVEL: 'warn', BENCH_RSS_FILE: rssFile, ...env }, maxBuffer: 256 * 1024 * 1024 },
+  );
+  const ms = performance.now() - t0;
+  const peak = Number(await fs.readFile(rssFile, 'utf8'));
+  await fs.rm(rssFile, { force: true });
+  const report = JSON.parse(stdout) as ProcessRun['report'];
+  if (report.status !== 'succeeded') throw new Error(`run ${report.status}: ${stdout}`);
+  return { ms, peakRssMb: mb(peak), report };
+}
+
+// ---------------------------------------------------------------------------------------
+// API load: autocannon in its own process against the service and a trivial Koa route.
+
+interface Load {
+  p50Ms: number;
+  p99Ms: number;
+  requestsPerSec: number;
+  non2xx: number;
+}
+
+async function autocannon(url: string): Promise<Load> {
+  const { stdout } = await exec(process.execPath, [path.join(ROOT, 'node_modules/autocannon/autocannon.js'), '-c', '10', '-d', String(API_SECONDS), '-j', url], {
+    maxBuffer: 64 * 1024 * 1024,
+  });
+  const r = JSON.parse(stdout) as { latency: { p50: number; p99: number }; requests: { average: number }; non2xx: number };
+  return { p50Ms: r.latency.p50, p99Ms: r.latency.p99, requestsPerSec: Math.round(r.requests.average), non2xx: r.non2xx };
+}
+
+/** Peak RSS growth of this process while fn runs, sampled every 5 ms. */
+async function rssGrowth<T>(fn: () => Promise<T>): Promise<{ ms: number; growthMb: number; value: T }> {
+  global.gc?.();
+  const before = process.memoryUsage.rss();
+  let peak = before;
+  const timer = setInterval(() => (peak = Math.max(peak, process.memoryUsage.rss())), 5);
+  try {
+    const { ms, value } = await timed(fn);
+    peak = Math.max(peak, process.memoryUsage.rss());
+    return { ms, growthMb: mb(peak - before), value };
+  } finally {
+    clearInterval(timer);
+  }
+}
+
+// ---------------------------------------------------------------------------------------
+
+async function main(): Promise<void> {
+  const work = await fs.mkdtemp(path.join(os.tmpdir(), 'userjoin-bench-'));
+  // As root, the embedded PostgreSQL runs as the postgres user, which must reach its folder.
+  await fs.chmod(work, 0o755);
+  const storeDir = path.join(work, 'minio');
+  const srcDir = path.join(storeDir, 'src');
+  await fs.mkdir(srcDir, { recursive: true });
+  say(`working in ${work}`);
+
+  const pgServer = await startEmbeddedPostgres({ dataDir: path.join(work, 'pg'), port: 0 });
+  const admin = new pg.Client(pgServer.url);
+  await admin.connect();
+  const database = async (name: string) => {
+    await admin.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+    await admin.query(`CREATE DATABASE ${name}`);
+    const u = new URL(pgServer.url);
+    u.pathname = `/${name}`;
+    return u.toString();
+  };
+  const results: Record<string, unknown> = {};
+  const cleanup: Array<() => Promise<unknown>> = [];
+  try {
+    say(`generating ${N} users`);
+    const gen = await timed(() => generate(N, (key, body) => fs.writeFile(path.join(srcDir, key), body)));
+    const data = gen.value;
+    const objects = N + data.withImage;
+    say(`generated ${objects} objects in ${seconds(gen.ms)} s`);
+
+    // Floors first, on a cold-ish cache like the first run would be... both read the same files,
+    // so run the floor once to warm the page cache, then measure each.
+    const floorDb = await database('bench_floor');
+    await fullFloor(() => listFolder(srcDir), (k) => fs.readFile(path.join(srcDir, k)), floorDb);
+    const floorFull = await fullFloor(() => listFolder(srcDir), (k) => fs.readFile(path.join(srcDir, k)), floorDb);
+    say(`full floor: ${seconds(floorFull)} s`);
+
+    const appDb = await database('bench_userjoin');
+    const env = { STORE_DIR: storeDir, DATABASE_URL: appDb };
+    const full = await runCli(env, true);
+    say(`full run: ${seconds(full.ms)} s, peak RSS ${full.peakRssMb} MB`);
+
+    const listFloor = (await timed(() => listFolder(srcDir))).ms;
+    const noChange = await runCli(env, false);
+    say(`no-change re-run: ${seconds(noChange.ms)} s (listing floor ${seconds(listFloor)} s)`);
+
+    // 1% of CSVs and 1% of images rewritten with new content.
+    const changedUsers = new Set<string>();
+    const pngs = await pngVariants();
+    const step = 100;
+    for (let i = 1; i < N; i += step) {
+      const id = userId(i);
+      await fs.writeFile(path.join(srcDir, `${id}.csv`), `first_name,last_name,birthts\nChanged${i},Last${i},${Date.UTC(1980, 0, 1)}\n`);
+      changedUsers.add(id);
+    }
+    // i % 10 === 0 here, so every one of these users has an image.
+    for (let i = 50; i < N; i += step) {
+      await fs.writeFile(path.join(srcDir, `${userId(i)}.png`), pngs[(i + 1) % pngs.length]!);
+      changedUsers.add(userId(i));
+    }
+    const onePercent = await runCli(env, false);
+    const floorPerUser = floorFull / N;
+    say(`1% changed re-run: ${seconds(onePercent.ms)} s (${changedUsers.size} users)`);
+
+    // API: the service in this process, a trivial Koa route beside it, autocannon in another.
+    const config = loadConfig({ ...env, HOST: '127.0.0.1', PORT: '0', SCHEDULE: 'off', LOG_LEVEL: 'silent' });
+    const service = await startService(config, silentLogger());
+    cleanup.push(() => service.stop());
+    const trivial = new Koa();
+    trivial.use((ctx) => {
+      ctx.body = { ok: true };
+    });
+    const trivialServer = trivial.listen(0, '127.0.0.1');
+    await new Promise((r) => trivialServer.once('listening', r));
+    cleanup.push(() => new Promise((r) => trivialServer.close(r)));
+    const trivialUrl = `http://127.0.0.1:${(trivialServer.address() as { port: number }).port}/`;
+    const filtered = await autocannon(`${service.url}/data?min_age=30&max_age=40&is_image_exists=true&limit=100`);
+    const reference = await autocannon(trivialUrl);
+    say(`GET /data filtered: p99 ${filtered.p99Ms} ms, ${filtered.requestsPerSec} req/s; trivial route ${reference.requestsPerSec} req/s`);
+
+    const streamed = await rssGrowth(async () => {
+      const res = await fetch(`${service.url}/data`);
+      let bytes = 0;
+      for await (const chunk of res.body!) bytes += (chunk as Uint8Array).length;
+      return bytes;
+    });
+    const csvStreamed = await rssGrowth(async () => {
+      const res = await fetch(`${service.url}/data?format=csv`);
+      let bytes = 0;
+      for await (const chunk of res.body!) bytes += (chunk as Uint8Array).length;
+      return bytes;
+    });
+    // output.csv: a --full run with nothing changed re-reads every object, so time the export
+    // alone by deleting output.csv and running normally (nothing else changed).
+    await fs.rm(path.join(storeDir, 'res', 'output.csv'));
+    const exportRun = await runCli(env, false);
+    say(`export: GET /data ${seconds(streamed.ms)} s (+${streamed.growthMb} MB), output.csv run ${seconds(exportRun.ms)} s`);
+
+    // S3 path: the same full run and floor at S3_USERS users against s3rver.
+    say(`S3: ${S3_USERS} users on s3rver`);
+    const s3Dir = path.join(work, 's3rver');
+    await fs.mkdir(s3Dir);
+    const s3 = spawn(process.execPath, [path.join(ROOT, 'bench/s3rver.mjs'), s3Dir], { stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env, NODE_OPTIONS: '--openssl-legacy-provider' } });
+    cleanup.push(async () => {
+      s3.kill('SIGTERM');
+      await new Promise((r) => s3.once('exit', r));
+    });
+    const port = Number((await new Promise<string>((resolve) => s3.stdout.once('data', (d: Buffer) => resolve(d.toString())))).trim());
+    const minio = new Minio.Client({ endPoint: '127.0.0.1', port, useSSL: false, accessKey: 'S3RVER', secretKey: 'S3RVER', region: 'us-east-1', pathStyle: true });
+    await minio.makeBucket('src', 'us-east-1');
+    const s3Gen = await timed(() => generate(S3_USERS, async (key, body) => void (await minio.putObject('src', key, body, body.length))));
+    say(`uploaded ${S3_USERS + s3Gen.value.withImage} objects in ${seconds(s3Gen.ms)} s`);
+    const s3FloorDb = await database('bench_s3_floor');
+    const readS3 = async (key: string) => streamToBuffer(await minio.getObject('src', key));
+    await fullFloor(() => listS3(minio, 'src'), readS3, s3FloorDb);
+    const s3Floor = await fullFloor(() => listS3(minio, 'src'), readS3, s3FloorDb);
+    const s3Db = await database('bench_s3_userjoin');
+    const s3Full = await runCli({ MINIO_ENDPOINT: `http://127.0.0.1:${port}`, MINIO_ACCESS_KEY: 'S3RVER', MINIO_SECRET_KEY: 'S3RVER', DATABASE_URL: s3Db }, true);
+    say(`S3 full run ${seconds(s3Full.ms)} s, floor ${seconds(s3Floor)} s`);
+
+    Object.assign(results, {
+      machine: { cpus: os.cpus().length, cpuModel: os.cpus()[0]?.model ?? 'unknown', memoryGb: Math.round(os.totalmem() / 1024 ** 3), node: process.version, platform: `${os.platform()} ${os.release()}` },
+      date: new Date().toISOString(),
+      users: N,
+      data: { objects, withImage: data.withImage, invalidCsv: data.invalidCsv, corruptImages: data.corruptImages },
+      full: { seconds: seconds(full.ms), usersPerSec: Math.round(N / (full.ms / 1000)), floorSeconds: seconds(floorFull), ratioToFloor: ratio(full.ms, floorFull), peakRssMb: full.peakRssMb, counts: full.report.counts },
+      noChange: { seconds: seconds(noChange.ms), listingFloorSeconds: seconds(listFloor), ratioToFloor: ratio(noChange.ms, listFloor), peakRssMb: noChange.peakRssMb, counts: noChange.report.counts },
+      onePercent: {
+        seconds: seconds(onePercent.ms),
+        changedUsers: changedUsers.size,
+        budgetSeconds: seconds(noChange.ms + 1.2 * floorPerUser * changedUsers.size),
+        peakRssMb: onePercent.peakRssMb,
+        counts: onePercent.report.counts,
+      },
+      api: { seconds: API_SECONDS, connections: 10, filtered, trivial: reference, ratioOfTrivial: ratio(filtered.requestsPerSec, reference.requestsPerSec) },
+      export: {
+        getDataJson: { seconds: seconds(streamed.ms), bytes: streamed.value, rssGrowthMb: streamed.growthMb },
+        getDataCsv: { seconds: seconds(csvStreamed.ms), bytes: csvStreamed.value, rssGrowthMb: csvStreamed.growthMb },
+        outputCsvRun: { seconds: seconds(exportRun.ms), peakRssMb: exportRun.peakRssMb },
+      },
+      s3: { users: S3_USERS, seconds: seconds(s3Full.ms), floorSeconds: seconds(s3Floor), ratioToFloor: ratio(s3Full.ms, s3Floor), peakRssMb: s3Full.peakRssMb },
+    });
+  } finally {
+    for (const c of cleanup.reverse()) await c().catch(() => undefined);
+    await admin.end();
+    await pgServer.stop();
+    if (!args.keep) await fs.rm(work, { recursive: true, force: true });
+  }
+
+  await fs.mkdir(args.out, { recursive: true });
+  const stamp = `${new Date().toISOString().replace(/[:.]/g, '-')}-${N}`;
+  await fs.writeFile(path.join(args.out, `${stamp}.json`), JSON.stringify(results, null, 2) + '\n');
+  const md = markdown(results as unknown as Results);
+  await fs.writeFile(path.join(args.out, `${stamp}.md`), md);
+  process.stdout.write(md);
+  say(`wrote ${path.join(args.out, stamp)}.{json,md}`);
+}
+
+type Results = {
+  machine: { cpus: number; cpuModel: string; memoryGb: number; node: string };
+  date: string;
+  users: number;
+  data: { objects: number };
+  full: { seconds: number; usersPerSec: number; floorSeconds: number; ratioToFloor: number; peakRssMb: number };
+  noChange: { seconds: number; listingFloorSeconds: number; ratioToFloor: number; peakRssMb: number };
+  onePercent: { seconds: number; changedUsers: number; budgetSeconds: number };
+  api: { filtered: Load; trivial: Load; ratioOfTrivial: number; seconds: number };
+  export: { getDataJson: { seconds: number; rssGrowthMb: number }; getDataCsv: { seconds: number; rssGrowthMb: number }; outputCsvRun: { seconds: number; peakRssMb: number } };
+  s3: { users: number; seconds: number; floorSeconds: number; ratioToFloor: number };
+};
+
+function markdown(r: Results): string {
+  const rows = [
+    ['full run', `${r.full.seconds} s, ${r.full.usersPerSec} users/s`, `floor ${r.full.floorSeconds} s`, `${r.full.ratioToFloor}`, '≤ 1.2'],
+    ['peak RSS, full run', `${r.full.peakRssMb} MB`, '', '', '≤ 300 MB'],
+    ['no-change re-run', `${r.noChange.seconds} s`, `listing floor ${r.noChange.listingFloorSeconds} s`, `${r.noChange.ratioToFloor}`, '≤ 2 s and ≤ 1.5'],
+    ['1% changed re-run', `${r.onePercent.seconds} s (${r.onePercent.changedUsers} users)`, `budget ${r.onePercent.budgetSeconds} s`, `${ratio(r.onePercent.seconds, r.onePercent.budgetSeconds)} of budget`, '≤ 1 of budget'],
+    ['GET /data filtered page', `p50 ${r.api.filtered.p50Ms} ms, p99 ${r.api.filtered.p99Ms} ms, ${r.api.filtered.requestsPerSec} req/s`, `trivial Koa route ${r.api.trivial.requestsPerSec} req/s`, `${r.api.ratioOfTrivial}`, 'p99 ≤ 20 ms, ≥ 0.4'],
+    ['GET /data, all users (JSON)', `${r.export.getDataJson.seconds} s, RSS +${r.export.getDataJson.rssGrowthMb} MB`, '', '', '≤ +50 MB'],
+    ['GET /data, all users (CSV)', `${r.export.getDataCsv.seconds} s, RSS +${r.export.getDataCsv.rssGrowthMb} MB`, '', '', '≤ +50 MB'],
+    ['run that only writes output.csv', `${r.export.outputCsvRun.seconds} s, peak RSS ${r.export.outputCsvRun.peakRssMb} MB`, '', '', ''],
+    [`S3 full run (${r.s3.users} users, s3rver)`, `${r.s3.seconds} s`, `floor ${r.s3.floorSeconds} s`, `${r.s3.ratioToFloor}`, '≤ 1.3'],
+  ];
+  return [
+    `### ${r.users.toLocaleString('en-US')} users (${r.data.objects.toLocaleString('en-US')} objects), ${r.date.slice(0, 10)}`,
+    '',
+    `Machine: ${r.machine.cpus} × ${r.machine.cpuModel}, ${r.machine.memoryGb} GB RAM, Node ${r.machine.node}. Folder store and embedded PostgreSQL unless noted. API load: autocannon, 10 connections, ${r.api.seconds} s.`,
+    '',
+    '| measure | userjoin | floor / reference | ratio | target |',
+    '|---|---|---|---|---|',
+    ...rows.map((c) => `| ${c.join(' | ')} |`),
+    '',
+  ].join('\n');
+}
+
+await main();

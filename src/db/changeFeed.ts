@@ -1,0 +1,72 @@
+import pg from 'pg';
+import type { Logger } from '../log.js';
+import type { Database, Queryable } from './pool.js';
+
+// NOTIFY is transactional: listeners hear it when the batch that changed users commits.
+const USERS_CHANGED = 'userjoin_users_changed';
+const RECONNECT_MS = 1000;
+
+/** Tells every instance (through LISTEN) that users changed. Call inside the changing transaction. */
+export async function notifyUsersChanged(tx: Queryable): Promise<void> {
+  await tx.query(`SELECT pg_notify($1, '')`, [USERS_CHANGED]);
+}
+
+export interface ChangeFeedHandlers {
+  /** Users changed, in this or another instance. */
+  onChange(): void;
+  /** Listening (again): from now on, every change is reported. */
+  onListening(): void;
+  /** The connection is gone; changes may go unreported until onListening. */
+  onLost(): void;
+}
+
+/**
+ * Keeps one dedicated connection LISTENing for user changes, reconnecting after failures.
+ * While it is down, onLost has been called, so callers never trust a stale view.
+ */
+export function listenForUserChanges(pool: Database, handlers: ChangeFeedHandlers, log: Logger): { close(): Promise<void> } {
+  let closed = false;
+  let client: pg.Client | null = null;
+  let timer: NodeJS.Timeout | null = null;
+
+  const lost = (err?: unknown) => {
+    if (!client) return;
+    const c = client;
+    client = null;
+    handlers.onLost();
+    c.removeAllListeners();
+    c.on('error', () => undefined);
+    void c.end().catch(() => undefined);
+    if (closed) return;
+    log.warn({ err }, 'lost the user change feed; page cache off until it is back');
+    timer = setTimeout(connect, RECONNECT_MS);
+  };
+
+  const connect = () => {
+    timer = null;
+    if (closed) return;
+    const c = new pg.Client(pool.options);
+    client = c;
+    c.on('error', lost);
+    c.on('end', () => lost());
+    c.on('notification', () => handlers.onChange());
+    c.connect()
+      .then(() => c.query(`LISTEN ${USERS_CHANGED}`))
+      .then(() => {
+        if (client === c) handlers.onListening();
+      })
+      .catch(lost);
+  };
+  connect();
+
+  return {
+    close: async () => {
+      closed = true;
+      if (timer) clearTimeout(timer);
+      const c = client;
+      client = null;
+      handlers.onLost();
+      await c?.end().catch(() => undefined);
+    },
+  };
+}
