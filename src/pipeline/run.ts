@@ -140,17 +140,23 @@ async function processBucket(deps: RunDeps, opts: RunOptions, runId: number, st:
   });
   const limit = pLimit(config.readConcurrency);
   let committing: Promise<void> | null = null;
-  for await (const batch of batchByUser(changes, config.batchSize)) {
-    opts.signal?.throwIfAborted();
-    const results = await Promise.all(
-      batch.changed.map((object) => limit(() => processObject(object, store, config.srcBucket, config.limits))),
-    );
-    if (committing) await committing;
-    st.counts.scanned = listed.scanned;
-    st.counts.ignored = listed.ignored;
-    committing = commitBatch(deps, runId, st, batch, results, log);
-    // Awaited before the next commit or after the loop; this only keeps it from being unhandled meanwhile.
-    committing.catch(() => undefined);
+  try {
+    for await (const batch of batchByUser(changes, config.batchSize)) {
+      opts.signal?.throwIfAborted();
+      const results = await Promise.all(
+        batch.changed.map((object) => limit(() => processObject(object, store, config.srcBucket, config.limits))),
+      );
+      if (committing) await committing;
+      st.counts.scanned = listed.scanned;
+      st.counts.ignored = listed.ignored;
+      committing = commitBatch(deps, runId, st, batch, results, log);
+      // Awaited before the next commit or below; this only keeps it from being unhandled meanwhile.
+      committing.catch(() => undefined);
+    }
+  } finally {
+    // Even when the loop fails, let the commit in flight settle before the run is recorded as
+    // finished, so its progress update cannot land after the final status.
+    await committing?.catch(() => undefined);
   }
   if (committing) await committing;
   st.counts.scanned = listed.scanned;
