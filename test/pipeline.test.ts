@@ -278,6 +278,11 @@ describe.each(backends)('pipeline on the %s backend', (_name, start) => {
     const r = await run();
     expect(r.counts).toMatchObject({ new: 7, read: 7 });
     expect(r.progress).toEqual({ phase: 'done', done: 7, total: 7 });
+    // Live progress reaches the caller after every batch (the CLI draws it).
+    const seen: number[] = [];
+    config = { ...config, batchSize: 3 };
+    await runToCompletion(store, db, config, { full: true, onProgress: (p) => p.phase === 'processing' && seen.push(p.done) });
+    expect(seen.filter((d) => d > 0)).toEqual([3, 6, 7]);
     const runs = await db.pool.query<{ progress: unknown }>('SELECT progress FROM runs');
     expect(runs.rows[0]!.progress).toEqual({ phase: 'done', done: 7, total: 7 });
     expect((await output()).split('\r\n')).toHaveLength(9);

@@ -101,21 +101,23 @@ export function summarize(r: RunReport, resBucket: string): string {
 }
 
 class ProgressBar {
+  // No bar to fill: the listing streams alongside processing, so the total is known only at
+  // the end. A live counter line instead.
   private readonly bar = new cliProgress.SingleBar(
-    { format: '{phase} [{bar}] {value}/{total} users | {rejected} rejected', hideCursor: true, stream: process.stderr },
+    { format: '{phase}: {value} users done | {scanned} files listed | {rejected} rejected', hideCursor: true, stream: process.stderr },
     cliProgress.Presets.shades_classic,
   );
   private started = false;
 
   update(p: RunProgress, c: RunCounts): void {
-    if (p.phase !== 'processing' || p.total === null) return;
-    // Only worth drawing for long runs; a small bucket finishes before a bar means anything.
+    if (p.phase !== 'processing') return;
+    // Only worth drawing for long runs; a small bucket finishes before a counter means anything.
     if (!this.started) {
-      if (p.total < 500) return;
-      this.bar.start(p.total, 0, { phase: p.phase, rejected: 0 });
+      if (p.done < 500) return;
+      this.bar.start(0, 0, { phase: p.phase, scanned: 0, rejected: 0 });
       this.started = true;
     }
-    this.bar.update(p.done, { phase: p.phase, rejected: c.rejected });
+    this.bar.update(p.done, { phase: p.phase, scanned: c.scanned, rejected: c.rejected });
   }
 
   stop(): void {

@@ -149,7 +149,7 @@ async function processBucket(deps: RunDeps, opts: RunOptions, runId: number, st:
       if (committing) await committing;
       st.counts.scanned = listed.scanned;
       st.counts.ignored = listed.ignored;
-      committing = commitBatch(deps, runId, st, batch, results, log);
+      committing = commitBatch(deps, opts, runId, st, batch, results, log);
       // Awaited before the next commit or below; this only keeps it from being unhandled meanwhile.
       committing.catch(() => undefined);
     }
@@ -183,7 +183,15 @@ async function processBucket(deps: RunDeps, opts: RunOptions, runId: number, st:
  * Joins each user of the batch from the files just read and the states recorded earlier,
  * then records files, users and issues in one transaction.
  */
-async function commitBatch(deps: RunDeps, runId: number, st: RunState, batch: UserBatch, results: ProcessResult[], log: Logger): Promise<void> {
+async function commitBatch(
+  deps: RunDeps,
+  opts: RunOptions,
+  runId: number,
+  st: RunState,
+  batch: UserBatch,
+  results: ProcessResult[],
+  log: Logger,
+): Promise<void> {
   const { db, config } = deps;
   const fresh = new Map<string, FileState>();
   const gone = new Set(batch.removed);
@@ -230,6 +238,7 @@ async function commitBatch(deps: RunDeps, runId: number, st: RunState, batch: Us
     await updateRunProgress(tx, runId, st.progress, st.counts);
   });
   for (const r of rejected) log.warn({ key: r.key, reason: r.reason }, 'file rejected');
+  opts.onProgress?.(st.progress, st.counts);
 }
 
 function describeFailure(err: unknown): string {
