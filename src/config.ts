@@ -23,6 +23,8 @@ export interface Limits {
   maxCsvBytes: number;
   maxImageBytes: number;
   maxImagePixels: number;
+  /** Reading one object, and decoding one image, must finish within this. */
+  objectTimeoutMs: number;
 }
 
 export interface Config {
@@ -78,6 +80,8 @@ const envSchema = z.object({
   MAX_IMAGE_BYTES: positiveInt(32 * MiB),
   // Decompression-bomb guard: compared with the pixel count the header declares, before decoding.
   MAX_IMAGE_PIXELS: positiveInt(50_000_000),
+  // One object that never finishes (a stalled server, a pathological image) must not hang a run.
+  OBJECT_TIMEOUT_MS: positiveInt(60_000),
   READ_CONCURRENCY: z.coerce.number().int().min(1).max(256).default(8),
   BATCH_SIZE: z.coerce.number().int().min(1).max(50_000).default(1000),
   HOST: z.string().min(1).default('127.0.0.1'),
@@ -152,7 +156,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     db: e.DATABASE_URL
       ? { kind: 'url', url: e.DATABASE_URL }
       : { kind: 'embedded', dataDir: path.resolve(e.PGDATA_DIR), port: e.EMBEDDED_PG_PORT },
-    limits: { maxCsvBytes: e.MAX_CSV_BYTES, maxImageBytes: e.MAX_IMAGE_BYTES, maxImagePixels: e.MAX_IMAGE_PIXELS },
+    limits: { maxCsvBytes: e.MAX_CSV_BYTES, maxImageBytes: e.MAX_IMAGE_BYTES, maxImagePixels: e.MAX_IMAGE_PIXELS, objectTimeoutMs: e.OBJECT_TIMEOUT_MS },
     readConcurrency: e.READ_CONCURRENCY,
     batchSize: e.BATCH_SIZE,
     http: { host: e.HOST, port: e.PORT, apiToken: e.API_TOKEN ?? null },

@@ -54,6 +54,6 @@ describe('batchByUser', () => {
     const batches = await collect(batchByUser(from(changes), 2));
     expect(batches.map((b) => b.users)).toEqual([['1', '2'], ['3', '4']]);
     expect(batches[1]!.changed.map((o) => o.key)).toEqual(['3.csv', '3.png', '4.csv']);
-    expect(batches[1]!.removed).toEqual(['x/4.png']);
+    expect(batches[1]!.removed).toEqual([{ key: 'x/4.png', userId: '4' }]);
   });
 });

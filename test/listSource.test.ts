@@ -1,4 +1,5 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import type { SourceObject } from '../src/model.js';
 import { classifyKey, listSource } from '../src/pipeline/listSource.js';
 import { put } from './support/fixtures.js';
 import type { Backend } from './support/stores.js';
@@ -41,8 +42,8 @@ describe('listSource', () => {
     await put(backend, 'src', 'a/b/2.csv', 'x');
     await put(backend, 'src', 'notes.txt', 'x');
     const counts = { listed: 0, scanned: 0, ignored: 0 };
-    const objects = [];
-    for await (const o of listSource(backend.store, 'src', counts)) objects.push(o);
+    const objects: SourceObject[] = [];
+    for await (const o of listSource(backend.store, 'src', counts)) if (!('refused' in o)) objects.push(o);
     expect(objects.map((o) => [o.key, o.userId, o.kind])).toEqual([
       ['1.csv', '1', 'csv'],
       ['a/1.png', '1', 'image'],

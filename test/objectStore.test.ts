@@ -117,6 +117,8 @@ describe.each(backends)('ObjectStore contract: %s', (_name, start) => {
   });
 
   it('ping succeeds while the store is up', async () => {
-    await expect(backend.store.ping()).resolves.toBeUndefined();
+    const bucket = await freshBucket();
+    await expect(backend.store.ping(bucket)).resolves.toBeUndefined();
+    await expect(backend.store.ping('no-such-bucket-here')).rejects.toThrow();
   });
 });

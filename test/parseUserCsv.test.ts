@@ -37,9 +37,24 @@ describe('parseUserCsv: accepted input', () => {
     expect(ok(text)).toEqual({ firstName: 'Susan', lastName: 'Lee', birthts: 5 });
   });
 
-  it('handles quoted fields with commas, quotes and line breaks, and trims values', () => {
-    const data = ok('first_name,last_name,birthts\n"  Mary, Jr. ","O""Neil\nSmith", " 42 "\n');
-    expect(data).toEqual({ firstName: 'Mary, Jr.', lastName: 'O"Neil\nSmith', birthts: 42 });
+  it('handles quoted fields with commas and quotes, and trims values', () => {
+    const data = ok('first_name,last_name,birthts\n"  Mary, Jr. ","O""Neil Smith", " 42 "\n');
+    expect(data).toEqual({ firstName: 'Mary, Jr.', lastName: 'O"Neil Smith', birthts: 42 });
+  });
+
+  it('parses a quoted line break, but refuses it inside a name, as every control character', () => {
+    expect(reason('first_name,last_name,birthts\n"Mary","O\nNeil",42\n')).toBe('last_name contains the control character U+000A at position 2');
+    expect(reason('first_name,last_name,birthts\nMa\u0000ry,Lee,42\n')).toBe('first_name contains the control character U+0000 at position 3');
+    expect(reason('first_name,last_name,birthts\nMary,L\u001bee,42\n')).toBe('last_name contains the control character U+001B at position 2');
+    expect(reason('first_name,last_name,birthts\nMary,Lee\u0085x,42\n')).toBe('last_name contains the control character U+0085 at position 4');
+    expect(reason('first_name,last_name,birthts\n\u{1F600}\u0007,Lee,42\n')).toBe('first_name contains the control character U+0007 at position 2');
+    // Tabs and other whitespace at either end are trimmed like spaces, so they never reach a name.
+    expect(ok('first_name,last_name,birthts\n\tMary\t,Lee,42\n').firstName).toBe('Mary');
+  });
+
+  it('refuses a name longer than 256 characters, counting characters, not bytes', () => {
+    expect(ok(userCsv('\u{1F600}'.repeat(256), 'Lee', 1)).firstName).toHaveLength(512);
+    expect(reason(userCsv('a'.repeat(257), 'Lee', 1))).toBe('first_name is 257 characters long, over the limit of 256');
   });
 
   it('accepts negative birthts (before 1970) and a file without a final newline', () => {

@@ -290,11 +290,12 @@ describe.each(backends)('pipeline on the %s backend', (_name, start) => {
 
   it('repairs output.csv on the next run when the export failed after users were saved', async () => {
     await seedThreeUsers();
-    store.failWrites = new Error('store went away');
+    store.failWrites = new Error('connect ECONNREFUSED 10.1.2.3:9000');
     const failed = await runPipeline({ db: db.pool, store, config, log: silentLogger() }, { trigger: 'test' }).catch((e: unknown) => e);
     expect(failed).toBeInstanceOf(RunFailedError);
     const { rows } = await db.pool.query('SELECT status, error FROM runs ORDER BY id');
-    expect(rows).toEqual([{ status: 'failed', error: 'store went away' }]);
+    // A short, stable description: the host and port stay in the log.
+    expect(rows).toEqual([{ status: 'failed', error: 'the object store failed while writing output.csv' }]);
     expect(await users()).toHaveLength(3);
 
     store.failWrites = null;
@@ -311,12 +312,32 @@ describe.each(backends)('pipeline on the %s backend', (_name, start) => {
     await nextSecond();
     await put(backend, src, '1000.csv', userCsv('Changed', 'Lee', 1));
     store.failReads = new Error('connection reset');
-    await expect(run()).rejects.toThrow('connection reset');
+    store.failPing = new Error('connection refused');
+    await expect(run()).rejects.toThrow('the object store failed while reading objects');
     expect(await user('1000')).toMatchObject({ first_name: 'Susan' });
 
     store.failReads = null;
+    store.failPing = null;
     expect((await run()).counts).toMatchObject({ read: 1, updated: 1 });
     expect(await user('1000')).toMatchObject({ first_name: 'Changed' });
+  });
+
+  it('a read failing for one object while the store answers skips that object only, and the next run tries it again', async () => {
+    await seedThreeUsers();
+    await put(backend, src, '1003.csv', userCsv('Ida', 'Brown', 2));
+    store.beforeRead = (key) =>
+      key === '1001.csv' ? Promise.reject(Object.assign(new Error('EIO: i/o error, read'), { code: 'EIO' })) : Promise.resolve();
+    const r = await run();
+    expect(r.status).toBe('succeeded');
+    expect(r.rejected).toEqual([{ key: '1001.csv', reason: 'it could not be read (EIO)' }]);
+    expect((await users()).map((u) => u.user_id)).toEqual(['1000', '1002', '1003']);
+
+    store.beforeRead = null;
+    store.reset();
+    const again = await run();
+    expect(store.reads).toEqual(['1001.csv']);
+    expect(again).toMatchObject({ counts: { read: 1, new: 1 }, rejected: [] });
+    expect(await user('1001')).toMatchObject({ first_name: 'Rosa' });
   });
 
   it('does not run while another process holds the run lock', async () => {

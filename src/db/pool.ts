@@ -44,6 +44,22 @@ export async function withTransaction<T>(pool: Database, fn: (client: DbClient) 
   }
 }
 
+/**
+ * Runs fn inside a savepoint of an open transaction: when fn throws, only its work is undone
+ * and the transaction can go on.
+ */
+export async function withSavepoint<T>(client: DbClient, fn: () => Promise<T>): Promise<T> {
+  await client.query('SAVEPOINT userjoin_sp');
+  try {
+    const result = await fn();
+    await client.query('RELEASE SAVEPOINT userjoin_sp');
+    return result;
+  } catch (err) {
+    await client.query('ROLLBACK TO SAVEPOINT userjoin_sp');
+    throw err;
+  }
+}
+
 export async function ping(db: Queryable): Promise<void> {
   await db.query('SELECT 1');
 }

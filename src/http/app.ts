@@ -15,6 +15,8 @@ import type { PageCache } from './pageCache.js';
 export interface HttpDeps {
   db: Database;
   store: ObjectStore;
+  /** The bucket /health checks the store with. */
+  srcBucket: string;
   runner: Runner;
   log: Logger;
   apiToken: string | null;
@@ -40,7 +42,7 @@ export function createHttpApp(deps: HttpDeps): Koa {
   if (deps.apiToken) app.use(bearerAuth(deps.apiToken, new Set(['/health'])));
 
   const router = new Router();
-  healthRoutes(router, deps.db, deps.store, deps.log);
+  healthRoutes(router, deps.db, () => deps.store.ping(deps.srcBucket), deps.log);
   dataRoutes(router, deps.db, deps.runner, deps.pageCache ?? null);
   runRoutes(router, deps.db);
   app.use(router.routes());

@@ -1,7 +1,10 @@
 import sharp, { type Metadata } from 'sharp';
 import type { ImageData } from '../model.js';
 
-export type ImageResult = { ok: true; data: ImageData } | { ok: false; reason: string };
+export type ImageResult =
+  | { ok: true; data: ImageData }
+  /** transient: the image took too long to decode, which says as much about the machine as the file. */
+  | { ok: false; reason: string; transient?: true };
 
 // sharp's cache keeps decoded images around for reuse; we look at each image once.
 sharp.cache(false);
@@ -17,7 +20,7 @@ const ACCEPTED_FORMATS = new Set(['png', 'jpeg', 'webp', 'gif', 'tiff', 'heif'])
  * Checks that bytes are an image sharp can read, within the pixel limit. The pixel count the
  * header declares is checked before any decoding, so a decompression bomb costs nothing.
  */
-export async function checkImage(bytes: Buffer, maxPixels: number): Promise<ImageResult> {
+export async function checkImage(bytes: Buffer, maxPixels: number, timeoutMs = 60_000): Promise<ImageResult> {
   let meta: Metadata;
   try {
     meta = await sharp(bytes, { limitInputPixels: false }).metadata();
@@ -42,11 +45,15 @@ export async function checkImage(bytes: Buffer, maxPixels: number): Promise<Imag
   try {
     // Decode it for real: a valid header can front truncated or corrupt data. A small image is
     // decoded as is; a large one is shrunk while decoding, so its pixels never sit in memory.
-    const decoder = sharp(bytes, { limitInputPixels: maxPixels, sequentialRead: true, failOn: 'error' });
+    const decoder = sharp(bytes, { limitInputPixels: maxPixels, sequentialRead: true, failOn: 'error' }).timeout({
+      seconds: Math.max(1, Math.ceil(timeoutMs / 1000)),
+    });
     if (pixels > DECODE_IN_FULL_MAX_PIXELS) decoder.resize(16, 16, { fit: 'inside' });
     await decoder.raw().toBuffer();
   } catch (err) {
-    return { ok: false, reason: `image data is corrupt or truncated: ${sharpMessage(err)}` };
+    const message = sharpMessage(err);
+    if (/^timeout\b/i.test(message)) return { ok: false, reason: `decoding it took longer than ${Math.ceil(timeoutMs / 1000)} s`, transient: true };
+    return { ok: false, reason: `image data is corrupt or truncated: ${message}` };
   }
   return { ok: true, data: { format, width, height } };
 }

@@ -2,12 +2,15 @@ import type { StoredFingerprint } from '../db/sourceFiles.js';
 import type { SourceObject } from '../model.js';
 import { fingerprintOf } from '../model.js';
 import { compareKeys } from '../storage/keyOrder.js';
+import type { ListedObject } from './listSource.js';
 
 export type SourceChange =
   /** New, or its etag, size or modification time differ from what was recorded. */
   | { kind: 'changed'; userId: string; object: SourceObject }
   /** Recorded, but no longer listed. */
-  | { kind: 'removed'; userId: string; key: string };
+  | { kind: 'removed'; userId: string; key: string }
+  /** A user file refused on its name before reading; never recorded, so it takes no part in the merge. */
+  | { kind: 'refused'; key: string; reason: string };
 
 export interface DiffStats {
   /** Listed keys that came after a larger key: the store did not list in byte order. */
@@ -24,7 +27,7 @@ export interface DiffStats {
  * and a key listed late is matched against those candidates.
  */
 export async function* diffSource(
-  listing: AsyncIterable<SourceObject>,
+  listing: AsyncIterable<ListedObject>,
   recorded: AsyncIterable<StoredFingerprint>,
   opts: { full: boolean; stats?: DiffStats },
 ): AsyncGenerator<SourceChange> {
@@ -34,6 +37,10 @@ export async function* diffSource(
   let last: string | null = null;
 
   for await (const object of listing) {
+    if ('refused' in object) {
+      yield { kind: 'refused', key: object.key, reason: object.refused };
+      continue;
+    }
     if (last !== null && compareKeys(object.key, last) < 0 && opts.stats) opts.stats.outOfOrder++;
     last = object.key;
     while (!head.done && compareKeys(head.value.key, object.key) < 0) {
@@ -63,7 +70,8 @@ export interface UserBatch {
   /** Users in first-seen order, each once. */
   users: string[];
   changed: SourceObject[];
-  removed: string[];
+  removed: Array<{ key: string; userId: string }>;
+  refused: Array<{ key: string; reason: string }>;
 }
 
 /**
@@ -73,14 +81,27 @@ export interface UserBatch {
  * user from what is recorded so far, and the last one leaves the right row.
  */
 export async function* batchByUser(changes: AsyncIterable<SourceChange>, size: number): AsyncGenerator<UserBatch> {
-  let batch: UserBatch = { users: [], changed: [], removed: [] };
+  const empty = (): UserBatch => ({ users: [], changed: [], removed: [], refused: [] });
+  let batch = empty();
   let inBatch = new Set<string>();
   let current: string | null = null;
+  // Refused files count toward the size too, so a bucket full of them still commits in steps.
+  const full = () => batch.users.length + batch.refused.length >= size;
   for await (const change of changes) {
-    if (change.userId !== current) {
-      if (batch.users.length >= size) {
+    if (change.kind === 'refused') {
+      if (full()) {
         yield batch;
-        batch = { users: [], changed: [], removed: [] };
+        batch = empty();
+        inBatch = new Set();
+        current = null;
+      }
+      batch.refused.push({ key: change.key, reason: change.reason });
+      continue;
+    }
+    if (change.userId !== current) {
+      if (full()) {
+        yield batch;
+        batch = empty();
         inBatch = new Set();
       }
       current = change.userId;
@@ -90,7 +111,7 @@ export async function* batchByUser(changes: AsyncIterable<SourceChange>, size: n
       }
     }
     if (change.kind === 'changed') batch.changed.push(change.object);
-    else batch.removed.push(change.key);
+    else batch.removed.push({ key: change.key, userId: change.userId });
   }
-  if (batch.users.length > 0) yield batch;
+  if (batch.users.length + batch.refused.length > 0) yield batch;
 }

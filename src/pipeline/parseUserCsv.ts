@@ -1,5 +1,6 @@
 import { CsvError, parse } from 'csv-parse/sync';
 import type { CsvData } from '../model.js';
+import { codePointName, firstControlChar } from '../text.js';
 
 export type CsvResult = { ok: true; data: CsvData } | { ok: false; reason: string };
 
@@ -7,6 +8,8 @@ const REQUIRED = ['first_name', 'last_name', 'birthts'] as const;
 // 0001-01-01T00:00:00Z. Earlier dates are surely typos, and PostgreSQL's range ends at 4713 BC.
 const MIN_BIRTHTS = -62_135_596_800_000;
 const INTEGER = /^[+-]?\d+$/;
+// Generous for any real name, and it bounds what one row costs in every page of GET /data.
+export const MAX_NAME_CHARS = 256;
 
 const utf8 = new TextDecoder('utf-8', { fatal: true });
 
@@ -57,8 +60,8 @@ export function parseUserCsv(bytes: Uint8Array, now: number = Date.now()): CsvRe
 
   const firstName = value('first_name');
   const lastName = value('last_name');
-  if (firstName === '') return fail('first_name is empty');
-  if (lastName === '') return fail('last_name is empty');
+  const bad = checkName('first_name', firstName) ?? checkName('last_name', lastName);
+  if (bad) return fail(bad);
 
   const raw = value('birthts');
   if (raw === '') return fail('birthts is empty');
@@ -68,6 +71,20 @@ export function parseUserCsv(bytes: Uint8Array, now: number = Date.now()): CsvRe
   if (birthts > now) return fail(`birthts ${raw} (${new Date(birthts).toISOString()}) is in the future`);
 
   return { ok: true, data: { firstName, lastName, birthts } };
+}
+
+/**
+ * Why a name cannot be stored, or null. Control characters are refused rather than dropped:
+ * a NUL cannot be stored at all, and a newline or an escape sequence in a name would spill
+ * into every log line, terminal and spreadsheet that shows it.
+ */
+function checkName(column: string, v: string): string | null {
+  if (v === '') return `${column} is empty`;
+  const control = firstControlChar(v);
+  if (control) return `${column} contains the control character ${codePointName(control.char)} at position ${[...v.slice(0, control.index)].length + 1}`;
+  const chars = [...v].length;
+  if (chars > MAX_NAME_CHARS) return `${column} is ${chars} characters long, over the limit of ${MAX_NAME_CHARS}`;
+  return null;
 }
 
 function fail(reason: string): CsvResult {

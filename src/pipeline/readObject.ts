@@ -1,15 +1,41 @@
+import type { Readable } from 'node:stream';
 import type { ObjectStore } from '../storage/index.js';
 
 export class ObjectTooLargeError extends Error {
   override name = 'ObjectTooLargeError';
 }
 
+export class ObjectReadTimeoutError extends Error {
+  override name = 'ObjectReadTimeoutError';
+  constructor(readonly timeoutMs: number) {
+    super(`reading took longer than ${timeoutMs} ms`);
+  }
+}
+
 /**
- * Reads a whole object into memory, refusing more than maxBytes. The listing's size is
- * checked before the call; this guards against an object that grew since it was listed.
+ * Reads a whole object into memory, refusing more than maxBytes and giving up after
+ * timeoutMs. The listing's size is checked before the call; the byte limit guards against an
+ * object that grew since it was listed, the deadline against one that never ends.
  */
-export async function readLimited(store: ObjectStore, bucket: string, key: string, maxBytes: number): Promise<Buffer> {
-  const stream = await store.read(bucket, key);
+export async function readLimited(store: ObjectStore, bucket: string, key: string, maxBytes: number, timeoutMs: number): Promise<Buffer> {
+  const deadline = new AbortController();
+  const timer = setTimeout(() => deadline.abort(new ObjectReadTimeoutError(timeoutMs)), timeoutMs);
+  const expired = new Promise<never>((_, reject) => deadline.signal.addEventListener('abort', () => reject(deadline.signal.reason as Error)));
+  expired.catch(() => undefined);
+  try {
+    return await Promise.race([readAll(store.read(bucket, key), maxBytes, deadline.signal), expired]);
+  } finally {
+    clearTimeout(timer);
+    // Whatever is still open (an open that answers late, a stalled body) is closed.
+    deadline.abort();
+  }
+}
+
+async function readAll(opening: Promise<Readable>, maxBytes: number, signal: AbortSignal): Promise<Buffer> {
+  const stream = await opening;
+  const stop = () => stream.destroy();
+  if (signal.aborted) stop();
+  else signal.addEventListener('abort', stop, { once: true });
   const chunks: Buffer[] = [];
   let total = 0;
   try {
@@ -19,6 +45,7 @@ export async function readLimited(store: ObjectStore, bucket: string, key: strin
       chunks.push(chunk);
     }
   } finally {
+    signal.removeEventListener('abort', stop);
     stream.destroy();
   }
   return Buffer.concat(chunks, total);

@@ -2,11 +2,9 @@ import os from 'node:os';
 import pLimit from 'p-limit';
 import type { Config } from '../config.js';
 import type { Database } from '../db/index.js';
-import { withTransaction } from '../db/index.js';
-import { notifyUsersChanged } from '../db/changeFeed.js';
+import { describeDatabaseError } from '../db/index.js';
 import {
   abortStaleRuns,
-  addRunIssues,
   createRun,
   finishRun,
   getRun,
@@ -16,19 +14,18 @@ import {
   tryAcquireRunLock,
   updateRunProgress,
 } from '../db/runs.js';
-import { countUsersWithValidCsv, deleteFileStates, iterateFingerprints, loadFileStates, saveFileStates } from '../db/sourceFiles.js';
-import { upsertUsers } from '../db/users.js';
+import { countUsersWithValidCsv, iterateFingerprints, loadFileStates } from '../db/sourceFiles.js';
 import type { Logger } from '../log.js';
-import type { FileState, RunCounts, RunIssue, RunProgress, RunReport, RunTrigger, UserRow } from '../model.js';
+import type { RunCounts, RunProgress, RunReport, RunTrigger } from '../model.js';
 import { emptyCounts } from '../model.js';
 import type { ObjectStore } from '../storage/index.js';
-import { exportOutput, OUTPUT_KEY } from './exportOutput.js';
-import type { UserBatch } from './diffSource.js';
+import { commitBatch } from './commitBatch.js';
 import { batchByUser, diffSource } from './diffSource.js';
+import { exportOutput, OUTPUT_KEY } from './exportOutput.js';
+import { describeFailure, StoreFailure } from './failures.js';
 import { listSource } from './listSource.js';
-import type { ProcessResult } from './processObject.js';
+import { planBatch } from './planBatch.js';
 import { processObject } from './processObject.js';
-import { resolveUser } from './resolveUser.js';
 
 export interface RunDeps {
   db: Database;
@@ -144,12 +141,23 @@ async function processBucket(deps: RunDeps, opts: RunOptions, runId: number, st:
     for await (const batch of batchByUser(changes, config.batchSize)) {
       opts.signal?.throwIfAborted();
       const results = await Promise.all(
-        batch.changed.map((object) => limit(() => processObject(object, store, config.srcBucket, config.limits))),
+        batch.changed.map((object) => limit(() => processObject(object, store, config.srcBucket, { limits: config.limits, log }))),
       );
+      // Loaded only now: an earlier batch may have just recorded files of the same user.
       if (committing) await committing;
-      st.counts.scanned = listed.scanned;
-      st.counts.ignored = listed.ignored;
-      committing = commitBatch(deps, opts, runId, st, batch, results, log);
+      const plan = planBatch(batch, results, await loadFileStates(db, batch.users), config.srcBucket);
+      committing = commitBatch(db, runId, plan, log).then(async (r) => {
+        st.counts.scanned = listed.scanned;
+        st.counts.ignored = listed.ignored;
+        st.counts.read += plan.read;
+        st.counts.new += r.inserted;
+        st.counts.updated += r.updated;
+        st.counts.rejected += r.rejected.length + r.issues.length;
+        st.affectedUsers += batch.users.length;
+        st.progress = { phase: 'processing', done: st.affectedUsers, total: null };
+        for (const i of [...r.rejected, ...r.issues]) log.warn({ key: i.key, reason: i.reason }, 'file rejected');
+        await report(true);
+      });
       // Awaited before the next commit or below; this only keeps it from being unhandled meanwhile.
       committing.catch(() => undefined);
     }
@@ -165,14 +173,16 @@ async function processBucket(deps: RunDeps, opts: RunOptions, runId: number, st:
   st.counts.unchanged = Math.max(0, (await countUsersWithValidCsv(db)) - st.counts.new - st.counts.updated);
 
   opts.signal?.throwIfAborted();
-  const needsExport = (opts.full ?? false) || (await isOutputStale(db)) || (await store.stat(config.resBucket, OUTPUT_KEY)) === null;
+  const needsExport = (opts.full ?? false) || (await isOutputStale(db)) || (await onStore('checking output.csv', () => store.stat(config.resBucket, OUTPUT_KEY))) === null;
   if (needsExport) {
     st.progress = { phase: 'exporting', done: 0, total: null };
     await report(true);
-    const rows = await exportOutput(db, store, config.resBucket, (n) => {
-      st.progress = { phase: 'exporting', done: n, total: null };
-      void report(false);
-    });
+    const rows = await onStore('writing output.csv', () =>
+      exportOutput(db, store, config.resBucket, (n) => {
+        st.progress = { phase: 'exporting', done: n, total: null };
+        void report(false);
+      }),
+    );
     await setOutputStale(db, false);
     st.outputWritten = true;
     log.info({ rows, bucket: config.resBucket, key: OUTPUT_KEY }, 'wrote output.csv');
@@ -180,69 +190,15 @@ async function processBucket(deps: RunDeps, opts: RunOptions, runId: number, st:
 }
 
 /**
- * Joins each user of the batch from the files just read and the states recorded earlier,
- * then records files, users and issues in one transaction.
+ * Runs a store operation, turning its failure into a StoreFailure that says what was being
+ * done. A database error met on the way (the export reads the table while it writes) stays
+ * what it is.
  */
-async function commitBatch(
-  deps: RunDeps,
-  opts: RunOptions,
-  runId: number,
-  st: RunState,
-  batch: UserBatch,
-  results: ProcessResult[],
-  log: Logger,
-): Promise<void> {
-  const { db, config } = deps;
-  const fresh = new Map<string, FileState>();
-  const gone = new Set(batch.removed);
-  results.forEach((r, idx) => {
-    if ('vanished' in r) gone.add(batch.changed[idx]!.key);
-    else {
-      fresh.set(r.state.key, r.state);
-      if (r.read) st.counts.read++;
-    }
-  });
-  const rejected: RunIssue[] = [...fresh.values()].filter((f) => f.status === 'rejected').map((f) => ({ key: f.key, reason: f.reason ?? '' }));
-
-  // Loaded only now: an earlier batch may have just recorded files of the same user.
-  const byUser = new Map<string, FileState[]>();
-  for (const f of [...(await loadFileStates(db, batch.users)).filter((f) => !fresh.has(f.key)), ...fresh.values()]) {
-    if (gone.has(f.key)) continue;
-    const list = byUser.get(f.userId);
-    if (list) list.push(f);
-    else byUser.set(f.userId, [f]);
+async function onStore<T>(doing: string, fn: () => Promise<T>): Promise<T> {
+  try {
+    return await fn();
+  } catch (err) {
+    if (err instanceof StoreFailure || describeDatabaseError(err) !== null) throw err;
+    throw new StoreFailure(`the object store failed while ${doing}`, { cause: err });
   }
-  const rows: UserRow[] = [];
-  const warnings: RunIssue[] = [];
-  for (const u of batch.users) {
-    const res = resolveUser(u, byUser.get(u) ?? [], config.srcBucket);
-    if (res.row) rows.push(res.row);
-    warnings.push(...res.warnings);
-  }
-
-  await withTransaction(db, async (tx) => {
-    await saveFileStates(tx, [...fresh.values()]);
-    await deleteFileStates(tx, [...gone]);
-    const up = await upsertUsers(tx, rows);
-    if (up.inserted.length + up.updated.length > 0) {
-      await setOutputStale(tx, true);
-      await notifyUsersChanged(tx);
-    }
-    await addRunIssues(tx, runId, 'rejected', rejected);
-    await addRunIssues(tx, runId, 'warning', warnings);
-    st.counts.new += up.inserted.length;
-    st.counts.updated += up.updated.length;
-    st.counts.rejected += rejected.length;
-    st.affectedUsers += batch.users.length;
-    st.progress = { phase: 'processing', done: st.affectedUsers, total: null };
-    await updateRunProgress(tx, runId, st.progress, st.counts);
-  });
-  for (const r of rejected) log.warn({ key: r.key, reason: r.reason }, 'file rejected');
-  opts.onProgress?.(st.progress, st.counts);
-}
-
-function describeFailure(err: unknown): string {
-  if (!(err instanceof Error)) return String(err);
-  const code = (err as { code?: string }).code;
-  return code && !err.message.includes(code) ? `${err.message} (${code})` : err.message;
 }

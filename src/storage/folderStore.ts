@@ -1,15 +1,18 @@
-import { createWriteStream } from 'node:fs';
+import type { Dirent } from 'node:fs';
+import { constants, createWriteStream } from 'node:fs';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { randomBytes } from 'node:crypto';
 import type { ObjectInfo, ObjectStore } from './objectStore.js';
-import { ObjectNotFoundError } from './objectStore.js';
-import { compareKeys } from './keyOrder.js';
+import { ObjectNotFoundError, ObjectUnreadableError } from './objectStore.js';
+import { decodeUtf8Lenient } from '../text.js';
 
 // Temporary files of in-progress writes carry this prefix and are never listed.
-const TMP_PREFIX = '.userjoin-tmp-';
+const TMP_PREFIX_TEXT = '.userjoin-tmp-';
+const TMP_PREFIX = Buffer.from(TMP_PREFIX_TEXT);
+const SLASH = Buffer.from('/');
 const STAT_CHUNK = 64;
 
 /**
@@ -39,75 +42,104 @@ export class FolderStore implements ObjectStore {
     await fs.mkdir(this.bucketDir(bucket), { recursive: true });
   }
 
-  async ping(): Promise<void> {
-    await fs.access(this.root);
+  async ping(bucket: string): Promise<void> {
+    const st = await fs.stat(this.bucketDir(bucket));
+    if (!st.isDirectory()) throw new Error(`bucket ${bucket} is not a folder`);
   }
 
   async *list(bucket: string): AsyncIterable<ObjectInfo> {
-    yield* this.listFolder(bucket, '');
+    yield* this.listFolder(Buffer.from(this.bucketDir(bucket)), '', true);
   }
 
   /**
-   * Depth-first, each folder's entries sorted with a "/" after folder names: that yields keys
-   * in byte order, as S3 lists them ("a.csv" < "a/x.csv" < "a0.csv").
+   * Depth-first, each folder's entries sorted by their raw bytes with a "/" after folder
+   * names: that yields keys in byte order, as S3 lists them ("a.csv" < "a/x.csv" < "a0.csv").
+   * Names are read as bytes, so a name that is not UTF-8 is reported rather than lost.
    */
-  private async *listFolder(bucket: string, rel: string): AsyncGenerator<ObjectInfo> {
-    let entries;
+  private async *listFolder(dir: Buffer, prefix: string, validSoFar: boolean): AsyncGenerator<ObjectInfo> {
+    let entries: Dirent<Buffer>[];
     try {
-      entries = await fs.readdir(path.join(this.bucketDir(bucket), rel), { withFileTypes: true });
+      entries = await fs.readdir(dir, { withFileTypes: true, encoding: 'buffer' });
     } catch (err) {
-      // A folder removed while we walk is simply no longer there.
-      if (isNotFound(err) && rel !== '') return;
-      throw err;
+      // The bucket itself failing is the store's failure; a subfolder failing is its own.
+      if (prefix === '') throw err;
+      if (isNotFound(err) || errnoCode(err) === 'ENOTDIR') return; // removed while we walk
+      yield problemEntry(prefix, `the folder cannot be listed (${errnoCode(err) ?? 'error'})`);
+      return;
     }
-    const sorted = entries
-      .filter((e) => !e.name.startsWith(TMP_PREFIX) && (e.isDirectory() || e.isFile()))
-      .map((e) => ({ key: rel === '' ? e.name : `${rel}/${e.name}`, dir: e.isDirectory(), order: e.isDirectory() ? `${e.name}/` : e.name }))
-      .sort((x, y) => compareKeys(x.order, y.order));
-    let files: string[] = [];
-    const flush = async function* (this: FolderStore): AsyncGenerator<ObjectInfo> {
-      // stat() in parallel chunks: one at a time, a folder of 200,000 files takes several times longer.
+    const kept = entries.filter((e) => !e.name.subarray(0, TMP_PREFIX.length).equals(TMP_PREFIX));
+    const sorted = (
+      await Promise.all(
+        kept.map(async (e) => {
+          const isDir = hasKnownType(e) ? e.isDirectory() : await isFolder(Buffer.concat([dir, SLASH, e.name]));
+          return { raw: e.name, isDir, order: isDir ? Buffer.concat([e.name, SLASH]) : e.name };
+        }),
+      )
+    ).sort((x, y) => Buffer.compare(x.order, y.order));
+
+    let files: Array<{ key: string; path: Buffer }> = [];
+    const flush = async function* (): AsyncGenerator<ObjectInfo> {
+      // lstat() in parallel chunks: one at a time, a folder of 200,000 files takes several times longer.
       for (let i = 0; i < files.length; i += STAT_CHUNK) {
-        const infos = await Promise.all(files.slice(i, i + STAT_CHUNK).map((key) => this.stat(bucket, key)));
+        const infos = await Promise.all(files.slice(i, i + STAT_CHUNK).map((f) => entryInfo(f.path, f.key)));
         for (const info of infos) if (info) yield info;
       }
       files = [];
-    }.bind(this);
+    };
     for (const entry of sorted) {
-      if (!entry.dir) {
-        files.push(entry.key);
+      const name = decodeUtf8Lenient(entry.raw);
+      const key = prefix + name.text;
+      const valid = validSoFar && name.valid;
+      const full = Buffer.concat([dir, SLASH, entry.raw]);
+      if (entry.isDir) {
+        yield* flush();
+        yield* this.listFolder(full, `${key}/`, valid);
         continue;
       }
-      yield* flush();
-      yield* this.listFolder(bucket, entry.key);
+      if (!valid) {
+        yield* flush();
+        yield problemEntry(key, 'the file name is not valid UTF-8');
+        continue;
+      }
+      files.push({ key, path: full });
     }
     yield* flush();
   }
 
   async stat(bucket: string, key: string): Promise<ObjectInfo | null> {
-    try {
-      const st = await fs.stat(this.filePath(bucket, key));
-      if (!st.isFile()) return null;
-      // A folder has no content hash for free; size plus nanosecond mtime changes on every rewrite.
-      return { key, size: st.size, etag: `${st.size.toString(16)}-${st.mtimeMs.toString(16)}`, lastModified: st.mtime };
-    } catch (err) {
-      if (isNotFound(err)) return null;
-      throw err;
-    }
+    const info = await entryInfo(Buffer.from(this.filePath(bucket, key)), key);
+    return info && !info.problem ? info : null;
   }
 
   async read(bucket: string, key: string): Promise<Readable> {
     const file = this.filePath(bucket, key);
-    const handle = await fs.open(file, 'r').catch((err: unknown) => {
-      throw isNotFound(err) ? new ObjectNotFoundError(bucket, key) : err;
+    let handle: fs.FileHandle;
+    try {
+      // O_NOFOLLOW: a symbolic link could point anywhere on this machine. O_NONBLOCK: opening a
+      // FIFO would otherwise wait for a writer forever.
+      handle = await fs.open(file, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
+    } catch (err) {
+      const code = errnoCode(err);
+      if (code === 'ENOENT' || code === 'ENOTDIR') throw new ObjectNotFoundError(bucket, key);
+      const reason = code ? OBJECT_ERRNO[code] : undefined;
+      if (reason) throw new ObjectUnreadableError(key, reason, { cause: err });
+      throw err;
+    }
+    const st = await handle.stat().catch(async (err: unknown) => {
+      await handle.close();
+      throw err;
     });
+    if (!st.isFile()) {
+      await handle.close();
+      throw new ObjectUnreadableError(key, `it is ${kindOf(st)}, not a regular file`);
+    }
     return handle.createReadStream();
   }
 
   async write(bucket: string, key: string, body: Readable | Buffer): Promise<void> {
     const target = this.filePath(bucket, key);
     await fs.mkdir(path.dirname(target), { recursive: true });
-    const tmp = path.join(path.dirname(target), `${TMP_PREFIX}${randomBytes(6).toString('hex')}`);
+    const tmp = path.join(path.dirname(target), `${TMP_PREFIX_TEXT}${randomBytes(6).toString('hex')}`);
     try {
       const out = createWriteStream(tmp, { flags: 'wx' });
       await pipeline(Buffer.isBuffer(body) ? Readable.from([body]) : body, out);
@@ -121,5 +153,60 @@ export class FolderStore implements ObjectStore {
 }
 
 function isNotFound(err: unknown): boolean {
-  return typeof err === 'object' && err !== null && (err as { code?: string }).code === 'ENOENT';
+  return errnoCode(err) === 'ENOENT';
+}
+
+function errnoCode(err: unknown): string | undefined {
+  const code = typeof err === 'object' && err !== null ? (err as { code?: unknown }).code : undefined;
+  return typeof code === 'string' ? code : undefined;
+}
+
+// Errors of opening one file that say nothing about the store as a whole.
+const OBJECT_ERRNO: Record<string, string> = {
+  EACCES: 'permission denied (EACCES)',
+  EPERM: 'operation not permitted (EPERM)',
+  ELOOP: 'it is a symbolic link, which is not followed',
+  EISDIR: 'it is a folder, not a file',
+  ENXIO: 'it is a socket or device, not a regular file',
+  ENAMETOOLONG: 'its path is too long for this file system (ENAMETOOLONG)',
+};
+
+function kindOf(st: { isSymbolicLink(): boolean; isDirectory(): boolean; isFIFO(): boolean; isSocket(): boolean; isCharacterDevice(): boolean; isBlockDevice(): boolean }): string {
+  if (st.isSymbolicLink()) return 'a symbolic link';
+  if (st.isDirectory()) return 'a folder';
+  if (st.isFIFO()) return 'a named pipe';
+  if (st.isSocket()) return 'a socket';
+  if (st.isCharacterDevice() || st.isBlockDevice()) return 'a device';
+  return 'a special file';
+}
+
+// Some file systems do not report entry types in a listing; then lstat says.
+function hasKnownType(e: Dirent<Buffer>): boolean {
+  return e.isFile() || e.isDirectory() || e.isSymbolicLink() || e.isFIFO() || e.isSocket() || e.isCharacterDevice() || e.isBlockDevice();
+}
+
+async function isFolder(file: Buffer): Promise<boolean> {
+  return fs.lstat(file).then(
+    (st) => st.isDirectory(),
+    () => false,
+  );
+}
+
+function problemEntry(key: string, problem: string): ObjectInfo {
+  return { key, size: 0, etag: '', lastModified: new Date(0), problem };
+}
+
+/** What lstat says about one entry: a regular file's info, a problem entry, or null if gone. */
+async function entryInfo(file: Buffer, key: string): Promise<ObjectInfo | null> {
+  let st;
+  try {
+    st = await fs.lstat(file);
+  } catch (err) {
+    if (isNotFound(err) || errnoCode(err) === 'ENOTDIR') return null;
+    // One entry that cannot even be looked at must not stop the listing.
+    return problemEntry(key, `the file cannot be read (${errnoCode(err) ?? 'error'})`);
+  }
+  if (!st.isFile()) return problemEntry(key, `it is ${kindOf(st)}, not a regular file`);
+  // A folder has no content hash for free; size plus nanosecond mtime changes on every rewrite.
+  return { key, size: st.size, etag: `${st.size.toString(16)}-${st.mtimeMs.toString(16)}`, lastModified: st.mtime };
 }

@@ -4,10 +4,11 @@ import os from 'node:os';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
+import { XMLParser } from 'fast-xml-parser';
 import { Client, S3Error } from 'minio';
 import type { StoreConfig } from '../config.js';
 import type { ObjectInfo, ObjectStore } from './objectStore.js';
-import { ObjectNotFoundError } from './objectStore.js';
+import { ObjectNotFoundError, ObjectUnreadableError } from './objectStore.js';
 
 export type S3Options = Omit<Extract<StoreConfig, { kind: 's3' }>, 'kind'>;
 
@@ -17,6 +18,27 @@ const PART_SIZE = 16 * 1024 * 1024;
 
 const NOT_FOUND_CODES = new Set(['NoSuchKey', 'NotFound', 'NoSuchObject']);
 const ALREADY_EXISTS_CODES = new Set(['BucketAlreadyOwnedByYou', 'BucketAlreadyExists']);
+// Answers about one object that say nothing about the server as a whole.
+const OBJECT_ERROR_CODES = new Set(['AccessDenied', 'InvalidObjectState', 'InvalidRange', 'KeyTooLongError', 'InvalidArgument']);
+
+// Keys stay exactly as sent: text, not numbers ("0x10", "1.50"), untrimmed ("  a.csv"), and
+// entities decoded once by xmlText (the parser's own decoding also expands HTML entities).
+const listParser = new XMLParser({
+  parseTagValue: false,
+  trimValues: false,
+  processEntities: false,
+  isArray: (name) => name === 'Contents',
+});
+const XML_ENTITIES: Record<string, string> = { amp: '&', lt: '<', gt: '>', quot: '"', apos: "'" };
+
+/** Decodes XML's five entities and character references, in one pass. */
+function xmlText(v: XmlText): string {
+  return String(v ?? '').replace(/&(#x[0-9a-fA-F]+|#[0-9]+|[a-z]+);/g, (whole, name: string) => {
+    if (name[0] !== '#') return XML_ENTITIES[name] ?? whole;
+    const cp = name[1] === 'x' ? parseInt(name.slice(2), 16) : parseInt(name.slice(1), 10);
+    return cp <= 0x10ffff ? String.fromCodePoint(cp) : whole;
+  });
+}
 
 /**
  * Any S3-compatible server through the `minio` client: MinIO, AWS S3, Garage, SeaweedFS.
@@ -51,20 +73,28 @@ export class S3Store implements ObjectStore {
     }
   }
 
-  async ping(): Promise<void> {
-    await this.client.listBuckets();
+  async ping(bucket: string): Promise<void> {
+    // HEAD on our own bucket: works with credentials limited to the two buckets, unlike ListBuckets.
+    if (!(await this.client.bucketExists(bucket))) throw new Error(`bucket ${bucket} does not exist`);
   }
 
+  /**
+   * ListObjectsV2, page by page. Keys are asked for URL-encoded (encoding-type=url), which is
+   * the only way a key with characters XML cannot carry survives the listing, and decoded
+   * only when the server says it encoded them: some S3-compatible servers ignore the
+   * parameter, and decoding a raw key such as "100%.csv" would fail the whole listing.
+   */
   async *list(bucket: string): AsyncIterable<ObjectInfo> {
-    const stream = this.client.listObjectsV2(bucket, '', true);
-    for await (const item of stream as AsyncIterable<{ name?: string; size: number; etag?: string; lastModified?: Date }>) {
-      if (item.name === undefined) continue; // a common prefix, not an object
-      yield {
-        key: item.name,
-        size: item.size,
-        etag: normalizeEtag(item.etag ?? ''),
-        lastModified: item.lastModified ?? new Date(0),
-      };
+    let token = '';
+    for (;;) {
+      const query = ['encoding-type=url', 'list-type=2', 'max-keys=1000'];
+      if (token) query.unshift(`continuation-token=${rfc3986(token)}`);
+      const res = await this.client.makeRequestAsync({ method: 'GET', bucketName: bucket, query: query.join('&') });
+      const page = parseListPage(await readBody(res));
+      yield* page.objects;
+      if (!page.truncated) return;
+      if (!page.nextToken) throw new Error('the server cut the listing short without a continuation token');
+      token = page.nextToken;
     }
   }
 
@@ -83,6 +113,9 @@ export class S3Store implements ObjectStore {
       return await this.client.getObject(bucket, key);
     } catch (err) {
       if (isNotFound(err)) throw new ObjectNotFoundError(bucket, key);
+      if (err instanceof S3Error && OBJECT_ERROR_CODES.has(err.code ?? '')) {
+        throw new ObjectUnreadableError(key, `the server refused to send it (${err.code})`, { cause: err });
+      }
       throw err;
     }
   }
@@ -108,6 +141,60 @@ export class S3Store implements ObjectStore {
       await fs.rm(dir, { recursive: true, force: true });
     }
   }
+}
+
+interface ListPage {
+  objects: ObjectInfo[];
+  truncated: boolean;
+  nextToken: string;
+}
+
+type XmlText = string | number | boolean | undefined;
+interface XmlContents {
+  Key?: XmlText;
+  Size?: XmlText;
+  ETag?: XmlText;
+  LastModified?: XmlText;
+}
+
+/** One ListObjectsV2 page. A key this cannot decode is reported on its own, never fatal. */
+export function parseListPage(xml: string): ListPage {
+  const doc = listParser.parse(xml) as { ListBucketResult?: Record<string, unknown> };
+  const r = doc.ListBucketResult;
+  if (!r) throw new Error('the server answered a listing without ListBucketResult');
+  const encoded = xmlText(r.EncodingType as XmlText).toLowerCase() === 'url';
+  const objects = ((r.Contents ?? []) as XmlContents[]).map((c): ObjectInfo => {
+    const raw = xmlText(c.Key);
+    const info: ObjectInfo = {
+      key: raw,
+      size: Number(c.Size ?? 0),
+      etag: normalizeEtag(xmlText(c.ETag)),
+      lastModified: c.LastModified === undefined ? new Date(0) : new Date(xmlText(c.LastModified)),
+    };
+    if (!encoded) return info;
+    try {
+      // The S3 "url" encoding is form encoding: a space may come as "+", a "+" as "%2B".
+      return { ...info, key: decodeURIComponent(raw.replace(/\+/g, ' ')) };
+    } catch {
+      return { ...info, problem: 'the server listed its key in an encoding that cannot be decoded' };
+    }
+  });
+  return {
+    objects,
+    truncated: xmlText(r.IsTruncated as XmlText).toLowerCase() === 'true',
+    nextToken: xmlText(r.NextContinuationToken as XmlText),
+  };
+}
+
+async function readBody(stream: AsyncIterable<Buffer | string>): Promise<string> {
+  const chunks: Buffer[] = [];
+  for await (const c of stream) chunks.push(Buffer.isBuffer(c) ? c : Buffer.from(c));
+  return Buffer.concat(chunks).toString('utf8');
+}
+
+/** Query-string escaping as SigV4 expects it: encodeURIComponent leaves !'()* alone. */
+function rfc3986(s: string): string {
+  return encodeURIComponent(s).replace(/[!'()*]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`);
 }
 
 function normalizeEtag(etag: string): string {

@@ -1,4 +1,4 @@
-import type { Readable } from 'node:stream';
+import { Readable } from 'node:stream';
 import type { Config } from '../../src/config.js';
 import { loadConfig } from '../../src/config.js';
 import { silentLogger } from '../../src/log.js';
@@ -33,6 +33,12 @@ export class ObservedStore implements ObjectStore {
   writes: string[] = [];
   failWrites: Error | null = null;
   failReads: Error | null = null;
+  /** Makes ping fail: the store as a whole looks down. */
+  failPing: Error | null = null;
+  /** Keys whose read opens but never delivers a byte, as a stalled server would. */
+  stallReads = new Set<string>();
+  /** Streams handed out for stalled keys, so a test can check they were closed. */
+  stalled: Readable[] = [];
   /** Slows every read down, to keep a run in progress while a test acts. */
   readDelayMs = 0;
   /** Called before each read; a test uses it to break something mid-run. */
@@ -63,6 +69,11 @@ export class ObservedStore implements ObjectStore {
     if (this.readDelayMs > 0) await new Promise((r) => setTimeout(r, this.readDelayMs));
     if (this.failReads) throw this.failReads;
     this.reads.push(key);
+    if (this.stallReads.has(key)) {
+      const never = new Readable({ read: () => undefined });
+      this.stalled.push(never);
+      return never;
+    }
     return this.inner.read(bucket, key);
   }
   async write(bucket: string, key: string, body: Readable | Buffer, contentType?: string) {
@@ -70,8 +81,9 @@ export class ObservedStore implements ObjectStore {
     this.writes.push(key);
     return this.inner.write(bucket, key, body, contentType);
   }
-  ping() {
-    return this.inner.ping();
+  async ping(bucket: string) {
+    if (this.failPing) throw this.failPing;
+    return this.inner.ping(bucket);
   }
   reset() {
     this.reads = [];

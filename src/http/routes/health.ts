@@ -2,14 +2,13 @@ import type Router from '@koa/router';
 import type { Database } from '../../db/index.js';
 import { ping } from '../../db/index.js';
 import type { Logger } from '../../log.js';
-import type { ObjectStore } from '../../storage/index.js';
 
 // A health probe must answer quickly even when a dependency hangs.
 const CHECK_TIMEOUT_MS = 3000;
 
-export function healthRoutes(router: Router, db: Database, store: ObjectStore, log: Logger): void {
+export function healthRoutes(router: Router, db: Database, pingStore: () => Promise<void>, log: Logger): void {
   router.get('/health', async (ctx) => {
-    const [database, objectStore] = await Promise.all([check(() => ping(db)), check(() => store.ping())]);
+    const [database, objectStore] = await Promise.all([check(() => ping(db)), check(pingStore)]);
     const checks = { database: database.ok ? 'ok' : 'unavailable', store: objectStore.ok ? 'ok' : 'unavailable' };
     const healthy = database.ok && objectStore.ok;
     if (!healthy) log.warn({ database: database.error, store: objectStore.error }, 'health check failed');

@@ -1,0 +1,106 @@
+import type { Database, DbClient } from '../db/index.js';
+import { describeDataError, isDataError, withSavepoint, withTransaction } from '../db/index.js';
+import { notifyUsersChanged } from '../db/changeFeed.js';
+import { addRunIssues, setOutputStale } from '../db/runs.js';
+import { deleteFileStates, saveFileStates } from '../db/sourceFiles.js';
+import { upsertUsers } from '../db/users.js';
+import type { Logger } from '../log.js';
+import type { RunIssue } from '../model.js';
+import type { BatchPlan, UserChange } from './planBatch.js';
+import { safeIssue } from './planBatch.js';
+
+export interface CommitResult {
+  inserted: number;
+  updated: number;
+  /** Files rejected: on reading, and users the database refused. */
+  rejected: RunIssue[];
+  warnings: RunIssue[];
+  /** Reported for this run only (refused names, skipped objects). */
+  issues: RunIssue[];
+}
+
+/**
+ * Commits one batch in one transaction. Checks at the edge keep bad values out, but as a last
+ * line of defence, when PostgreSQL refuses the batch for its data (SQLSTATE classes 22, 23,
+ * 54), the batch is committed again user by user, each in a savepoint: the user it refuses is
+ * rejected with the reason and the others are committed. Any other error fails the batch.
+ */
+export async function commitBatch(db: Database, runId: number, plan: BatchPlan, log: Logger): Promise<CommitResult> {
+  try {
+    return await withTransaction(db, async (tx) => {
+      const up = await writeUsers(tx, plan.users);
+      return finish(tx, runId, plan, up, []);
+    });
+  } catch (err) {
+    if (!isDataError(err)) throw err;
+    log.warn({ err, runId, users: plan.users.length }, 'the database refused a batch for its data; committing it user by user');
+  }
+  return withTransaction(db, async (tx) => {
+    const up = { inserted: 0, updated: 0 };
+    const refused: RunIssue[] = [];
+    for (const user of plan.users) {
+      try {
+        const r = await withSavepoint(tx, () => writeUsers(tx, [user]));
+        up.inserted += r.inserted;
+        up.updated += r.updated;
+      } catch (err) {
+        if (!isDataError(err)) throw err;
+        const reason = `user_id "${user.userId}" could not be stored: ${describeDataError(err)}`;
+        log.warn({ err, userId: user.userId }, 'the database refused one user; rejected');
+        refused.push(...refusedIssues(user, reason));
+        // Recorded as rejected, so it is not read again until it changes. If even that is
+        // refused, it stays unrecorded and the next run tries again.
+        const asRejected = user.files.map((f) => ({ ...f, status: 'rejected' as const, reason, csv: null, image: null }));
+        await withSavepoint(tx, () => saveFileStates(tx, asRejected)).catch((e: unknown) => {
+          if (!isDataError(e)) throw e;
+        });
+      }
+    }
+    return finish(tx, runId, plan, up, refused);
+  });
+}
+
+async function writeUsers(tx: DbClient, users: UserChange[]): Promise<{ inserted: number; updated: number }> {
+  await saveFileStates(
+    tx,
+    users.flatMap((u) => u.files),
+  );
+  await deleteFileStates(
+    tx,
+    users.flatMap((u) => u.gone),
+  );
+  const up = await upsertUsers(
+    tx,
+    users.flatMap((u) => (u.row ? [u.row] : [])),
+  );
+  return { inserted: up.inserted.length, updated: up.updated.length };
+}
+
+async function finish(
+  tx: DbClient,
+  runId: number,
+  plan: BatchPlan,
+  up: { inserted: number; updated: number },
+  refused: RunIssue[],
+): Promise<CommitResult> {
+  if (up.inserted + up.updated > 0) {
+    await setOutputStale(tx, true);
+    await notifyUsersChanged(tx);
+  }
+  const refusedUsers = new Set(refused.map((r) => r.key));
+  const result: CommitResult = {
+    ...up,
+    rejected: [...plan.users.flatMap((u) => u.rejected.map(safeIssue)).filter((i) => !refusedUsers.has(i.key)), ...refused],
+    warnings: plan.users.flatMap((u) => u.warnings.map(safeIssue)),
+    issues: plan.issues,
+  };
+  await addRunIssues(tx, runId, 'rejected', [...result.rejected, ...result.issues]);
+  await addRunIssues(tx, runId, 'warning', result.warnings);
+  return result;
+}
+
+/** One issue per file the refused user brought in this run; the user_id if it brought none. */
+function refusedIssues(user: UserChange, reason: string): RunIssue[] {
+  const keys = user.files.map((f) => f.key);
+  return (keys.length > 0 ? keys : [user.userId]).map((key) => safeIssue({ key, reason }));
+}

@@ -1,0 +1,88 @@
+import type { FileState, RunIssue, UserRow } from '../model.js';
+import { printable } from '../text.js';
+import type { UserBatch } from './diffSource.js';
+import type { ProcessResult } from './processObject.js';
+import { resolveUser } from './resolveUser.js';
+
+/** Everything one user's part of a batch writes: committed together, or not at all. */
+export interface UserChange {
+  userId: string;
+  /** States of this user's objects read this run, to record. */
+  files: FileState[];
+  /** Keys of this user's objects that are gone from the bucket, to forget. */
+  gone: string[];
+  /** The row to upsert, or null to leave the user as stored. */
+  row: UserRow | null;
+  rejected: RunIssue[];
+  warnings: RunIssue[];
+}
+
+export interface BatchPlan {
+  users: UserChange[];
+  /** Reported for the run but recorded nowhere else: refused names, objects skipped this time. */
+  issues: RunIssue[];
+  /** Objects fetched this run. */
+  read: number;
+}
+
+/**
+ * Joins each user of the batch from the objects just processed and the states recorded
+ * earlier (loaded just before, because an earlier batch may have recorded files of the same
+ * user). Pure: the caller commits the plan.
+ */
+export function planBatch(batch: UserBatch, results: ProcessResult[], recorded: FileState[], srcBucket: string): BatchPlan {
+  const fresh = new Map<string, FileState>();
+  // Key -> user_id of every object gone from the bucket: removed since the last run, or just now.
+  const gone = new Map(batch.removed.map((r) => [r.key, r.userId]));
+  const issues: RunIssue[] = batch.refused.map((r) => ({ key: r.key, reason: r.reason }));
+  let read = 0;
+  results.forEach((r, idx) => {
+    const { key, userId } = batch.changed[idx]!;
+    if (r.kind === 'vanished') gone.set(key, userId);
+    else if (r.kind === 'skipped') issues.push({ key, reason: r.reason });
+    else {
+      fresh.set(key, r.state);
+      if (r.read) read++;
+    }
+  });
+
+  const byUser = new Map<string, FileState[]>();
+  for (const f of [...recorded.filter((f) => !fresh.has(f.key)), ...fresh.values()]) {
+    if (gone.has(f.key)) continue;
+    const list = byUser.get(f.userId);
+    if (list) list.push(f);
+    else byUser.set(f.userId, [f]);
+  }
+  const freshOf = groupBy([...fresh.values()], (f) => f.userId);
+  const goneOf = groupBy([...gone], ([, userId]) => userId);
+
+  const users = batch.users.map((userId): UserChange => {
+    const files = freshOf.get(userId) ?? [];
+    const res = resolveUser(userId, byUser.get(userId) ?? [], srcBucket);
+    return {
+      userId,
+      files,
+      gone: (goneOf.get(userId) ?? []).map(([key]) => key),
+      row: res.row,
+      rejected: files.filter((f) => f.status === 'rejected').map((f) => ({ key: f.key, reason: f.reason ?? '' })),
+      warnings: res.warnings,
+    };
+  });
+  return { users, issues: issues.map(safeIssue), read };
+}
+
+/** Issues are stored and printed: keys and reasons come from the bucket, so make them printable. */
+export function safeIssue(i: RunIssue): RunIssue {
+  return { key: printable(i.key), reason: printable(i.reason) || 'no reason given' };
+}
+
+function groupBy<T>(items: T[], keyOf: (item: T) => string): Map<string, T[]> {
+  const out = new Map<string, T[]>();
+  for (const item of items) {
+    const k = keyOf(item);
+    const list = out.get(k);
+    if (list) list.push(item);
+    else out.set(k, [item]);
+  }
+  return out;
+}
