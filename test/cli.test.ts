@@ -87,3 +87,48 @@ describe('npm run process (CLI)', () => {
     }
   });
 });
+
+describe('npm run process: files the service may not read', () => {
+  let db: TestDatabase;
+  let storeDir: string;
+
+  beforeAll(async () => {
+    db = await createTestDatabase();
+    storeDir = await tempDir('userjoin-cli-perm-');
+    const src = path.join(storeDir, 'src');
+    await fs.mkdir(path.join(src, 'locked'), { recursive: true });
+    await fs.writeFile(path.join(src, '1.csv'), userCsv('Ann', 'Lee', 1000));
+    await fs.writeFile(path.join(src, '2.csv'), userCsv('Bob', 'Ray', 2000));
+    await fs.writeFile(path.join(src, 'locked', '3.csv'), userCsv('Cy', 'Orr', 3000));
+    await fs.writeFile(path.join(src, '4.csv'), userCsv('Di', 'Fox', 4000));
+    await fs.chmod(path.join(src, '2.csv'), 0o000);
+    await fs.chmod(path.join(src, 'locked'), 0o000);
+  });
+  afterAll(async () => {
+    await fs.chmod(path.join(storeDir, 'src', 'locked'), 0o755).catch(() => undefined);
+    await db.drop();
+    await fs.rm(storeDir, { recursive: true, force: true });
+  });
+
+  it('reports a file and a folder it may not read, stores everyone else, and picks them up once readable', async () => {
+    const env = { DATABASE_URL: db.url, STORE_DIR: storeDir, SCHEDULE: 'off' };
+    const first = await runEntry(CLI, ['--json'], env, 60_000, { withoutFileOverride: true });
+    expect(first.code, first.stderr).toBe(0);
+    expect(JSON.parse(first.stdout)).toMatchObject({
+      status: 'succeeded',
+      counts: { new: 2, rejected: 2 },
+      rejected: [
+        { key: '2.csv', reason: 'it could not be read: permission denied (EACCES)' },
+        { key: 'locked/', reason: 'the folder cannot be listed (EACCES)' },
+      ],
+    });
+
+    await fs.chmod(path.join(storeDir, 'src', '2.csv'), 0o644);
+    await fs.chmod(path.join(storeDir, 'src', 'locked'), 0o755);
+    const second = await runEntry(CLI, ['--json'], env, 60_000, { withoutFileOverride: true });
+    expect(second.code, second.stderr).toBe(0);
+    // A permission fix does not change a file's fingerprint: it is read again because the
+    // refusal was never recorded.
+    expect(JSON.parse(second.stdout)).toMatchObject({ status: 'succeeded', counts: { read: 2, new: 2, rejected: 0 } });
+  });
+});

@@ -1,0 +1,93 @@
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import type { Config } from '../src/config.js';
+import { createRun } from '../src/db/runs.js';
+import { silentLogger } from '../src/log.js';
+import { commitBatch } from '../src/pipeline/commitBatch.js';
+import type { BatchPlan, UserChange } from '../src/pipeline/planBatch.js';
+import type { TestDatabase } from './support/database.js';
+import { createTestDatabase } from './support/database.js';
+import { put, userCsv } from './support/fixtures.js';
+import { ObservedStore, runToCompletion, testConfig } from './support/harness.js';
+import type { Backend } from './support/stores.js';
+import { startFolderBackend } from './support/stores.js';
+
+/**
+ * The last line of defence: values the edge checks let through but PostgreSQL refuses. The
+ * edge checks stop every case we know of, so these tests get past them on purpose.
+ */
+describe('commitBatch: a batch the database refuses for its data', () => {
+  let db: TestDatabase;
+  beforeEach(async () => {
+    db = await createTestDatabase();
+  });
+  afterEach(() => db.drop());
+
+  const change = (userId: string, firstName: string): UserChange => ({
+    userId,
+    files: [
+      { key: `${userId}.csv`, userId, kind: 'csv', size: 1, etag: 'e', lastModifiedMs: 0, status: 'ok', reason: null, image: null, csv: { firstName, lastName: 'L', birthts: 1 } },
+    ],
+    gone: [],
+    row: { userId, firstName, lastName: 'L', birthts: 1, imgPath: null, imgFormat: null, imgWidth: null, imgHeight: null },
+    rejected: [],
+    warnings: [],
+  });
+
+  it('commits the others and rejects the user it refuses, with a reason that names no SQL object', async () => {
+    const runId = await createRun(db.pool, { trigger: 'test', full: false, host: 'h' });
+    const plan: BatchPlan = { users: [change('1', 'Ann'), change('2', 'Mal\u0000lory'), change('3', 'Cy')], issues: [], read: 3 };
+    const r = await commitBatch(db.pool, runId, plan, silentLogger());
+    expect(r).toMatchObject({ inserted: 2, updated: 0 });
+    expect(r.rejected).toEqual([
+      { key: '2.csv', reason: 'user_id "2" could not be stored: a value holds a byte sequence the database cannot store (SQLSTATE 22021)' },
+    ]);
+    const { rows } = await db.pool.query('SELECT user_id FROM users ORDER BY user_id');
+    expect(rows).toEqual([{ user_id: '1' }, { user_id: '3' }]);
+    // The refused file is recorded as rejected (its NUL-bearing values are not), so it is not read again until it changes.
+    const files = await db.pool.query('SELECT key, status FROM source_files ORDER BY key');
+    expect(files.rows).toEqual([
+      { key: '1.csv', status: 'ok' },
+      { key: '2.csv', status: 'rejected' },
+      { key: '3.csv', status: 'ok' },
+    ]);
+    const issues = await db.pool.query('SELECT key, severity FROM run_issues WHERE run_id = $1', [runId]);
+    expect(issues.rows).toEqual([{ key: '2.csv', severity: 'rejected' }]);
+  });
+});
+
+describe('a run where the database refuses one user', () => {
+  let backend: Backend;
+  let db: TestDatabase;
+  let config: Config;
+  let store: ObservedStore;
+  beforeAll(async () => {
+    backend = await startFolderBackend();
+  });
+  afterAll(() => backend.stop());
+  beforeEach(async () => {
+    db = await createTestDatabase();
+    config = testConfig(backend, db, { BATCH_SIZE: '50' });
+    store = new ObservedStore(backend.store);
+    await store.ensureBucket(config.srcBucket);
+    await store.ensureBucket(config.resBucket);
+  });
+  afterEach(() => db.drop());
+
+  it('succeeds, stores everyone else in that batch and after it, and does not read the refused file again', async () => {
+    // A rule the edge checks know nothing about, standing in for any value PostgreSQL refuses.
+    await db.pool.query(`ALTER TABLE users ADD CONSTRAINT users_no_mallory_check CHECK (first_name <> 'Mallory')`);
+    for (let i = 0; i < 120; i++) await put(backend, config.srcBucket, `${1000 + i}.csv`, userCsv(i === 60 ? 'Mallory' : `U${i}`, 'L', i));
+    const r = await runToCompletion(store, db, config);
+    expect(r.status).toBe('succeeded');
+    expect(r.counts).toMatchObject({ new: 119, rejected: 1 });
+    expect(r.rejected).toEqual([
+      { key: '1060.csv', reason: 'user_id "1060" could not be stored: a value breaks a rule of the database (SQLSTATE 23514)' },
+    ]);
+    expect(JSON.stringify(r)).not.toContain('users_no_mallory_check');
+    expect((await db.pool.query('SELECT count(*)::int AS n FROM users')).rows[0]).toEqual({ n: 119 });
+
+    store.reset();
+    const again = await runToCompletion(store, db, config);
+    expect(again).toMatchObject({ status: 'succeeded', counts: { read: 0, new: 0, rejected: 0 } });
+  });
+});

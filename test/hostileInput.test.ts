@@ -1,0 +1,108 @@
+import { execFileSync } from 'node:child_process';
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import type { Config } from '../src/config.js';
+import type { TestDatabase } from './support/database.js';
+import { createTestDatabase } from './support/database.js';
+import { makeImage, put, readText, userCsv } from './support/fixtures.js';
+import { ObservedStore, runToCompletion, testConfig } from './support/harness.js';
+import type { Backend } from './support/stores.js';
+import { backends } from './support/stores.js';
+
+/** Hostile files found by hand; test/fuzz.test.ts generates many more. */
+describe.each(backends)('hostile input on the %s backend', (name, start) => {
+  let backend: Backend;
+  let db: TestDatabase;
+  let config: Config;
+  let store: ObservedStore;
+  let src: string;
+
+  const run = () => runToCompletion(store, db, config);
+  const userIds = async () => (await db.pool.query<{ user_id: string }>('SELECT user_id FROM users ORDER BY user_id')).rows.map((r) => r.user_id);
+  const srcPath = (key: string) => path.join((backend.config as { dir: string }).dir, src, key);
+
+  beforeAll(async () => {
+    backend = await start();
+  });
+  afterAll(() => backend.stop());
+  beforeEach(async () => {
+    db = await createTestDatabase();
+    config = testConfig(backend, db);
+    src = config.srcBucket;
+    store = new ObservedStore(backend.store);
+    await store.ensureBucket(src);
+    await store.ensureBucket(config.resBucket);
+    await put(backend, src, 'good/1.csv', userCsv('Ann', 'Lee', 1000));
+    await put(backend, src, 'z/2.csv', userCsv('Bob', 'Ray', 2000));
+  });
+  afterEach(() => db.drop());
+
+  it('a NUL byte in first_name is rejected with its reason; every other user is stored, now and in later runs', async () => {
+    await put(backend, src, 'm/666.csv', Buffer.from('first_name,last_name,birthts\nMal\u0000lory,Evil,5\n'));
+    const r = await run();
+    expect(r.status).toBe('succeeded');
+    expect(r.rejected).toEqual([{ key: 'm/666.csv', reason: 'first_name contains the control character U+0000 at position 4' }]);
+    expect(await userIds()).toEqual(['1', '2']);
+
+    await put(backend, src, 'z/3.csv', userCsv('Cy', 'Orr', 3000));
+    store.reset();
+    const again = await run();
+    expect(again).toMatchObject({ status: 'succeeded', counts: { new: 1, rejected: 0 } });
+    expect(store.reads).toEqual(['z/3.csv']);
+  });
+
+  // Folder store only: S3 servers, and the minio client, refuse keys over 1024 bytes.
+  it.runIf(name === 'folder')('a CSV under a deep path of random folders (a 3 KB key) is refused on its name; the run goes on', async () => {
+    const deep = Array.from({ length: 15 }, (_, i) => `${String(i).padStart(2, '0')}${'q'.repeat(198)}`).join('/');
+    const key = `${deep}/7.csv`;
+    expect(Buffer.byteLength(key)).toBeGreaterThan(3000);
+    await put(backend, src, key, userCsv('Deep', 'Path', 7));
+    const r = await run();
+    expect(r.status).toBe('succeeded');
+    expect(r.rejected).toEqual([{ key, reason: `the key is ${Buffer.byteLength(key)} bytes long, over the 1024-byte limit of S3` }]);
+    expect(r.counts).toMatchObject({ new: 2, rejected: 1 });
+    expect(store.reads).not.toContain(key);
+    expect(await userIds()).toEqual(['1', '2']);
+  });
+
+  it('keys with %, +, spaces, quotes and Unicode are read under their exact names', async () => {
+    const keys = ['100%.csv', '%41.csv', 'a+b.csv', 'a b.csv', "it's \"q\".csv", 'dir with space/Zoë 名前 😀.csv', '&amp;.csv', '0x10.csv'];
+    for (const k of keys) await put(backend, src, k, userCsv('N', 'M', 1));
+    const r = await run();
+    expect(r).toMatchObject({ status: 'succeeded', rejected: [] });
+    expect(await userIds()).toEqual(['%41', '&amp;', '0x10', '1', '100%', '2', 'Zoë 名前 😀', 'a b', 'a+b', "it's \"q\""].sort());
+    expect(await readText(backend, config.resBucket, 'output.csv')).toContain(`"it's ""q""",N,M,1,\r\n`);
+  });
+
+  it.runIf(name === 'folder')('file names with control characters or bytes that are not UTF-8 are reported, printable, never silently dropped', async () => {
+    await fs.writeFile(srcPath('a\u0001b.csv'), userCsv('Ctl', 'Key', 1));
+    await fs.writeFile(srcPath('new\nline.png'), await makeImage('png'));
+    await fs.writeFile(Buffer.concat([Buffer.from(srcPath('') + '/'), Buffer.from([0xff, 0xfe]), Buffer.from('.csv')]), userCsv('Bad', 'Bytes', 1));
+    await fs.writeFile(Buffer.concat([Buffer.from(srcPath('') + '/'), Buffer.from([0xc3]), Buffer.from('.txt')]), 'not a user file');
+    const r = await run();
+    expect(r.status).toBe('succeeded');
+    expect(r.rejected).toEqual([
+      { key: '\\xff\\xfe.csv', reason: 'the file name is not valid UTF-8' },
+      { key: 'a\\x01b.csv', reason: 'the key contains the control character U+0001' },
+      { key: 'new\\x0aline.png', reason: 'the key contains the control character U+000A' },
+    ]);
+    expect(r.counts).toMatchObject({ new: 2, rejected: 3, ignored: 1 });
+  });
+
+  it.runIf(name === 'folder')('symbolic links, named pipes and sockets in the bucket are reported and never opened', async () => {
+    const outside = path.join(srcPath(''), '..', 'secret.csv');
+    await fs.writeFile(outside, userCsv('Not', 'Yours', 1));
+    await fs.symlink(outside, srcPath('link.csv'));
+    await fs.symlink(path.join(srcPath(''), 'good'), srcPath('linkdir'));
+    execFileSync('mkfifo', [srcPath('pipe.csv')]);
+    const r = await run();
+    expect(r.status).toBe('succeeded');
+    expect(r.rejected).toEqual([
+      { key: 'link.csv', reason: 'it is a symbolic link, not a regular file' },
+      { key: 'pipe.csv', reason: 'it is a named pipe, not a regular file' },
+    ]);
+    expect(r.counts).toMatchObject({ new: 2, ignored: 1 });
+    expect(await userIds()).toEqual(['1', '2']);
+  });
+});
