@@ -23,7 +23,8 @@ export function printable(s: string): string {
   return s.replace(CONTROL_ALL, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`);
 }
 
-const utf8 = new TextDecoder('utf-8', { fatal: true });
+// ignoreBOM keeps a leading U+FEFF: in a file name it is part of the name, not a marker.
+const utf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
 
 /**
  * Decodes bytes that should be UTF-8. Valid input comes back as is (valid: true). Otherwise

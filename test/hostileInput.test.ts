@@ -67,11 +67,11 @@ describe.each(backends)('hostile input on the %s backend', (name, start) => {
   });
 
   it('keys with %, +, spaces, quotes and Unicode are read under their exact names', async () => {
-    const keys = ['100%.csv', '%41.csv', 'a+b.csv', 'a b.csv', "it's \"q\".csv", 'dir with space/Zoë 名前 😀.csv', '&amp;.csv', '0x10.csv'];
+    const keys = ['100%.csv', '%41.csv', 'a+b.csv', 'a b.csv', "it's \"q\".csv", 'dir with space/Zoë 名前 😀.csv', '&amp;.csv', '0x10.csv', '\ufeffbom.csv'];
     for (const k of keys) await put(backend, src, k, userCsv('N', 'M', 1));
     const r = await run();
     expect(r).toMatchObject({ status: 'succeeded', rejected: [] });
-    expect(await userIds()).toEqual(['%41', '&amp;', '0x10', '1', '100%', '2', 'Zoë 名前 😀', 'a b', 'a+b', "it's \"q\""].sort());
+    expect(await userIds()).toEqual(['%41', '&amp;', '0x10', '1', '100%', '2', 'Zoë 名前 😀', 'a b', 'a+b', "it's \"q\"", '\ufeffbom'].sort());
     expect(await readText(backend, config.resBucket, 'output.csv')).toContain(`"it's ""q""",N,M,1,\r\n`);
   });
 
