@@ -1,6 +1,7 @@
 import path from 'node:path';
 import cron from 'node-cron';
 import { z } from 'zod';
+import { isLoopbackHost } from './loopback.js';
 
 /** Where objects live: a plain folder (embedded default) or any S3-compatible server. */
 export type StoreConfig =
@@ -37,7 +38,15 @@ export interface Config {
   readConcurrency: number;
   /** Users per database transaction; each batch is durable on its own. */
   batchSize: number;
-  http: { host: string; port: number; apiToken: string | null };
+  http: {
+    host: string;
+    port: number;
+    apiToken: string | null;
+    /** HOST is localhost, 127.0.0.0/8 or ::1: only this machine can connect. */
+    loopback: boolean;
+    /** INSECURE_ALLOW_NO_TOKEN: the operator accepts an open service beyond loopback. */
+    allowNoToken: boolean;
+  };
   /** node-cron expression, or null when scheduling is off. */
   schedule: string | null;
   logLevel: string;
@@ -87,6 +96,7 @@ const envSchema = z.object({
   HOST: z.string().min(1).default('127.0.0.1'),
   PORT: z.coerce.number().int().min(0).max(65535).default(3000),
   API_TOKEN: optionalText,
+  INSECURE_ALLOW_NO_TOKEN: z.enum(['true', 'false'], { error: 'must be true or false' }).default('false'),
   SCHEDULE: z
     .string()
     .default('*/15 * * * *')
@@ -115,7 +125,15 @@ export function configDefaults(): Record<string, string | undefined> {
  * Validates the environment once, at start. Every problem is reported together so an
  * operator fixes the configuration in one pass.
  */
-export function loadConfig(env: Record<string, string | undefined> = process.env): Config {
+export interface LoadOptions {
+  /**
+   * For the HTTP service (`npm start`): also require API_TOKEN when HOST is not loopback. The
+   * CLI does not listen, so it leaves this off.
+   */
+  service?: boolean;
+}
+
+export function loadConfig(env: Record<string, string | undefined> = process.env, opts: LoadOptions = {}): Config {
   const parsed = envSchema.safeParse(withoutEmpty(env));
   if (!parsed.success) {
     const lines = parsed.error.issues.map((i) => `  ${i.path.join('.')}: ${i.message}`);
@@ -147,6 +165,15 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
 
   const schedule = e.SCHEDULE.toLowerCase() === 'off' ? null : e.SCHEDULE;
 
+  const loopback = isLoopbackHost(e.HOST);
+  const allowNoToken = e.INSECURE_ALLOW_NO_TOKEN === 'true';
+  if (opts.service && !loopback && !e.API_TOKEN && !allowNoToken) {
+    problems.push(
+      `  API_TOKEN: required when HOST (${e.HOST}) is not a loopback address, because the API serves personal data;` +
+        ' set API_TOKEN, or listen on 127.0.0.1, or set INSECURE_ALLOW_NO_TOKEN=true to serve without authentication',
+    );
+  }
+
   if (problems.length > 0) throw new ConfigError(`invalid configuration:\n${problems.join('\n')}`);
 
   return {
@@ -159,7 +186,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     limits: { maxCsvBytes: e.MAX_CSV_BYTES, maxImageBytes: e.MAX_IMAGE_BYTES, maxImagePixels: e.MAX_IMAGE_PIXELS, objectTimeoutMs: e.OBJECT_TIMEOUT_MS },
     readConcurrency: e.READ_CONCURRENCY,
     batchSize: e.BATCH_SIZE,
-    http: { host: e.HOST, port: e.PORT, apiToken: e.API_TOKEN ?? null },
+    http: { host: e.HOST, port: e.PORT, apiToken: e.API_TOKEN ?? null, loopback, allowNoToken },
     schedule,
     logLevel: e.LOG_LEVEL,
   };

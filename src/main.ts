@@ -6,7 +6,7 @@ import { startService } from './service.js';
 // process (configuration, signals, exit code).
 let config;
 try {
-  config = loadConfig();
+  config = loadConfig(process.env, { service: true });
 } catch (err) {
   if (!(err instanceof ConfigError)) throw err;
   console.error(err.message);

@@ -58,6 +58,9 @@ export async function startService(config: Config, log: Logger, opts: ServiceOpt
   const url = `http://${host}:${port}`;
   const scheduler: Scheduler | null = config.schedule ? startScheduler(config.schedule, runner, log) : null;
   log.info({ url, schedule: config.schedule ?? 'off', auth: config.http.apiToken ? 'bearer' : 'none' }, 'listening');
+  if (!config.http.apiToken && !config.http.loopback) {
+    log.warn({ host: config.http.host }, 'INSECURE_ALLOW_NO_TOKEN: serving personal data without authentication beyond loopback; set API_TOKEN');
+  }
 
   let stopping: Promise<void> | null = null;
   const stop = (graceMs = DEFAULT_GRACE_MS) =>

@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { ConfigError, configDefaults, loadConfig } from '../src/config.js';
+import { isLoopbackHost } from '../src/loopback.js';
 
 const repoFile = (name: string) => readFileSync(path.join(import.meta.dirname, '..', name), 'utf8');
 
@@ -64,6 +65,48 @@ describe('loadConfig', () => {
       expect.unreachable();
     } catch (err) {
       expect((err as Error).message).toMatch(/PORT[\s\S]*LOG_LEVEL/);
+    }
+  });
+});
+
+describe('loadConfig for the service: a token beyond loopback', () => {
+  it('refuses a non-loopback HOST without API_TOKEN, naming the variable and the opt-out', () => {
+    for (const HOST of ['0.0.0.0', '::', '192.168.1.10', 'userjoin.example']) {
+      expect(() => loadConfig({ HOST }, { service: true }), HOST).toThrow(ConfigError);
+      expect(() => loadConfig({ HOST }, { service: true }), HOST).toThrow(/API_TOKEN[\s\S]*INSECURE_ALLOW_NO_TOKEN=true/);
+    }
+  });
+
+  it('accepts a non-loopback HOST with a token, or with the explicit opt-out', () => {
+    expect(loadConfig({ HOST: '0.0.0.0', API_TOKEN: 't' }, { service: true }).http).toMatchObject({ apiToken: 't', loopback: false });
+    expect(loadConfig({ HOST: '0.0.0.0', INSECURE_ALLOW_NO_TOKEN: 'true' }, { service: true }).http).toMatchObject({
+      apiToken: null,
+      loopback: false,
+      allowNoToken: true,
+    });
+    expect(() => loadConfig({ HOST: '0.0.0.0', INSECURE_ALLOW_NO_TOKEN: 'false' }, { service: true })).toThrow(/API_TOKEN/);
+    expect(() => loadConfig({ INSECURE_ALLOW_NO_TOKEN: 'yes' })).toThrow(/INSECURE_ALLOW_NO_TOKEN: must be true or false/);
+  });
+
+  it('needs no token on loopback', () => {
+    for (const HOST of ['127.0.0.1', '127.0.0.2', '127.255.255.254', '::1', '[::1]', 'localhost', 'LOCALHOST']) {
+      const c = loadConfig({ HOST }, { service: true });
+      expect(c.http, HOST).toMatchObject({ apiToken: null, loopback: true, allowNoToken: false });
+    }
+    expect(loadConfig({}, { service: true }).http.loopback).toBe(true);
+  });
+
+  it('is not applied to the CLI, which does not listen', () => {
+    // The CLI calls loadConfig() without the service option.
+    expect(loadConfig({ HOST: '0.0.0.0' }).http).toMatchObject({ apiToken: null, loopback: false });
+  });
+});
+
+describe('isLoopbackHost', () => {
+  it('knows 127.0.0.0/8, ::1 and localhost, and nothing else', () => {
+    for (const h of ['127.0.0.1', '127.0.0.2', '127.1.2.3', '::1', '[::1]', '0:0:0:0:0:0:0:1', 'localhost']) expect(isLoopbackHost(h), h).toBe(true);
+    for (const h of ['0.0.0.0', '::', '128.0.0.1', '10.0.0.1', '::2', 'localhost.example', 'example.com', '127.0.0.1.nip.io', '']) {
+      expect(isLoopbackHost(h), h).toBe(false);
     }
   });
 });

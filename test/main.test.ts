@@ -2,7 +2,9 @@ import { spawn } from 'node:child_process';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
+import { createTestDatabase } from './support/database.js';
 import { sleep } from './support/fixtures.js';
+import { runEntry } from './support/spawn.js';
 import { tempDir } from './support/stores.js';
 
 const ROOT = path.resolve(import.meta.dirname, '..');
@@ -64,6 +66,31 @@ describe('npm start (src/main.ts)', () => {
     await expect(main.listening).rejects.toThrow();
     expect(await main.exited).toBe(2);
     expect(main.logs()).toMatch(/PORT[\s\S]*SCHEDULE: "sometimes" is not a valid cron expression/);
+  });
+
+  it('refuses to listen beyond loopback without API_TOKEN, exiting 2 and naming the token and the opt-out', async () => {
+    const dir = await tempDir('userjoin-main-');
+    cleanup.push(dir);
+    const main = startMain({ HOST: '0.0.0.0', STORE_DIR: path.join(dir, 'minio'), PGDATA_DIR: path.join(dir, 'pg') });
+    await expect(main.listening).rejects.toThrow();
+    expect(await main.exited).toBe(2);
+    expect(main.logs()).toMatch(/API_TOKEN: required when HOST \(0\.0\.0\.0\) is not a loopback address/);
+    expect(main.logs()).toContain('INSECURE_ALLOW_NO_TOKEN=true');
+    // It stopped at the configuration: no embedded PostgreSQL was started.
+    await expect(fs.access(path.join(dir, 'pg'))).rejects.toThrow();
+  });
+
+  it('does not apply that rule to `npm run process`, which does not listen', async () => {
+    const dir = await tempDir('userjoin-main-');
+    cleanup.push(dir);
+    const db = await createTestDatabase();
+    try {
+      const r = await runEntry('src/cli/processMain.ts', ['--json'], { HOST: '0.0.0.0', DATABASE_URL: db.url, STORE_DIR: dir, SCHEDULE: 'off' });
+      expect(r.code, r.stderr).toBe(0);
+      expect(JSON.parse(r.stdout)).toMatchObject({ status: 'succeeded' });
+    } finally {
+      await db.drop();
+    }
   });
 
   it('waits for a database that comes up late, logging what it waits for, instead of crash-looping', async () => {
