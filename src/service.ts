@@ -40,7 +40,7 @@ export async function startService(config: Config, log: Logger, opts: ServiceOpt
     { onChange: () => pageCache.invalidate(), onListening: () => pageCache.setEnabled(true), onLost: () => pageCache.setEnabled(false) },
     log,
   );
-  const http = createHttpApp({ db, store, srcBucket: config.srcBucket, runner, log, apiToken: config.http.apiToken, pageCache });
+  const http = createHttpApp({ db, store, srcBucket: config.srcBucket, runner, log, apiToken: config.http.apiToken, loopback: config.http.loopback, pageCache });
 
   let server: Server;
   try {

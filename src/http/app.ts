@@ -7,10 +7,12 @@ import { RunInProgressElsewhereError } from '../runner.js';
 import type { ObjectStore } from '../storage/index.js';
 import { bearerAuth } from './auth.js';
 import { errorMiddleware, HttpError } from './errors.js';
+import { localOnly } from './localOnly.js';
 import { dataRoutes } from './routes/data.js';
 import { healthRoutes } from './routes/health.js';
 import { runRoutes } from './routes/runs.js';
 import type { PageCache } from './pageCache.js';
+import { securityHeaders } from './securityHeaders.js';
 
 export interface HttpDeps {
   db: Database;
@@ -20,6 +22,8 @@ export interface HttpDeps {
   runner: Runner;
   log: Logger;
   apiToken: string | null;
+  /** The server listens on loopback only; without a token, only loopback Host headers are served. */
+  loopback: boolean;
   /** Repeated GET /data pages; without one, every request queries the database. */
   pageCache?: PageCache;
 }
@@ -29,6 +33,7 @@ export function createHttpApp(deps: HttpDeps): Koa {
   app.proxy = false;
   // Errors are answered by errorMiddleware; this only stops koa printing them to stderr.
   app.silent = true;
+  app.use(securityHeaders());
   app.use(accessLog(deps.log));
   app.use(errorMiddleware(deps.log));
   app.use(async (_ctx, next) => {
@@ -39,7 +44,10 @@ export function createHttpApp(deps: HttpDeps): Koa {
       throw err;
     }
   });
+  // A token already stops other web pages (they cannot send the header), so the browser
+  // checks matter only without one.
   if (deps.apiToken) app.use(bearerAuth(deps.apiToken, new Set(['/health'])));
+  else app.use(localOnly({ checkHost: deps.loopback }));
 
   const router = new Router();
   healthRoutes(router, deps.db, () => deps.store.ping(deps.srcBucket), deps.log);
