@@ -13,7 +13,9 @@ import { ObservedStore, runToCompletion, testConfig } from './support/harness.js
 import type { GeneratedCsv, GeneratedImage, GeneratedKey } from './support/hostile.js';
 import { csvExt, fuzzParams, imageExt, imageFile, keyArb, keyRefused, MAX_CSV_BYTES, sampleImages, userCsvFile } from './support/hostile.js';
 import type { Backend } from './support/stores.js';
-import { backends } from './support/stores.js';
+import type { TestService } from './support/service.js';
+import { startTestService } from './support/service.js';
+import { backends, startFolderBackend } from './support/stores.js';
 
 // Property-based tests over hostile input. Each prints its seed when it fails; replay with
 // FUZZ_SEED=<seed> FUZZ_PATH=<path> npm test -- test/fuzz.test.ts. FUZZ_RUNS=<n> runs more.
@@ -157,4 +159,49 @@ describe.each(backends)('runs over generated hostile buckets on the %s backend (
       fuzzParams(60),
     );
   }, 600_000);
+});
+
+describe('HTTP parameters (property)', () => {
+  let backend: Backend;
+  let db: TestDatabase;
+  let svc: TestService;
+  beforeAll(async () => {
+    backend = await startFolderBackend();
+    db = await createTestDatabase();
+    svc = await startTestService(backend, db);
+    await put(backend, svc.srcBucket, '1.csv', 'first_name,last_name,birthts\nAnn,Lee,1000\n');
+    await svc.post('/data?wait=true');
+  });
+  afterAll(async () => {
+    await svc.stop();
+    await db.drop();
+    await backend.stop();
+  });
+
+  const NAMES = ['min_age', 'max_age', 'is_image_exists', 'limit', 'cursor', 'format', 'wait', 'full', 'before'];
+  const token = fc.oneof(
+    fc.constantFrom('', '0', '-1', '30.5', '1e3', 'true', 'false', 'csv', 'json', '99999999999999999999', 'NaN', '%', '%ZZ', '%00', '%C3', '&', '=', '+', 'eyJhZnRlciI6IjEifQ', 'eyJhZnRlciI6Ilx1MDAwMCJ9', 'bnVsbA'),
+    fc.string({ unit: 'binary', maxLength: 12 }).map(encodeURIComponent),
+    fc.string({ unit: 'grapheme', maxLength: 8 }),
+  );
+  const query = fc.array(fc.tuple(fc.oneof(fc.constantFrom(...NAMES), token), token), { maxLength: 4 }).map((pairs) => pairs.map(([k, v]) => `${k}=${v}`).join('&'));
+
+  const isJsonError = async (res: Response) => {
+    const body = (await res.json()) as { error?: { code?: unknown; message?: unknown } };
+    return typeof body.error?.code === 'string' && typeof body.error.message === 'string' && body.error.message !== '';
+  };
+
+  it('every query gets its answer or a 400 with a JSON error, never a 500', async () => {
+    await fc.assert(
+      fc.asyncProperty(query, token, fc.constantFrom('GET /data', 'GET /data/', 'GET /runs', 'GET /runs/', 'POST /data'), async (q, segment, route) => {
+        const [method, path] = route.split(' ') as [string, string];
+        const url = `${path}${path.endsWith('/') ? segment : ''}?${q}`;
+        const res = await fetch(svc.url + url, { method });
+        expect([200, 202, 400, 404, 409], `${method} ${url}`).toContain(res.status);
+        if (res.status >= 400) expect(await isJsonError(res), `${method} ${url}`).toBe(true);
+        else await res.arrayBuffer();
+      }),
+      fuzzParams(300),
+    );
+  }, 300_000);
 });

@@ -47,6 +47,18 @@ export function enumParam<T extends string>(query: Query, name: string, allowed:
   throw badRequest(name, `must be one of ${allowed.join(', ')}, got "${raw}"`);
 }
 
+// No stored user_id is longer (keys are at most 1024 bytes) or holds a control character,
+// and PostgreSQL cannot take a NUL at all: refuse such a value rather than fail on it.
+const MAX_USER_ID_BYTES = 1024;
+
+/** A user_id from a request, checked before it reaches a query. */
+export function userIdParam(name: string, raw: string): string {
+  if (raw === '') throw badRequest(name, 'must not be empty');
+  if (/\p{Cc}/u.test(raw)) throw badRequest(name, 'must not contain control characters');
+  if (Buffer.byteLength(raw) > MAX_USER_ID_BYTES) throw badRequest(name, `must be at most ${MAX_USER_ID_BYTES} bytes`);
+  return raw;
+}
+
 /** Opaque keyset cursor: the last user_id of the previous page. */
 export function encodeCursor(userId: string): string {
   return Buffer.from(JSON.stringify({ after: userId }), 'utf8').toString('base64url');
@@ -59,7 +71,7 @@ export function cursorParam(query: Query, name: string): string | undefined {
     if (!/^[A-Za-z0-9_-]+$/.test(raw)) throw new Error();
     const parsed = JSON.parse(Buffer.from(raw, 'base64url').toString('utf8')) as { after?: unknown };
     if (typeof parsed.after !== 'string') throw new Error();
-    return parsed.after;
+    return userIdParam(name, parsed.after);
   } catch {
     throw badRequest(name, 'is not a cursor this API returned');
   }

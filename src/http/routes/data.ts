@@ -7,7 +7,7 @@ import { getRun } from '../../db/runs.js';
 import { getUser, queryUsers, streamUsers } from '../../db/users.js';
 import type { Runner } from '../../runner.js';
 import { badRequest, notFound } from '../errors.js';
-import { ageParam, boolParam, cursorParam, encodeCursor, enumParam, intParam } from '../params.js';
+import { ageParam, boolParam, cursorParam, encodeCursor, enumParam, intParam, userIdParam } from '../params.js';
 import type { CachedPage, PageCache } from '../pageCache.js';
 import { runView } from './runs.js';
 
@@ -73,8 +73,9 @@ export function dataRoutes(router: Router, db: Database, runner: Runner, cache: 
   });
 
   router.get('/data/:user_id', async (ctx) => {
-    const user = await getUser(db, ctx.params.user_id!);
-    if (!user) throw notFound(`no user with user_id "${ctx.params.user_id}"`);
+    const userId = userIdParam('user_id', ctx.params.user_id!);
+    const user = await getUser(db, userId);
+    if (!user) throw notFound(`no user with user_id ${JSON.stringify(userId)}`);
     ctx.body = user;
   });
 
