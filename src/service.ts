@@ -1,4 +1,5 @@
 import type { Server } from 'node:http';
+import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { App } from './app.js';
 import { openApp } from './app.js';
@@ -25,7 +26,24 @@ export interface ServiceOptions {
   waitMs?: number;
   /** Replaces the configured store (tests wrap the real one to inject faults). */
   wrapStore?: (store: ObjectStore) => ObjectStore;
+  /** Overrides the HTTP server timeouts (tests use small ones). */
+  httpTimeouts?: Partial<HttpTimeouts>;
 }
+
+/** Node HTTP server timeouts, in ms. */
+export interface HttpTimeouts {
+  /** To receive a request's headers. */
+  headersMs: number;
+  /** To receive a whole request. It does not bound the response, so POST /data?wait=true may wait for its run. */
+  requestMs: number;
+  /** An idle keep-alive connection is closed after this. */
+  keepAliveMs: number;
+  /** How often Node checks headersMs and requestMs (its default, 30 s, would stretch them). */
+  checkIntervalMs: number;
+}
+
+// Slow clients (slowloris) must not hold connections open; our requests are small.
+const DEFAULT_HTTP_TIMEOUTS: HttpTimeouts = { headersMs: 10_000, requestMs: 30_000, keepAliveMs: 5_000, checkIntervalMs: 1_000 };
 
 const DEFAULT_GRACE_MS = 30_000;
 
@@ -45,7 +63,14 @@ export async function startService(config: Config, log: Logger, opts: ServiceOpt
   let server: Server;
   try {
     server = await new Promise<Server>((resolve, reject) => {
-      const s = http.listen(config.http.port, config.http.host, () => resolve(s));
+      const t = { ...DEFAULT_HTTP_TIMEOUTS, ...opts.httpTimeouts };
+      const handle = http.callback();
+      const s = createServer(
+        { headersTimeout: t.headersMs, requestTimeout: t.requestMs, keepAliveTimeout: t.keepAliveMs, connectionsCheckingInterval: t.checkIntervalMs },
+        // Koa answers its own errors; the promise never rejects.
+        (req, res) => void handle(req, res),
+      );
+      s.listen(config.http.port, config.http.host, () => resolve(s));
       s.once('error', reject);
     });
   } catch (err) {
