@@ -22,7 +22,7 @@ export interface OpenAppOptions {
 }
 
 export async function openApp(config: Config, log: Logger, opts: OpenAppOptions): Promise<App> {
-  const database = await openDatabase(config.db, { waitMs: opts.waitMs, log });
+  const database = await openDatabase(config.db, { waitMs: opts.waitMs, statementTimeoutMs: config.dbStatementTimeoutMs, log });
   const store = createStore(config.store);
   try {
     await retry(

@@ -47,6 +47,8 @@ export interface Config {
     /** INSECURE_ALLOW_NO_TOKEN: the operator accepts an open service beyond loopback. */
     allowNoToken: boolean;
   };
+  /** PostgreSQL statement_timeout for every pooled connection, in ms. */
+  dbStatementTimeoutMs: number;
   /** node-cron expression, or null when scheduling is off. */
   schedule: string | null;
   logLevel: string;
@@ -97,6 +99,8 @@ const envSchema = z.object({
   PORT: z.coerce.number().int().min(0).max(65535).default(3000),
   API_TOKEN: optionalText,
   INSECURE_ALLOW_NO_TOKEN: z.enum(['true', 'false'], { error: 'must be true or false' }).default('false'),
+  // Bounds any one query, so a runaway statement cannot hold a connection (and its locks) forever.
+  DB_STATEMENT_TIMEOUT_MS: z.coerce.number().int().min(1).max(2_147_483_647).default(60_000),
   SCHEDULE: z
     .string()
     .default('*/15 * * * *')
@@ -187,6 +191,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     readConcurrency: e.READ_CONCURRENCY,
     batchSize: e.BATCH_SIZE,
     http: { host: e.HOST, port: e.PORT, apiToken: e.API_TOKEN ?? null, loopback, allowNoToken },
+    dbStatementTimeoutMs: e.DB_STATEMENT_TIMEOUT_MS,
     schedule,
     logLevel: e.LOG_LEVEL,
   };

@@ -111,6 +111,14 @@ describe('isLoopbackHost', () => {
   });
 });
 
+describe('DB_STATEMENT_TIMEOUT_MS', () => {
+  it('defaults to 60 s and takes a positive number of ms', () => {
+    expect(loadConfig({}).dbStatementTimeoutMs).toBe(60_000);
+    expect(loadConfig({ DB_STATEMENT_TIMEOUT_MS: '1500' }).dbStatementTimeoutMs).toBe(1500);
+    expect(() => loadConfig({ DB_STATEMENT_TIMEOUT_MS: '0' })).toThrow(/DB_STATEMENT_TIMEOUT_MS/);
+  });
+});
+
 describe('configuration documents', () => {
   const defaults = configDefaults();
 

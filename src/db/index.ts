@@ -20,6 +20,8 @@ export interface OpenDatabase {
 export interface OpenOptions {
   /** How long to wait for an external PostgreSQL that is not up yet. */
   waitMs?: number;
+  /** statement_timeout for the pool's connections (DB_STATEMENT_TIMEOUT_MS). */
+  statementTimeoutMs?: number;
   log?: { info(obj: object, msg: string): void; warn(obj: object, msg: string): void; debug(obj: object, msg: string): void };
 }
 
@@ -42,7 +44,7 @@ export async function openDatabase(config: DatabaseConfig, opts: OpenOptions = {
   } else {
     url = config.url;
   }
-  const pool = createPool(url);
+  const pool = createPool(url, { statementTimeoutMs: opts.statementTimeoutMs });
   try {
     await retry(() => ping(pool), {
       what: 'PostgreSQL',

@@ -25,6 +25,9 @@ export async function migrate(pool: Database): Promise<string[]> {
   const migrations = await loadMigrations();
   const applied: string[] = [];
   await withTransaction(pool, async (client) => {
+    // The pool's statement_timeout is not for this: the lock waits for another instance's
+    // migrations, and a migration may rewrite a large table.
+    await client.query('SET LOCAL statement_timeout = 0');
     await client.query('SELECT pg_advisory_xact_lock($1)', [MIGRATION_LOCK_KEY]);
     await client.query(`CREATE TABLE IF NOT EXISTS schema_migrations (
       version integer PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())`);

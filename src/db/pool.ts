@@ -8,8 +8,25 @@ export type Queryable = Pick<pg.Pool, 'query'> | Pick<pg.PoolClient, 'query'>;
 // bigint columns (counts, birthts) fit in a JS number for every value we store; parse them as numbers.
 pg.types.setTypeParser(pg.types.builtins.INT8, (v) => Number(v));
 
-export function createPool(url: string, max = 10): Database {
-  const pool = new pg.Pool({ connectionString: url, max, application_name: 'userjoin' });
+export interface PoolOptions {
+  max?: number;
+  /** PostgreSQL statement_timeout on every connection, in ms. Unset: the server's default. */
+  statementTimeoutMs?: number;
+  /** Gives up connecting, or waiting for a free client, after this. */
+  connectTimeoutMs?: number;
+}
+
+// A black-holed server would otherwise leave a connect attempt hanging for minutes.
+const CONNECT_TIMEOUT_MS = 10_000;
+
+export function createPool(url: string, opts: PoolOptions = {}): Database {
+  const pool = new pg.Pool({
+    connectionString: url,
+    max: opts.max ?? 10,
+    application_name: 'userjoin',
+    statement_timeout: opts.statementTimeoutMs,
+    connectionTimeoutMillis: opts.connectTimeoutMs ?? CONNECT_TIMEOUT_MS,
+  });
   // An idle client losing its server (restart, failover) must not crash the process.
   pool.on('error', () => undefined);
   return pool;
