@@ -10,13 +10,17 @@ import { configDefaults } from '../src/config.js';
 const ROOT = path.resolve(import.meta.dirname, '..');
 const read = (name: string) => readFileSync(path.join(ROOT, name), 'utf8');
 
-// The last official MinIO community image; there is no `latest` tag to float on.
-const MINIO_IMAGE = 'minio/minio:RELEASE.2025-09-07T16-13-09Z';
+// The last official MinIO community image; there is no `latest` tag to float on. Docker Hub no
+// longer serves MinIO's images; quay.io (MinIO's own registry) has the same tags.
+const MINIO_IMAGE = 'quay.io/minio/minio:RELEASE.2025-09-07T16-13-09Z';
+// A dated release, never `latest`.
+const MC_IMAGE = /^quay\.io\/minio\/mc:RELEASE\.2025-\d{2}-\d{2}T\d{2}-\d{2}-\d{2}Z$/;
 
 interface Service {
   image?: string;
   build?: string | { context: string; dockerfile?: string };
   command?: string[];
+  entrypoint?: string[];
   environment?: Record<string, string>;
   ports?: string[];
   volumes?: string[];
@@ -32,16 +36,18 @@ describe('docker-compose.yml', () => {
   const text = read('docker-compose.yml');
   const compose = parseYaml(text) as Compose;
   const { minio, postgres, userjoin } = compose.services;
+  const minioInit = compose.services['minio-init'];
 
-  it('has the minio, postgres and userjoin services, each with a healthcheck', () => {
-    expect(Object.keys(compose.services).sort()).toEqual(['minio', 'postgres', 'userjoin']);
-    for (const [name, service] of Object.entries(compose.services)) {
-      expect(service.healthcheck?.test, `${name} healthcheck`).toBeTruthy();
+  it('has the minio, postgres and userjoin services, each with a healthcheck, and the one-shot minio-init', () => {
+    expect(Object.keys(compose.services).sort()).toEqual(['minio', 'minio-init', 'postgres', 'userjoin']);
+    for (const name of ['minio', 'postgres', 'userjoin']) {
+      expect(compose.services[name]!.healthcheck?.test, `${name} healthcheck`).toBeTruthy();
     }
   });
 
   it('pins official images, never a floating tag', () => {
     expect(minio!.image).toBe(MINIO_IMAGE);
+    expect(minioInit!.image).toMatch(MC_IMAGE);
     expect(postgres!.image).toMatch(/^postgres:\d+(\.\d+)?(-[a-z0-9]+)?$/);
     expect(minio!.ports).toEqual(expect.arrayContaining([expect.stringMatching(/:9000:9000$/), expect.stringMatching(/:9001:9001$/)]));
     expect(minio!.command).toEqual(expect.arrayContaining(['--console-address', ':9001']));
@@ -50,7 +56,11 @@ describe('docker-compose.yml', () => {
   it('builds the app from the Dockerfile and starts it once both dependencies are healthy', () => {
     const context = typeof userjoin!.build === 'string' ? userjoin!.build : userjoin!.build!.context;
     expect(existsSync(path.join(ROOT, context, 'Dockerfile'))).toBe(true);
-    expect(userjoin!.depends_on).toEqual({ minio: { condition: 'service_healthy' }, postgres: { condition: 'service_healthy' } });
+    expect(userjoin!.depends_on).toEqual({
+      minio: { condition: 'service_healthy' },
+      'minio-init': { condition: 'service_completed_successfully' },
+      postgres: { condition: 'service_healthy' },
+    });
     expect(userjoin!.ports!.some((p) => p.endsWith(':3000'))).toBe(true);
     expect(JSON.stringify(userjoin!.healthcheck!.test)).toContain('/health');
   });
@@ -84,6 +94,64 @@ describe('docker-compose.yml', () => {
         if (/PASSWORD|SECRET|ACCESS_KEY|TOKEN|ROOT_USER/.test(key)) expect(value, key).toMatch(/^\$\{[A-Z_]+/);
       }
     }
+  });
+});
+
+describe('docker-compose.yml: userjoin\'s own MinIO user', () => {
+  const compose = parseYaml(read('docker-compose.yml')) as Compose;
+  const { userjoin } = compose.services;
+  const minioInit = compose.services['minio-init']!;
+  const script = minioInit.command!.join('\n');
+
+  it('never hands userjoin the MinIO root credentials', () => {
+    for (const [key, value] of Object.entries(userjoin!.environment!)) expect(`${key}=${value}`, key).not.toMatch(/MINIO_ROOT_/);
+    expect(userjoin!.environment!.MINIO_ACCESS_KEY).toMatch(/^\$\{USERJOIN_S3_ACCESS_KEY:\?/);
+    expect(userjoin!.environment!.MINIO_SECRET_KEY).toMatch(/^\$\{USERJOIN_S3_SECRET_KEY:\?/);
+  });
+
+  it('requires API_TOKEN, since the image listens on 0.0.0.0', () => {
+    expect(userjoin!.environment!.API_TOKEN).toMatch(/^\$\{API_TOKEN:\?[^}]+\}$/);
+  });
+
+  it('minio-init waits for MinIO, creates the buckets, the policy from the repository, and the user with it attached', () => {
+    expect(minioInit.depends_on).toEqual({ minio: { condition: 'service_healthy' } });
+    const mount = minioInit.volumes!.map((v) => v.split(':')).find(([source]) => source!.endsWith('userjoin-policy.json'))!;
+    expect(existsSync(path.join(ROOT, mount[0]!)), mount[0]).toBe(true);
+    expect(mount[2]).toBe('ro');
+    expect(script).toContain('mc ready local');
+    expect(script).toMatch(/mc mb --ignore-existing "local\/\$\$SRC_BUCKET" "local\/\$\$RES_BUCKET"/);
+    expect(script).toContain(`mc admin policy create local userjoin ${mount[1]}`);
+    expect(script).toMatch(/mc admin user add local "\$\$USERJOIN_S3_ACCESS_KEY" "\$\$USERJOIN_S3_SECRET_KEY"/);
+    expect(script).toMatch(/mc admin policy attach local userjoin --user "\$\$USERJOIN_S3_ACCESS_KEY"/);
+    // The buckets it creates are the ones userjoin uses.
+    expect(minioInit.environment!.SRC_BUCKET).toBe(userjoin!.environment!.SRC_BUCKET);
+    expect(minioInit.environment!.RES_BUCKET).toBe(userjoin!.environment!.RES_BUCKET);
+  });
+
+  it('the policy names only the two buckets, and only the actions userjoin needs', () => {
+    interface Statement {
+      Effect: string;
+      Action: string | string[];
+      Resource: string | string[];
+    }
+    const policy = JSON.parse(read('config/minio/userjoin-policy.json')) as { Version: string; Statement: Statement[] };
+    expect(policy.Version).toBe('2012-10-17');
+    const list = (v: string | string[]) => (Array.isArray(v) ? v : [v]);
+    const granted = new Set<string>();
+    for (const st of policy.Statement) {
+      expect(st.Effect).toBe('Allow');
+      for (const action of list(st.Action)) for (const resource of list(st.Resource)) granted.add(`${action} ${resource}`);
+    }
+    const expected = [
+      ...['s3:ListBucket', 's3:GetBucketLocation'].flatMap((a) => [`${a} arn:aws:s3:::src`, `${a} arn:aws:s3:::res`]),
+      's3:ListBucketMultipartUploads arn:aws:s3:::res',
+      's3:GetObject arn:aws:s3:::src/*',
+      ...['s3:GetObject', 's3:PutObject', 's3:AbortMultipartUpload', 's3:ListMultipartUploadParts'].map((a) => `${a} arn:aws:s3:::res/*`),
+    ];
+    expect([...granted].sort()).toEqual(expected.sort());
+    // The compose defaults for the bucket names match the policy.
+    expect(compose.services.userjoin!.environment!.SRC_BUCKET).toBe('${SRC_BUCKET:-src}');
+    expect(compose.services.userjoin!.environment!.RES_BUCKET).toBe('${RES_BUCKET:-res}');
   });
 });
 
