@@ -8,6 +8,7 @@ import { createPool, isDatabaseUnavailable, migrate } from '../src/db/index.js';
 import { silentLogger } from '../src/log.js';
 import type { TestDatabase } from './support/database.js';
 import { createTestDatabase } from './support/database.js';
+import { startTestService } from './support/service.js';
 import type { Backend } from './support/stores.js';
 import { startFolderBackend } from './support/stores.js';
 
@@ -123,5 +124,30 @@ describe('PostgreSQL timeouts', () => {
     const pool = createPool(db.url);
     pools.push(pool);
     expect(pool.options.connectionTimeoutMillis).toBe(10_000);
+  });
+});
+
+describe('a query past the statement timeout, over HTTP', () => {
+  it('answers 503 database_timeout with Retry-After, not a 500', async () => {
+    const backend = await startFolderBackend();
+    const db = await createTestDatabase();
+    const svc = await startTestService(backend, db, { DB_STATEMENT_TIMEOUT_MS: '300' });
+    const locker = new pg.Client(db.url);
+    await locker.connect();
+    try {
+      // Holding a lock on users makes the next query wait until the timeout cancels it.
+      await locker.query('BEGIN');
+      await locker.query('LOCK TABLE users IN ACCESS EXCLUSIVE MODE');
+      const res = await svc.get('/data?limit=1');
+      expect(res.status).toBe(503);
+      expect(res.headers.get('retry-after')).toBe('5');
+      expect(await res.json()).toEqual({ error: { code: 'database_timeout', message: 'the database took too long to answer; try again shortly' } });
+    } finally {
+      await locker.query('ROLLBACK');
+      await locker.end();
+      await svc.stop();
+      await db.drop();
+      await backend.stop();
+    }
   });
 });

@@ -156,7 +156,7 @@ describe.each(backends)('runs over generated hostile buckets on the %s backend (
         expect(store.writes).toEqual([]);
         expect((await db.pool.query('SELECT * FROM users ORDER BY id')).rows).toEqual(before);
       }),
-      fuzzParams(60),
+      fuzzParams(100),
     );
   }, 600_000);
 });

@@ -28,6 +28,11 @@ const DATA_ERRORS: Record<string, string> = {
   '54000': 'a value is too large for a database index',
 };
 
+/** Whether PostgreSQL cancelled a statement for running past statement_timeout. */
+export function isStatementTimeout(err: unknown): boolean {
+  return sqlstate(err) === '57014';
+}
+
 /** A short description of a data error, safe to show: no SQL object names. */
 export function describeDataError(err: unknown): string {
   const code = sqlstate(err) ?? '?????';

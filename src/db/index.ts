@@ -7,7 +7,7 @@ import { createPool, ping } from './pool.js';
 
 export type { Database, DbClient, Queryable } from './pool.js';
 export { withTransaction, withSavepoint, createPool, ping, isDatabaseUnavailable } from './pool.js';
-export { isDataError, describeDataError, describeDatabaseError } from './errors.js';
+export { isDataError, isStatementTimeout, describeDataError, describeDatabaseError } from './errors.js';
 export { migrate } from './migrate.js';
 
 export interface OpenDatabase {

@@ -1,5 +1,5 @@
 import type { Middleware } from 'koa';
-import { isDatabaseUnavailable } from '../db/index.js';
+import { isDatabaseUnavailable, isStatementTimeout } from '../db/index.js';
 import type { Logger } from '../log.js';
 
 /** An error meant for the client: its status, a stable code and a message safe to show. */
@@ -40,6 +40,12 @@ export function errorMiddleware(log: Logger): Middleware {
         code = status === 405 ? 'method_not_allowed' : status === 501 ? 'not_implemented' : 'bad_request';
         message = err.message;
         if (err.headers) ctx.set(err.headers);
+      } else if (isStatementTimeout(err)) {
+        status = 503;
+        code = 'database_timeout';
+        message = 'the database took too long to answer; try again shortly';
+        ctx.set('Retry-After', '5');
+        log.warn({ err, method: ctx.method, path: ctx.path }, 'request failed: statement timeout');
       } else if (isDatabaseUnavailable(err)) {
         status = 503;
         code = 'database_unavailable';
