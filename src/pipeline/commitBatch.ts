@@ -48,9 +48,10 @@ export async function commitBatch(db: Database, runId: number, plan: BatchPlan, 
         const reason = `user_id "${user.userId}" could not be stored: ${describeDataError(err)}`;
         log.warn({ err, userId: user.userId }, 'the database refused one user; rejected');
         refused.push(...refusedIssues(user, reason));
-        // Recorded as rejected, so it is not read again until it changes. If even that is
-        // refused, it stays unrecorded and the next run tries again.
-        const asRejected = user.files.map((f) => ({ ...f, status: 'rejected' as const, reason, csv: null, image: null }));
+        // Its files are recorded as rejected (those already rejected keep their own reason), so
+        // they are not read again until they change. If even that is refused, they stay
+        // unrecorded and the next run tries again.
+        const asRejected = user.files.map((f) => (f.status === 'ok' ? { ...f, status: 'rejected' as const, reason, csv: null, image: null } : f));
         await withSavepoint(tx, () => saveFileStates(tx, asRejected)).catch((e: unknown) => {
           if (!isDataError(e)) throw e;
         });
@@ -87,10 +88,9 @@ async function finish(
     await setOutputStale(tx, true);
     await notifyUsersChanged(tx);
   }
-  const refusedUsers = new Set(refused.map((r) => r.key));
   const result: CommitResult = {
     ...up,
-    rejected: [...plan.users.flatMap((u) => u.rejected.map(safeIssue)).filter((i) => !refusedUsers.has(i.key)), ...refused],
+    rejected: [...plan.users.flatMap((u) => u.rejected.map(safeIssue)), ...refused],
     warnings: plan.users.flatMap((u) => u.warnings.map(safeIssue)),
     issues: plan.issues,
   };
@@ -99,8 +99,11 @@ async function finish(
   return result;
 }
 
-/** One issue per file the refused user brought in this run; the user_id if it brought none. */
+/**
+ * One issue per valid file the refused user brought in this run (its rejected files are
+ * already reported with their own reason); the user_id if it brought none.
+ */
 function refusedIssues(user: UserChange, reason: string): RunIssue[] {
-  const keys = user.files.map((f) => f.key);
+  const keys = user.files.filter((f) => f.status === 'ok').map((f) => f.key);
   return (keys.length > 0 ? keys : [user.userId]).map((key) => safeIssue({ key, reason }));
 }

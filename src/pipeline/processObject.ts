@@ -3,6 +3,7 @@ import type { Logger } from '../log.js';
 import type { FileState, SourceObject } from '../model.js';
 import type { ObjectStore } from '../storage/index.js';
 import { ObjectNotFoundError, ObjectUnreadableError } from '../storage/index.js';
+import { printable } from '../text.js';
 import { checkImage } from './checkImage.js';
 import { StoreFailure } from './failures.js';
 import { parseUserCsv } from './parseUserCsv.js';
@@ -34,7 +35,8 @@ export async function processObject(obj: SourceObject, store: ObjectStore, bucke
   const { limits } = opts;
   const rejected = (reason: string, read: boolean): ProcessResult => ({
     kind: 'checked',
-    state: { ...obj, status: 'rejected', reason, csv: null, image: null },
+    // Reasons can quote the file or a decoder's message: keep them storable and one line.
+    state: { ...obj, status: 'rejected', reason: printable(reason), csv: null, image: null },
     read,
   });
   const what = obj.kind === 'csv' ? 'CSV' : 'image';
