@@ -55,6 +55,9 @@ export interface RunIssue {
   reason: string;
 }
 
+/** Reasons are read by people, and one run may report a million of them: they are cut to this. */
+export const MAX_REASON_CHARS = 500;
+
 export type RunStatus = 'running' | 'succeeded' | 'failed' | 'aborted';
 export type RunTrigger = 'cli' | 'http' | 'schedule' | 'test';
 

@@ -1,10 +1,14 @@
 // Text from the source bucket (keys, file contents) is an attacker's choice. These helpers
 // turn it into something safe to store, log and print, without losing what it was.
 
-const CONTROL = /\p{Cc}/u;
-const CONTROL_ALL = /\p{Cc}/gu;
+// Control characters (C0, DEL, C1), plus the Unicode line and paragraph separators and the
+// bidirectional embedding, override and isolate controls: they break lines, or make text
+// display as something else (a file name shown reversed), wherever the text is shown.
+const CONTROL_CLASS = '\\p{Cc}\\u2028\\u2029\\u202a-\\u202e\\u2066-\\u2069';
+const CONTROL = new RegExp(`[${CONTROL_CLASS}]`, 'u');
+const CONTROL_ALL = new RegExp(`[${CONTROL_CLASS}]`, 'gu');
 
-/** The first control character (C0, DEL or C1) in s, or null. */
+/** The first control character in s (see CONTROL_CLASS), or null. */
 export function firstControlChar(s: string): { char: string; index: number } | null {
   const m = CONTROL.exec(s);
   return m ? { char: m[0], index: m.index } : null;
@@ -16,11 +20,15 @@ export function codePointName(ch: string): string {
 }
 
 /**
- * s with every control character written as \xNN: storable in PostgreSQL (no NUL), one line
- * in a log or a terminal (no newline, no escape sequence), and still recognisable.
+ * s with every control character written as \xNN (or \uNNNN): storable in PostgreSQL (no
+ * NUL), one line in a log or a terminal (no newline, no escape sequence, no reversal), and
+ * still recognisable. A literal backslash is left as it is, so the form is for reading only.
  */
 export function printable(s: string): string {
-  return s.replace(CONTROL_ALL, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`);
+  return s.replace(CONTROL_ALL, (c) => {
+    const code = c.charCodeAt(0);
+    return code <= 0xff ? `\\x${code.toString(16).padStart(2, '0')}` : `\\u${code.toString(16).padStart(4, '0')}`;
+  });
 }
 
 // ignoreBOM keeps a leading U+FEFF: in a file name it is part of the name, not a marker.
@@ -60,4 +68,10 @@ export function decodeUtf8Lenient(bytes: Uint8Array): { text: string; valid: boo
     }
   }
   return { text, valid: false };
+}
+
+/** s cut to at most max characters, marked with "…" when cut. */
+export function clip(s: string, max: number): string {
+  const chars = [...s];
+  return chars.length <= max ? s : `${chars.slice(0, max - 1).join('')}…`;
 }

@@ -1,6 +1,6 @@
 import sharp from 'sharp';
 import { describe, expect, it } from 'vitest';
-import { checkImage } from '../src/pipeline/checkImage.js';
+import { checkImage, PixelBudget } from '../src/pipeline/checkImage.js';
 import type { ImageFormat } from './support/fixtures.js';
 import { makeImage, pngDeclaring } from './support/fixtures.js';
 
@@ -70,5 +70,44 @@ describe('checkImage', () => {
     expect(await checkImage(full, LIMIT)).toEqual({ ok: true, data: { format: 'jpeg', width: 1200, height: 1000 } });
     const r = await checkImage(full.subarray(0, full.length >> 1), LIMIT);
     expect(r).toMatchObject({ ok: false, reason: expect.stringMatching(/^image data is corrupt or truncated: /) });
+  });
+});
+
+describe('PixelBudget: decodes in flight together stay under the pixel limit', () => {
+  it('admits decodes while their sum fits, queues the rest in order, and runs an oversized one alone', async () => {
+    const budget = new PixelBudget(100);
+    const admitted: string[] = [];
+    const take = (name: string, pixels: number) =>
+      budget.acquire(pixels).then((release) => {
+        admitted.push(name);
+        return release;
+      });
+    const a = await take('a', 60);
+    const b = await take('b', 40);
+    const c = take('c', 30);
+    const d = take('d', 10);
+    await Promise.resolve();
+    expect(admitted).toEqual(['a', 'b']);
+    expect(budget.pixelsInUse).toBe(100);
+    a();
+    const [releaseC, releaseD] = await Promise.all([c, d]);
+    expect(admitted).toEqual(['a', 'b', 'c', 'd']);
+    expect(budget.pixelsInUse).toBe(80);
+    b();
+    releaseC();
+    releaseD();
+    const huge = await take('huge', 500);
+    expect(budget.pixelsInUse).toBe(500);
+    huge();
+    expect(budget.pixelsInUse).toBe(0);
+  });
+});
+
+describe('checkImage deadline', () => {
+  it('gives up on a tiny AVIF that declares 25 megapixels when the decode runs past the deadline, as a transient failure', async () => {
+    // 1 KB on disk, 25 million pixels to decode: HEIF decodes whole frames, nothing shrinks it.
+    const avif = await sharp({ create: { width: 5000, height: 5000, channels: 3, background: '#fff' } }).avif().toBuffer();
+    expect(avif.length).toBeLessThan(10_000);
+    expect(await checkImage(avif, 50_000_000, 1)).toEqual({ ok: false, reason: 'decoding it took longer than 1 ms', transient: true });
   });
 });

@@ -100,9 +100,41 @@ describe.each(backends)('hostile input on the %s backend', (name, start) => {
     expect(r.status).toBe('succeeded');
     expect(r.rejected).toEqual([
       { key: 'link.csv', reason: 'it is a symbolic link, not a regular file' },
+      { key: 'linkdir/', reason: 'it is a symbolic link to a folder, which is not followed' },
       { key: 'pipe.csv', reason: 'it is a named pipe, not a regular file' },
     ]);
+    expect(r.counts).toMatchObject({ new: 2, ignored: 0 });
+    expect(await userIds()).toEqual(['1', '2']);
+  });
+
+  it.runIf(name === 'folder')('folders nested 2,000 deep are walked without recursion: the run goes on and the deep file is refused', async () => {
+    const deep = Array.from({ length: 2000 }, () => 'a').join('/');
+    await fs.mkdir(srcPath(deep), { recursive: true });
+    await fs.writeFile(srcPath(`${deep}/9.csv`), userCsv('Deep', 'Down', 9));
+    await fs.writeFile(srcPath(`${deep}/notes.txt`), 'x');
+    const r = await run();
+    expect(r.status).toBe('succeeded');
+    expect(r.rejected).toEqual([{ key: `${deep}/9.csv`, reason: 'the key is 4005 bytes long, over the 1024-byte limit of S3' }]);
     expect(r.counts).toMatchObject({ new: 2, ignored: 1 });
+  });
+
+  it.runIf(name === 'folder')('a user file named like the store\'s own temporary files is processed like any other', async () => {
+    await put(backend, src, '.userjoin-tmp-5.csv', userCsv('Tmp', 'Name', 5));
+    await put(backend, src, 'sub/.userjoin-tmp-abc.csv', userCsv('Tmp', 'Two', 6));
+    const r = await run();
+    expect(r).toMatchObject({ status: 'succeeded', counts: { new: 4, scanned: 4 } });
+    expect(await userIds()).toEqual(['.userjoin-tmp-5', '.userjoin-tmp-abc', '1', '2']);
+  });
+
+  it('a CSV with half a million columns is rejected with a short reason, and the run goes on', async () => {
+    const wide = `${'c,'.repeat(500_000)}c\n`;
+    for (let i = 0; i < 3; i++) await put(backend, src, `wide/${i}.csv`, wide);
+    await put(backend, src, 'wide/big.csv', `first_name,last_name,birthts\nA,B,${'9'.repeat(900_000)}\n`);
+    const r = await run();
+    expect(r.status).toBe('succeeded');
+    expect(r.rejected).toHaveLength(4);
+    expect(r.rejected[0]!.reason).toBe('header is missing columns first_name, last_name, birthts (found: "c", "c", "c", "c", "c", "c", "c", "c" and 499993 more)');
+    for (const i of r.rejected) expect(i.reason.length).toBeLessThanOrEqual(500);
     expect(await userIds()).toEqual(['1', '2']);
   });
 });

@@ -48,6 +48,9 @@ describe('parseUserCsv: accepted input', () => {
     expect(reason('first_name,last_name,birthts\nMary,L\u001bee,42\n')).toBe('last_name contains the control character U+001B at position 2');
     expect(reason('first_name,last_name,birthts\nMary,Lee\u0085x,42\n')).toBe('last_name contains the control character U+0085 at position 4');
     expect(reason('first_name,last_name,birthts\n\u{1F600}\u0007,Lee,42\n')).toBe('first_name contains the control character U+0007 at position 2');
+    // Separators and bidirectional controls too: they break lines or show a name reversed.
+    expect(reason('first_name,last_name,birthts\nMary,L\u202eee,42\n')).toBe('last_name contains the control character U+202E at position 2');
+    expect(reason('first_name,last_name,birthts\nMa\u2028ry,Lee,42\n')).toBe('first_name contains the control character U+2028 at position 3');
     // Tabs and other whitespace at either end are trimmed like spaces, so they never reach a name.
     expect(ok('first_name,last_name,birthts\n\tMary\t,Lee,42\n').firstName).toBe('Mary');
   });
@@ -129,8 +132,8 @@ describe('parseUserCsv: every rejection reason', () => {
   });
 
   it('rejects a birthts out of range', () => {
-    expect(reason(userCsv('A', 'B', '99999999999999999999'))).toBe('birthts 99999999999999999999 is out of range');
-    expect(reason(userCsv('A', 'B', '-62135596800001'))).toBe('birthts -62135596800001 is out of range');
+    expect(reason(userCsv('A', 'B', '99999999999999999999'))).toBe('birthts "99999999999999999999" is out of range');
+    expect(reason(userCsv('A', 'B', '-62135596800001'))).toBe('birthts "-62135596800001" is out of range');
   });
 
   it('rejects a birthts in the future', () => {

@@ -290,7 +290,8 @@ describe.each(backends)('pipeline on the %s backend', (_name, start) => {
 
   it('repairs output.csv on the next run when the export failed after users were saved', async () => {
     await seedThreeUsers();
-    store.failWrites = new Error('connect ECONNREFUSED 10.1.2.3:9000');
+    // An S3 server refusing connections: the same error code as a database that does.
+    store.failWrites = Object.assign(new Error('connect ECONNREFUSED 10.1.2.3:9000'), { code: 'ECONNREFUSED' });
     const failed = await runPipeline({ db: db.pool, store, config, log: silentLogger() }, { trigger: 'test' }).catch((e: unknown) => e);
     expect(failed).toBeInstanceOf(RunFailedError);
     const { rows } = await db.pool.query('SELECT status, error FROM runs ORDER BY id');

@@ -118,4 +118,17 @@ describe('processObject', () => {
     await fs.mkdir(path.join(dir, '10.csv'));
     expect(await processObject(obj, store, 'src', opts())).toEqual({ kind: 'skipped', reason: 'it could not be read: it is a folder, not a regular file' });
   });
+
+  it('does not read through a folder swapped for a link to somewhere outside the bucket since the listing', async () => {
+    const obj = await listed('d/11.csv', userCsv('A', 'B', 1));
+    const outside = path.join(dir, '..', 'outside');
+    await fs.mkdir(outside);
+    await fs.writeFile(path.join(outside, '11.csv'), userCsv('Secret', 'File', 1));
+    await fs.rm(path.join(dir, 'd'), { recursive: true });
+    await fs.symlink(outside, path.join(dir, 'd'));
+    expect(await processObject(obj, store, 'src', opts())).toEqual({
+      kind: 'skipped',
+      reason: 'it could not be read: its path leads outside the bucket through a symbolic link',
+    });
+  });
 });

@@ -1,9 +1,8 @@
+import pg from 'pg';
 import { isDatabaseUnavailable } from './pool.js';
 
-const sqlstate = (err: unknown): string | null => {
-  const code = typeof err === 'object' && err !== null ? (err as { code?: unknown }).code : undefined;
-  return typeof code === 'string' && /^[0-9A-Z]{5}$/.test(code) ? code : null;
-};
+// Only errors PostgreSQL sent carry a SQLSTATE: "EPERM" from a file system has five capitals too.
+const sqlstate = (err: unknown): string | null => (err instanceof pg.DatabaseError && typeof err.code === 'string' ? err.code : null);
 
 // SQLSTATE classes caused by the values of a statement, not by the server or the query:
 // 22 data exception, 23 integrity constraint violation, 54 program limit exceeded.

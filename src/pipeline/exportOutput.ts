@@ -1,9 +1,18 @@
 import { csvStream } from '../csv.js';
 import type { Queryable } from '../db/index.js';
+import type { ExportRow } from '../db/users.js';
 import { streamUsersForExport } from '../db/users.js';
 import type { ObjectStore } from '../storage/index.js';
 
 export const OUTPUT_KEY = 'output.csv';
+
+/**
+ * The export failed on the database side. It reaches the caller through the store's write,
+ * so it is marked to tell it from a failure of the store itself.
+ */
+export class ExportReadError extends Error {
+  override name = 'ExportReadError';
+}
 export const OUTPUT_COLUMNS = ['user_id', 'first_name', 'last_name', 'birthts', 'img_path'] as const;
 
 /**
@@ -19,9 +28,17 @@ export async function exportOutput(
 ): Promise<number> {
   let written = 0;
   async function* records() {
-    for await (const page of streamUsersForExport(db)) {
-      for (const u of page) yield [u.user_id, u.first_name, u.last_name, String(u.birthts), u.img_path ?? ''];
-      written += page.length;
+    const pages = streamUsersForExport(db);
+    for (;;) {
+      let page: IteratorResult<ExportRow[]>;
+      try {
+        page = await pages.next();
+      } catch (err) {
+        throw new ExportReadError('reading users for output.csv failed', { cause: err });
+      }
+      if (page.done) return;
+      for (const u of page.value) yield [u.user_id, u.first_name, u.last_name, String(u.birthts), u.img_path ?? ''];
+      written += page.value.length;
       onRows?.(written);
     }
   }

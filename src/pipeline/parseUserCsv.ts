@@ -51,7 +51,9 @@ export function parseUserCsv(bytes: Uint8Array, now: number = Date.now()): CsvRe
   }
   const missing = REQUIRED.filter((c) => !names.includes(c));
   if (missing.length > 0) {
-    return fail(`header is missing column${missing.length > 1 ? 's' : ''} ${missing.join(', ')} (found: ${names.map(quote).join(', ')})`);
+    // A header can hold half a million columns: name a few, count the rest.
+    const shown = names.slice(0, 8).map(quote).join(', ') + (names.length > 8 ? ` and ${names.length - 8} more` : '');
+    return fail(`header is missing column${missing.length > 1 ? 's' : ''} ${missing.join(', ')} (found: ${shown})`);
   }
   if (rows.length === 0) return fail('no data row after the header');
   if (rows.length > 1) return fail(`expected exactly one data row, found ${rows.length}`);
@@ -67,7 +69,7 @@ export function parseUserCsv(bytes: Uint8Array, now: number = Date.now()): CsvRe
   if (raw === '') return fail('birthts is empty');
   if (!INTEGER.test(raw)) return fail(`birthts must be an integer number of milliseconds, got ${quote(raw)}`);
   const birthts = Number(raw);
-  if (!Number.isSafeInteger(birthts) || birthts < MIN_BIRTHTS) return fail(`birthts ${raw} is out of range`);
+  if (!Number.isSafeInteger(birthts) || birthts < MIN_BIRTHTS) return fail(`birthts ${quote(raw)} is out of range`);
   if (birthts > now) return fail(`birthts ${raw} (${new Date(birthts).toISOString()}) is in the future`);
 
   return { ok: true, data: { firstName, lastName, birthts } };

@@ -1,5 +1,6 @@
 import type { FileState, RunIssue, UserRow } from '../model.js';
-import { printable } from '../text.js';
+import { MAX_REASON_CHARS } from '../model.js';
+import { clip, printable } from '../text.js';
 import type { UserBatch } from './diffSource.js';
 import type { ProcessResult } from './processObject.js';
 import { resolveUser } from './resolveUser.js';
@@ -73,7 +74,7 @@ export function planBatch(batch: UserBatch, results: ProcessResult[], recorded: 
 
 /** Issues are stored and printed: keys and reasons come from the bucket, so make them printable. */
 export function safeIssue(i: RunIssue): RunIssue {
-  return { key: printable(i.key), reason: printable(i.reason) || 'no reason given' };
+  return { key: printable(i.key), reason: clip(printable(i.reason), MAX_REASON_CHARS) || 'no reason given' };
 }
 
 function groupBy<T>(items: T[], keyOf: (item: T) => string): Map<string, T[]> {

@@ -1,9 +1,10 @@
 import type { Limits } from '../config.js';
 import type { Logger } from '../log.js';
 import type { FileState, SourceObject } from '../model.js';
+import { MAX_REASON_CHARS } from '../model.js';
 import type { ObjectStore } from '../storage/index.js';
 import { ObjectNotFoundError, ObjectUnreadableError } from '../storage/index.js';
-import { printable } from '../text.js';
+import { clip, printable } from '../text.js';
 import { checkImage } from './checkImage.js';
 import { StoreFailure } from './failures.js';
 import { parseUserCsv } from './parseUserCsv.js';
@@ -36,7 +37,7 @@ export async function processObject(obj: SourceObject, store: ObjectStore, bucke
   const rejected = (reason: string, read: boolean): ProcessResult => ({
     kind: 'checked',
     // Reasons can quote the file or a decoder's message: keep them storable and one line.
-    state: { ...obj, status: 'rejected', reason: printable(reason), csv: null, image: null },
+    state: { ...obj, status: 'rejected', reason: clip(printable(reason), MAX_REASON_CHARS), csv: null, image: null },
     read,
   });
   const what = obj.kind === 'csv' ? 'CSV' : 'image';

@@ -2,7 +2,6 @@ import os from 'node:os';
 import pLimit from 'p-limit';
 import type { Config } from '../config.js';
 import type { Database } from '../db/index.js';
-import { describeDatabaseError } from '../db/index.js';
 import {
   abortStaleRuns,
   createRun,
@@ -21,7 +20,7 @@ import { emptyCounts } from '../model.js';
 import type { ObjectStore } from '../storage/index.js';
 import { commitBatch } from './commitBatch.js';
 import { batchByUser, diffSource } from './diffSource.js';
-import { exportOutput, OUTPUT_KEY } from './exportOutput.js';
+import { ExportReadError, exportOutput, OUTPUT_KEY } from './exportOutput.js';
 import { describeFailure, StoreFailure } from './failures.js';
 import { listSource } from './listSource.js';
 import { planBatch } from './planBatch.js';
@@ -191,14 +190,14 @@ async function processBucket(deps: RunDeps, opts: RunOptions, runId: number, st:
 
 /**
  * Runs a store operation, turning its failure into a StoreFailure that says what was being
- * done. A database error met on the way (the export reads the table while it writes) stays
- * what it is.
+ * done. The export also reads the database while it writes; such a failure is passed on as
+ * the database error it is.
  */
 async function onStore<T>(doing: string, fn: () => Promise<T>): Promise<T> {
   try {
     return await fn();
   } catch (err) {
-    if (err instanceof StoreFailure || describeDatabaseError(err) !== null) throw err;
+    if (err instanceof ExportReadError) throw err.cause;
     throw new StoreFailure(`the object store failed while ${doing}`, { cause: err });
   }
 }

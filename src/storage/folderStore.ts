@@ -11,7 +11,7 @@ import { decodeUtf8Lenient } from '../text.js';
 
 // Temporary files of in-progress writes carry this prefix and are never listed.
 const TMP_PREFIX_TEXT = '.userjoin-tmp-';
-const TMP_PREFIX = Buffer.from(TMP_PREFIX_TEXT);
+const TMP_NAME = /^\.userjoin-tmp-[0-9a-f]{12}$/;
 const SLASH = Buffer.from('/');
 const STAT_CHUNK = 64;
 
@@ -47,63 +47,42 @@ export class FolderStore implements ObjectStore {
     if (!st.isDirectory()) throw new Error(`bucket ${bucket} is not a folder`);
   }
 
-  async *list(bucket: string): AsyncIterable<ObjectInfo> {
-    yield* this.listFolder(Buffer.from(this.bucketDir(bucket)), '', true);
-  }
-
   /**
    * Depth-first, each folder's entries sorted by their raw bytes with a "/" after folder
    * names: that yields keys in byte order, as S3 lists them ("a.csv" < "a/x.csv" < "a0.csv").
-   * Names are read as bytes, so a name that is not UTF-8 is reported rather than lost.
+   * Names are read as bytes, so a name that is not UTF-8 is reported rather than lost. The
+   * walk keeps its own stack instead of recursing: anyone can nest folders thousands deep.
    */
-  private async *listFolder(dir: Buffer, prefix: string, validSoFar: boolean): AsyncGenerator<ObjectInfo> {
-    let entries: Dirent<Buffer>[];
-    try {
-      entries = await fs.readdir(dir, { withFileTypes: true, encoding: 'buffer' });
-    } catch (err) {
-      // The bucket itself failing is the store's failure; a subfolder failing is its own.
-      if (prefix === '') throw err;
-      if (isNotFound(err) || errnoCode(err) === 'ENOTDIR') return; // removed while we walk
-      yield problemEntry(prefix, `the folder cannot be listed (${errnoCode(err) ?? 'error'})`);
-      return;
-    }
-    const kept = entries.filter((e) => !e.name.subarray(0, TMP_PREFIX.length).equals(TMP_PREFIX));
-    const sorted = (
-      await Promise.all(
-        kept.map(async (e) => {
-          const isDir = hasKnownType(e) ? e.isDirectory() : await isFolder(Buffer.concat([dir, SLASH, e.name]));
-          return { raw: e.name, isDir, order: isDir ? Buffer.concat([e.name, SLASH]) : e.name };
-        }),
-      )
-    ).sort((x, y) => Buffer.compare(x.order, y.order));
-
-    let files: Array<{ key: string; path: Buffer }> = [];
-    const flush = async function* (): AsyncGenerator<ObjectInfo> {
-      // lstat() in parallel chunks: one at a time, a folder of 200,000 files takes several times longer.
-      for (let i = 0; i < files.length; i += STAT_CHUNK) {
-        const infos = await Promise.all(files.slice(i, i + STAT_CHUNK).map((f) => entryInfo(f.path, f.key)));
-        for (const info of infos) if (info) yield info;
+  async *list(bucket: string): AsyncIterable<ObjectInfo> {
+    const root = await readFolder(Buffer.from(this.bucketDir(bucket)), '', true);
+    if (!root || 'problem' in root) throw new Error(`bucket ${bucket} cannot be listed`);
+    const stack: Folder[] = [root];
+    while (stack.length > 0) {
+      const top = stack[stack.length - 1]!;
+      const entry = top.entries[top.next];
+      if (!entry) {
+        stack.pop();
+        continue;
       }
-      files = [];
-    };
-    for (const entry of sorted) {
-      const name = decodeUtf8Lenient(entry.raw);
-      const key = prefix + name.text;
-      const valid = validSoFar && name.valid;
-      const full = Buffer.concat([dir, SLASH, entry.raw]);
       if (entry.isDir) {
-        yield* flush();
-        yield* this.listFolder(full, `${key}/`, valid);
+        top.next++;
+        const name = decodeUtf8Lenient(entry.raw);
+        const child = await readFolder(Buffer.concat([top.dir, SLASH, entry.raw]), `${top.prefix}${name.text}/`, top.valid && name.valid);
+        if (child && 'problem' in child) yield child.problem;
+        else if (child) stack.push(child);
         continue;
       }
-      if (!valid) {
-        yield* flush();
-        yield problemEntry(key, 'the file name is not valid UTF-8');
-        continue;
+      // A run of files, lstat()ed in parallel chunks: one at a time, a folder of 200,000 files takes several times longer.
+      const chunk: Array<Promise<ObjectInfo | null>> = [];
+      for (let e = top.entries[top.next]; e && !e.isDir && chunk.length < STAT_CHUNK; e = top.entries[++top.next]) {
+        const name = decodeUtf8Lenient(e.raw);
+        const key = top.prefix + name.text;
+        chunk.push(
+          top.valid && name.valid ? entryInfo(Buffer.concat([top.dir, SLASH, e.raw]), key) : Promise.resolve(problemEntry(key, 'the file name is not valid UTF-8')),
+        );
       }
-      files.push({ key, path: full });
+      for (const info of await Promise.all(chunk)) if (info) yield info;
     }
-    yield* flush();
   }
 
   async stat(bucket: string, key: string): Promise<ObjectInfo | null> {
@@ -132,6 +111,13 @@ export class FolderStore implements ObjectStore {
     if (!st.isFile()) {
       await handle.close();
       throw new ObjectUnreadableError(key, `it is ${kindOf(st)}, not a regular file`);
+    }
+    // O_NOFOLLOW covers the last part of the path only: a folder on the way, swapped for a
+    // link since the listing, would lead outside the bucket. Linux says where the file really is.
+    const real = await fs.readlink(`/proc/self/fd/${handle.fd}`).catch(() => null);
+    if (real !== null && !real.startsWith((await fs.realpath(this.bucketDir(bucket))) + path.sep)) {
+      await handle.close();
+      throw new ObjectUnreadableError(key, 'its path leads outside the bucket through a symbolic link');
     }
     return handle.createReadStream();
   }
@@ -185,11 +171,57 @@ function hasKnownType(e: Dirent<Buffer>): boolean {
   return e.isFile() || e.isDirectory() || e.isSymbolicLink() || e.isFIFO() || e.isSocket() || e.isCharacterDevice() || e.isBlockDevice();
 }
 
+async function isFolderFollowing(file: Buffer): Promise<boolean> {
+  return fs.stat(file).then(
+    (st) => st.isDirectory(),
+    () => false,
+  );
+}
+
 async function isFolder(file: Buffer): Promise<boolean> {
   return fs.lstat(file).then(
     (st) => st.isDirectory(),
     () => false,
   );
+}
+
+interface Folder {
+  dir: Buffer;
+  /** Key prefix of the folder's entries, "" or ending in "/". */
+  prefix: string;
+  /** False once any name on the way is not UTF-8: nothing below can be read by its key. */
+  valid: boolean;
+  entries: Array<{ raw: Buffer; isDir: boolean }>;
+  next: number;
+}
+
+/** A folder's entries in key order; a problem entry if it cannot be listed; null if gone. */
+async function readFolder(dir: Buffer, prefix: string, valid: boolean): Promise<Folder | { problem: ObjectInfo } | null> {
+  let entries: Dirent<Buffer>[];
+  try {
+    entries = await fs.readdir(dir, { withFileTypes: true, encoding: 'buffer' });
+  } catch (err) {
+    // The bucket itself failing is the store's failure; a subfolder failing is its own.
+    if (prefix === '') throw err;
+    if (isNotFound(err) || errnoCode(err) === 'ENOTDIR') return null; // removed while we walk
+    return { problem: problemEntry(prefix, `the folder cannot be listed (${errnoCode(err) ?? 'error'})`) };
+  }
+  const sorted = (
+    await Promise.all(
+      entries
+        .filter((e) => !isTempName(e.name))
+        .map(async (e) => {
+          const isDir = hasKnownType(e) ? e.isDirectory() : await isFolder(Buffer.concat([dir, SLASH, e.name]));
+          return { raw: e.name, isDir, order: isDir ? Buffer.concat([e.name, SLASH]) : e.name };
+        }),
+    )
+  ).sort((x, y) => Buffer.compare(x.order, y.order));
+  return { dir, prefix, valid, entries: sorted, next: 0 };
+}
+
+/** Our own in-progress writes; any other name, however similar, is listed. */
+function isTempName(name: Buffer): boolean {
+  return TMP_NAME.test(name.toString('latin1'));
 }
 
 function problemEntry(key: string, problem: string): ObjectInfo {
@@ -205,6 +237,10 @@ async function entryInfo(file: Buffer, key: string): Promise<ObjectInfo | null> 
     if (isNotFound(err) || errnoCode(err) === 'ENOTDIR') return null;
     // One entry that cannot even be looked at must not stop the listing.
     return problemEntry(key, `the file cannot be read (${errnoCode(err) ?? 'error'})`);
+  }
+  if (st.isSymbolicLink() && (await isFolderFollowing(file))) {
+    // Keyed as a folder, so that it is reported whatever its name: it may hold user files.
+    return problemEntry(`${key}/`, 'it is a symbolic link to a folder, which is not followed');
   }
   if (!st.isFile()) return problemEntry(key, `it is ${kindOf(st)}, not a regular file`);
   // A folder has no content hash for free; size plus nanosecond mtime changes on every rewrite.

@@ -28,13 +28,20 @@ export function fuzzParams(ciDefault: number): fc.Parameters<unknown> {
   return { numRuns: fuzzRuns(ciDefault), seed, path: process.env.FUZZ_PATH, endOnFailure: true };
 }
 
-const controlChar = fc.constantFrom('\u0000', '\u0001', '\u0007', '\b', '\t', '\n', '\u000b', '\f', '\r', '\u001b', '\u001f', '\u007f', '\u0085', '\u009b');
+// What names and keys must not hold: control characters, line and paragraph separators, and
+// bidirectional controls (they make a name display as something else).
+export const FORBIDDEN = /[\p{Cc}\u2028\u2029\u202a-\u202e\u2066-\u2069]/u;
+
+const controlChar = fc.constantFrom(
+  ...['\u0000', '\u0001', '\u0007', '\b', '\t', '\n', '\u000b', '\f', '\r', '\u001b', '\u001f', '\u007f', '\u0085', '\u009b'],
+  ...['\u2028', '\u2029', '\u202a', '\u202e', '\u2066', '\u2069'],
+);
 // Printable characters from all over Unicode: no controls, no lone surrogates.
 const printableChar = fc.oneof(
   { weight: 4, arbitrary: fc.constantFrom(...'abcXYZ019 ,"\'=+-@;%#&<>\\/|*?.'.split('')) },
   { weight: 2, arbitrary: fc.string({ unit: 'grapheme', minLength: 1, maxLength: 1 }) },
-  { weight: 1, arbitrary: fc.constantFrom('\u00a0', '\u3000', '\ufeff', '\u200d', '\u202e', '\u2028', 'é', 'ß', '名', '😀', '👩‍👩‍👧') },
-).filter((c) => !/\p{Cc}/u.test(c));
+  { weight: 1, arbitrary: fc.constantFrom('\u00a0', '\u3000', '\ufeff', '\u200b', '\u200d', '\u200f', 'é', 'e\u0301', 'ß', '名', '😀', '👩‍👩‍👧') },
+).filter((c) => !FORBIDDEN.test(c));
 
 const text = (min: number, max: number) => fc.string({ unit: printableChar, minLength: min, maxLength: max });
 
@@ -198,6 +205,8 @@ const segmentChar = (backend: Backend, hostile: boolean) =>
     { weight: 6, arbitrary: printableChar.filter((c) => c !== '/' && c !== '.') },
     // s3rver drops control characters from its listings, so only the folder store gets them.
     { weight: backend === 'folder' && hostile ? 1 : 0, arbitrary: controlChar.filter((c) => c !== '\u0000') },
+    // Separators and bidirectional controls survive any S3 listing, so every backend gets them.
+    { weight: hostile ? 1 : 0, arbitrary: fc.constantFrom('\u2028', '\u202e', '\u2067') },
   );
 
 const folderName = (backend: Backend, hostile: boolean) =>
@@ -238,5 +247,5 @@ export const imageExt = fc.constantFrom('png', 'PNG', 'jpg', 'jpeg', 'webp', 'gi
 
 /** Whether the key itself is refused, before any read. */
 export function keyRefused(key: string, userId: string): boolean {
-  return Buffer.byteLength(key) > 1024 || /\p{Cc}/u.test(key) || userId.trim() === '';
+  return Buffer.byteLength(key) > 1024 || FORBIDDEN.test(key) || userId.trim() === '';
 }
