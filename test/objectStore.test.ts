@@ -1,5 +1,9 @@
+import fs from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
 import { Readable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { readOpened } from '../src/storage/folderStore.js';
 import { ObjectNotFoundError } from '../src/storage/index.js';
 import { put, readText } from './support/fixtures.js';
 import type { Backend } from './support/stores.js';
@@ -120,5 +124,30 @@ describe.each(backends)('ObjectStore contract: %s', (_name, start) => {
     const bucket = await freshBucket();
     await expect(backend.store.ping(bucket)).resolves.toBeUndefined();
     await expect(backend.store.ping('no-such-bucket-here')).rejects.toThrow();
+  });
+});
+
+describe('FolderStore: reading a file that grows while it is read', () => {
+  it('reads past the size it was opened with, and closes the file when the reader stops early', async () => {
+    const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'userjoin-grow-'));
+    try {
+      const file = path.join(dir, 'f');
+      await fs.writeFile(file, 'x'.repeat(100));
+      const whole = await fs.open(file);
+      const chunks: Buffer[] = [];
+      // Opened when it had 10 bytes; it has 100 now.
+      for await (const c of await readOpened(whole, 10)) chunks.push(c as Buffer);
+      expect(Buffer.concat(chunks).length).toBe(100);
+      expect(whole.fd).toBe(-1);
+
+      const early = await fs.open(file);
+      const stream = await readOpened(early, 10);
+      for await (const _ of stream) break;
+      const deadline = Date.now() + 5000;
+      while (early.fd !== -1 && Date.now() < deadline) await new Promise((r) => setImmediate(r));
+      expect(early.fd).toBe(-1);
+    } finally {
+      await fs.rm(dir, { recursive: true, force: true });
+    }
   });
 });

@@ -47,7 +47,7 @@ export async function processObject(obj: SourceObject, store: ObjectStore, bucke
 
   let bytes: Buffer;
   try {
-    bytes = await readLimited(store, bucket, obj.key, maxBytes, limits.objectTimeoutMs);
+    bytes = await readLimited(store, bucket, obj.key, { maxBytes, timeoutMs: limits.objectTimeoutMs, listedSize: obj.size });
   } catch (err) {
     if (err instanceof ObjectNotFoundError) return { kind: 'vanished' };
     if (err instanceof ObjectTooLargeError) return rejected(`${what} is ${err.message}`, true);

@@ -142,10 +142,11 @@ async function processBucket(deps: RunDeps, opts: RunOptions, runId: number, st:
       const results = await Promise.all(
         batch.changed.map((object) => limit(() => processObject(object, store, config.srcBucket, { limits: config.limits, log }))),
       );
-      // Loaded only now: an earlier batch may have just recorded files of the same user.
       if (committing) await committing;
-      const plan = planBatch(batch, results, await loadFileStates(db, batch.users), config.srcBucket);
-      committing = commitBatch(db, runId, plan, log).then(async (r) => {
+      committing = (async () => {
+        // Loaded only now: the batch before may have just recorded files of the same user.
+        const plan = planBatch(batch, results, await loadFileStates(db, batch.users), config.srcBucket);
+        const r = await commitBatch(db, runId, plan, log);
         st.counts.scanned = listed.scanned;
         st.counts.ignored = listed.ignored;
         st.counts.read += plan.read;
@@ -156,7 +157,7 @@ async function processBucket(deps: RunDeps, opts: RunOptions, runId: number, st:
         st.progress = { phase: 'processing', done: st.affectedUsers, total: null };
         for (const i of [...r.rejected, ...r.issues]) log.warn({ key: i.key, reason: i.reason }, 'file rejected');
         await report(true);
-      });
+      })();
       // Awaited before the next commit or below; this only keeps it from being unhandled meanwhile.
       committing.catch(() => undefined);
     }

@@ -5,7 +5,7 @@ import path from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { randomBytes } from 'node:crypto';
-import type { ObjectInfo, ObjectStore } from './objectStore.js';
+import type { ObjectInfo, ObjectStore, ReadHint } from './objectStore.js';
 import { ObjectNotFoundError, ObjectUnreadableError } from './objectStore.js';
 import { decodeUtf8Lenient } from '../text.js';
 
@@ -90,7 +90,7 @@ export class FolderStore implements ObjectStore {
     return info && !info.problem ? info : null;
   }
 
-  async read(bucket: string, key: string): Promise<Readable> {
+  async read(bucket: string, key: string, hint: ReadHint = {}): Promise<Readable> {
     const file = this.filePath(bucket, key);
     let handle: fs.FileHandle;
     try {
@@ -104,22 +104,51 @@ export class FolderStore implements ObjectStore {
       if (reason) throw new ObjectUnreadableError(key, reason, { cause: err });
       throw err;
     }
-    const st = await handle.stat().catch(async (err: unknown) => {
-      await handle.close();
-      throw err;
-    });
-    if (!st.isFile()) {
-      await handle.close();
-      throw new ObjectUnreadableError(key, `it is ${kindOf(st)}, not a regular file`);
+    let handedOver = false;
+    try {
+      // O_NOFOLLOW covers the last part of the path only: a folder on the way, swapped for a
+      // link since the listing, would lead outside the bucket. Linux says where the file really
+      // is. A key without a folder has no such part.
+      if (key.includes('/')) {
+        const real = await fs.readlink(`/proc/self/fd/${handle.fd}`).catch(() => null);
+        if (real !== null && !real.startsWith(`${await this.realBucketDir(bucket)}${path.sep}`)) {
+          throw new ObjectUnreadableError(key, 'its path leads outside the bucket through a symbolic link');
+        }
+      }
+      // The usual case: the file is as listed, and one read gets it all. Exactly the listed
+      // size, and no byte more, is what a regular file gives; a pipe or device would not.
+      const expected = hint.size;
+      if (expected !== undefined && expected > 0 && expected < ONE_READ_MAX) {
+        const buf = Buffer.allocUnsafe(expected + 1);
+        const { bytesRead } = await handle.read(buf, 0, buf.length, 0);
+        if (bytesRead === expected) return Readable.from([buf.subarray(0, bytesRead)]);
+      }
+      const st = await handle.stat();
+      if (!st.isFile()) throw new ObjectUnreadableError(key, `it is ${kindOf(st)}, not a regular file`);
+      const stream = await readOpened(handle, st.size);
+      handedOver = true;
+      return stream;
+    } catch (err) {
+      if (err instanceof ObjectUnreadableError) throw err;
+      // Reading a pipe or a folder fails (EAGAIN, EISDIR): say what it is.
+      const st = await handle.stat().catch(() => null);
+      const reason = st && !st.isFile() ? `it is ${kindOf(st)}, not a regular file` : OBJECT_ERRNO[errnoCode(err) ?? ''];
+      throw reason ? new ObjectUnreadableError(key, reason, { cause: err }) : err;
+    } finally {
+      // Closed here unless a stream took it over; closing twice is harmless.
+      if (!handedOver) await handle.close().catch(() => undefined);
     }
-    // O_NOFOLLOW covers the last part of the path only: a folder on the way, swapped for a
-    // link since the listing, would lead outside the bucket. Linux says where the file really is.
-    const real = await fs.readlink(`/proc/self/fd/${handle.fd}`).catch(() => null);
-    if (real !== null && !real.startsWith((await fs.realpath(this.bucketDir(bucket))) + path.sep)) {
-      await handle.close();
-      throw new ObjectUnreadableError(key, 'its path leads outside the bucket through a symbolic link');
+  }
+
+  private readonly realDirs = new Map<string, Promise<string>>();
+  private realBucketDir(bucket: string): Promise<string> {
+    let real = this.realDirs.get(bucket);
+    if (!real) {
+      real = fs.realpath(this.bucketDir(bucket));
+      real.catch(() => this.realDirs.delete(bucket));
+      this.realDirs.set(bucket, real);
     }
-    return handle.createReadStream();
+    return real;
   }
 
   async write(bucket: string, key: string, body: Readable | Buffer): Promise<void> {
@@ -152,7 +181,7 @@ const OBJECT_ERRNO: Record<string, string> = {
   EACCES: 'permission denied (EACCES)',
   EPERM: 'operation not permitted (EPERM)',
   ELOOP: 'it is a symbolic link, which is not followed',
-  EISDIR: 'it is a folder, not a file',
+  EISDIR: 'it is a folder, not a regular file',
   ENXIO: 'it is a socket or device, not a regular file',
   ENAMETOOLONG: 'its path is too long for this file system (ENAMETOOLONG)',
 };
@@ -182,6 +211,36 @@ async function isFolder(file: Buffer): Promise<boolean> {
   return fs.lstat(file).then(
     (st) => st.isDirectory(),
     () => false,
+  );
+}
+
+// Files up to this size are read in one call: every call is a trip through libuv's thread
+// pool, which sharp uses too, and a stream takes three (read, read to see the end, close).
+const ONE_READ_MAX = 1024 * 1024;
+
+/**
+ * The bytes of an opened regular file of the given size, closing the handle. One read covers
+ * a small file, with one byte to spare to notice that it grew; a larger or growing file is
+ * streamed, and the caller stops reading at its own limit.
+ */
+export async function readOpened(handle: fs.FileHandle, size: number): Promise<Readable> {
+  if (size >= ONE_READ_MAX) return handle.createReadStream();
+  const buf = Buffer.allocUnsafe(size + 1);
+  const { bytesRead } = await handle.read(buf, 0, buf.length, 0);
+  if (bytesRead <= size) {
+    await handle.close();
+    return Readable.from([buf.subarray(0, bytesRead)]);
+  }
+  return Readable.from(
+    (async function* () {
+      try {
+        yield buf;
+        yield* handle.createReadStream({ start: buf.length, autoClose: false }) as AsyncIterable<Buffer>;
+      } finally {
+        // Also when the reader stops early, at its byte limit.
+        await handle.close();
+      }
+    })(),
   );
 }
 

@@ -14,6 +14,11 @@ export interface ObjectInfo {
   problem?: string;
 }
 
+export interface ReadHint {
+  /** The size the listing reported; a store may use it to read the object in one go. */
+  size?: number;
+}
+
 /**
  * The one storage interface the pipeline sees. The folder and S3 implementations pass the
  * same contract tests (test/objectStore.test.ts).
@@ -35,7 +40,7 @@ export interface ObjectStore {
    * ObjectUnreadableError when this one object cannot be read (not a regular file, access
    * denied). Any other error may be the store's as a whole.
    */
-  read(bucket: string, key: string): Promise<Readable>;
+  read(bucket: string, key: string, hint?: ReadHint): Promise<Readable>;
   /**
    * Writes an object in one step: readers see the old object or the whole new one, never a
    * partial write.

@@ -5,7 +5,7 @@ import { silentLogger } from '../../src/log.js';
 import type { RunReport } from '../../src/model.js';
 import type { RunOptions } from '../../src/pipeline/run.js';
 import { runPipeline } from '../../src/pipeline/run.js';
-import type { ObjectInfo, ObjectStore } from '../../src/storage/index.js';
+import type { ObjectInfo, ObjectStore, ReadHint } from '../../src/storage/index.js';
 import type { TestDatabase } from './database.js';
 import type { Backend } from './stores.js';
 
@@ -64,7 +64,7 @@ export class ObservedStore implements ObjectStore {
   stat(bucket: string, key: string) {
     return this.inner.stat(bucket, key);
   }
-  async read(bucket: string, key: string): Promise<Readable> {
+  async read(bucket: string, key: string, hint?: ReadHint): Promise<Readable> {
     if (this.beforeRead) await this.beforeRead(key);
     if (this.readDelayMs > 0) await new Promise((r) => setTimeout(r, this.readDelayMs));
     if (this.failReads) throw this.failReads;
@@ -74,7 +74,7 @@ export class ObservedStore implements ObjectStore {
       this.stalled.push(never);
       return never;
     }
-    return this.inner.read(bucket, key);
+    return this.inner.read(bucket, key, hint);
   }
   async write(bucket: string, key: string, body: Readable | Buffer, contentType?: string) {
     if (this.failWrites) throw this.failWrites;
