@@ -82,6 +82,14 @@ describe('processObject', () => {
     expect((err as Error).message).toBe('the object store failed while reading objects');
   });
 
+  it('throws a StoreFailure when a read fails and the store does not answer in time', async () => {
+    const obj = await listed('6.csv', userCsv('A', 'B', 1));
+    store.failReads = Object.assign(new Error('read ETIMEDOUT'), { code: 'ETIMEDOUT' });
+    store.hangPing = true;
+    const err = await processObject(obj, store, 'src', opts({ objectTimeoutMs: 200 })).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(StoreFailure);
+  });
+
   it('gives up on an object that stalls mid-read, closes it, and skips it', async () => {
     const obj = await listed('7.csv', userCsv('A', 'B', 1));
     store.stallReads.add('7.csv');

@@ -40,18 +40,13 @@ export function errorMiddleware(log: Logger): Middleware {
         code = status === 405 ? 'method_not_allowed' : status === 501 ? 'not_implemented' : 'bad_request';
         message = err.message;
         if (err.headers) ctx.set(err.headers);
-      } else if (isStatementTimeout(err)) {
+      } else if (isStatementTimeout(err) || isDatabaseUnavailable(err)) {
+        const timedOut = isStatementTimeout(err);
         status = 503;
-        code = 'database_timeout';
-        message = 'the database took too long to answer; try again shortly';
+        code = timedOut ? 'database_timeout' : 'database_unavailable';
+        message = timedOut ? 'the database took too long to answer; try again shortly' : 'the database is unavailable; try again shortly';
         ctx.set('Retry-After', '5');
-        log.warn({ err, method: ctx.method, path: ctx.path }, 'request failed: statement timeout');
-      } else if (isDatabaseUnavailable(err)) {
-        status = 503;
-        code = 'database_unavailable';
-        message = 'the database is unavailable; try again shortly';
-        ctx.set('Retry-After', '5');
-        log.warn({ err, method: ctx.method, path: ctx.path }, 'request failed: database unavailable');
+        log.warn({ err, method: ctx.method, path: ctx.path }, `request failed: ${code}`);
       } else {
         log.error({ err, method: ctx.method, path: ctx.path }, 'request failed');
       }

@@ -1,3 +1,4 @@
+import { firstControlChar } from '../text.js';
 import { badRequest } from './errors.js';
 
 type Query = Record<string, string | string[] | undefined>;
@@ -54,7 +55,7 @@ const MAX_USER_ID_BYTES = 1024;
 /** A user_id from a request, checked before it reaches a query. */
 export function userIdParam(name: string, raw: string): string {
   if (raw === '') throw badRequest(name, 'must not be empty');
-  if (/\p{Cc}/u.test(raw)) throw badRequest(name, 'must not contain control characters');
+  if (firstControlChar(raw)) throw badRequest(name, 'must not contain control characters');
   if (Buffer.byteLength(raw) > MAX_USER_ID_BYTES) throw badRequest(name, `must be at most ${MAX_USER_ID_BYTES} bytes`);
   return raw;
 }

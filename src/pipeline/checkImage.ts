@@ -1,4 +1,5 @@
 import sharp, { type Metadata } from 'sharp';
+import { within } from '../deadline.js';
 import type { ImageData } from '../model.js';
 
 export type ImageResult =
@@ -56,16 +57,6 @@ export class PixelBudget {
 
 const budgets = new Map<number, PixelBudget>();
 const budgetFor = (limit: number) => budgets.get(limit) ?? budgets.set(limit, new PixelBudget(limit)).get(limit)!;
-
-/** Resolves with the outcome of work, or with 'timeout' after ms, whichever comes first. */
-async function within<T>(ms: number, work: Promise<T>): Promise<T | 'timeout'> {
-  let timer: NodeJS.Timeout | undefined;
-  try {
-    return await Promise.race([work, new Promise<'timeout'>((resolve) => (timer = setTimeout(() => resolve('timeout'), ms)))]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
 
 /**
  * Checks that bytes are an image sharp can read, within the pixel limit. The pixel count the

@@ -6,8 +6,9 @@ import { deleteFileStates, saveFileStates } from '../db/sourceFiles.js';
 import { upsertUsers } from '../db/users.js';
 import type { Logger } from '../log.js';
 import type { RunIssue } from '../model.js';
+import { MAX_REASON_CHARS } from '../model.js';
+import { clip, printable } from '../text.js';
 import type { BatchPlan, UserChange } from './planBatch.js';
-import { safeIssue } from './planBatch.js';
 
 export interface CommitResult {
   inserted: number;
@@ -62,18 +63,9 @@ export async function commitBatch(db: Database, runId: number, plan: BatchPlan, 
 }
 
 async function writeUsers(tx: DbClient, users: UserChange[]): Promise<{ inserted: number; updated: number }> {
-  await saveFileStates(
-    tx,
-    users.flatMap((u) => u.files),
-  );
-  await deleteFileStates(
-    tx,
-    users.flatMap((u) => u.gone),
-  );
-  const up = await upsertUsers(
-    tx,
-    users.flatMap((u) => (u.row ? [u.row] : [])),
-  );
+  await saveFileStates(tx, users.flatMap((u) => u.files));
+  await deleteFileStates(tx, users.flatMap((u) => u.gone));
+  const up = await upsertUsers(tx, users.flatMap((u) => (u.row ? [u.row] : [])));
   return { inserted: up.inserted.length, updated: up.updated.length };
 }
 
@@ -88,11 +80,12 @@ async function finish(
     await setOutputStale(tx, true);
     await notifyUsersChanged(tx);
   }
+  // The one place issues are made safe, just before they are stored and reported.
   const result: CommitResult = {
     ...up,
-    rejected: [...plan.users.flatMap((u) => u.rejected.map(safeIssue)), ...refused],
-    warnings: plan.users.flatMap((u) => u.warnings.map(safeIssue)),
-    issues: plan.issues,
+    rejected: [...plan.users.flatMap((u) => u.rejected), ...refused].map(safeIssue),
+    warnings: plan.users.flatMap((u) => u.warnings).map(safeIssue),
+    issues: plan.issues.map(safeIssue),
   };
   await addRunIssues(tx, runId, 'rejected', [...result.rejected, ...result.issues]);
   await addRunIssues(tx, runId, 'warning', result.warnings);
@@ -105,5 +98,10 @@ async function finish(
  */
 function refusedIssues(user: UserChange, reason: string): RunIssue[] {
   const keys = user.files.filter((f) => f.status === 'ok').map((f) => f.key);
-  return (keys.length > 0 ? keys : [user.userId]).map((key) => safeIssue({ key, reason }));
+  return (keys.length > 0 ? keys : [user.userId]).map((key) => ({ key, reason }));
+}
+
+/** Keys and reasons come from the bucket: printable, and reasons of a readable length. */
+function safeIssue(i: RunIssue): RunIssue {
+  return { key: printable(i.key), reason: clip(printable(i.reason), MAX_REASON_CHARS) || 'no reason given' };
 }

@@ -1,6 +1,4 @@
 import type { FileState, RunIssue, UserRow } from '../model.js';
-import { MAX_REASON_CHARS } from '../model.js';
-import { clip, printable } from '../text.js';
 import type { UserBatch } from './diffSource.js';
 import type { ProcessResult } from './processObject.js';
 import { resolveUser } from './resolveUser.js';
@@ -69,12 +67,7 @@ export function planBatch(batch: UserBatch, results: ProcessResult[], recorded: 
       warnings: res.warnings,
     };
   });
-  return { users, issues: issues.map(safeIssue), read };
-}
-
-/** Issues are stored and printed: keys and reasons come from the bucket, so make them printable. */
-export function safeIssue(i: RunIssue): RunIssue {
-  return { key: printable(i.key), reason: clip(printable(i.reason), MAX_REASON_CHARS) || 'no reason given' };
+  return { users, issues, read };
 }
 
 function groupBy<T>(items: T[], keyOf: (item: T) => string): Map<string, T[]> {

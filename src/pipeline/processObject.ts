@@ -1,4 +1,5 @@
 import type { Limits } from '../config.js';
+import { within } from '../deadline.js';
 import type { Logger } from '../log.js';
 import type { FileState, SourceObject } from '../model.js';
 import { MAX_REASON_CHARS } from '../model.js';
@@ -76,17 +77,11 @@ export async function processObject(obj: SourceObject, store: ObjectStore, bucke
 }
 
 async function assertStoreAnswers(store: ObjectStore, bucket: string, timeoutMs: number, cause: unknown): Promise<void> {
-  let timer: NodeJS.Timeout | undefined;
-  try {
-    await Promise.race([
-      store.ping(bucket),
-      new Promise((_, reject) => (timer = setTimeout(() => reject(new Error('the store did not answer')), timeoutMs))),
-    ]);
-  } catch {
-    throw new StoreFailure('the object store failed while reading objects', { cause });
-  } finally {
-    clearTimeout(timer);
-  }
+  const answered = await within(timeoutMs, store.ping(bucket)).then(
+    (r) => r !== 'timeout',
+    () => false,
+  );
+  if (!answered) throw new StoreFailure('the object store failed while reading objects', { cause });
 }
 
 /** An error's code (EIO, SlowDown, ...), which says what happened without naming hosts or paths. */

@@ -35,6 +35,8 @@ export class ObservedStore implements ObjectStore {
   failReads: Error | null = null;
   /** Makes ping fail: the store as a whole looks down. */
   failPing: Error | null = null;
+  /** Makes ping never answer, as a server that accepts connections and then hangs. */
+  hangPing = false;
   /** Keys whose read opens but never delivers a byte, as a stalled server would. */
   stallReads = new Set<string>();
   /** Streams handed out for stalled keys, so a test can check they were closed. */
@@ -83,6 +85,7 @@ export class ObservedStore implements ObjectStore {
   }
   async ping(bucket: string) {
     if (this.failPing) throw this.failPing;
+    if (this.hangPing) await new Promise(() => undefined);
     return this.inner.ping(bucket);
   }
   reset() {

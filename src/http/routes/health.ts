@@ -1,4 +1,5 @@
 import type Router from '@koa/router';
+import { within } from '../../deadline.js';
 import type { Database } from '../../db/index.js';
 import { ping } from '../../db/index.js';
 import type { Logger } from '../../log.js';
@@ -18,16 +19,9 @@ export function healthRoutes(router: Router, db: Database, pingStore: () => Prom
 }
 
 async function check(fn: () => Promise<void>): Promise<{ ok: boolean; error?: string }> {
-  let timer: NodeJS.Timeout | undefined;
   try {
-    await Promise.race([
-      fn(),
-      new Promise((_, reject) => (timer = setTimeout(() => reject(new Error('timed out')), CHECK_TIMEOUT_MS))),
-    ]);
-    return { ok: true };
+    return (await within(CHECK_TIMEOUT_MS, fn())) === 'timeout' ? { ok: false, error: 'timed out' } : { ok: true };
   } catch (err) {
     return { ok: false, error: err instanceof Error ? err.message : String(err) };
-  } finally {
-    clearTimeout(timer);
   }
 }
