@@ -27,26 +27,30 @@ export async function* walkFolder(root: Buffer): AsyncGenerator<ObjectInfo> {
   const stack: Folder[] = [bucketFolder];
   while (stack.length > 0) {
     const top = stack[stack.length - 1]!;
-    const entry = top.entries[top.next];
-    if (!entry) {
+    if (top.next >= top.order.length) {
       stack.pop();
       continue;
     }
-    if (entry.isDir) {
+    const first = top.order[top.next]!;
+    if (top.names.isDir(first)) {
       top.next++;
-      const name = decodeUtf8Lenient(entry.raw);
-      const child = await readFolder(Buffer.concat([top.dir, SLASH, entry.raw]), `${top.prefix}${name.text}/`, top.valid && name.valid);
+      const raw = top.names.name(first);
+      const name = decodeUtf8Lenient(raw);
+      const child = await readFolder(Buffer.concat([top.dir, SLASH, raw]), `${top.prefix}${name.text}/`, top.valid && name.valid);
       if (child && 'problem' in child) yield child.problem;
       else if (child) stack.push(child);
       continue;
     }
     // A run of files, lstat()ed in parallel chunks: one at a time, a folder of 200,000 files takes several times longer.
     const chunk: Array<Promise<ObjectInfo | null>> = [];
-    for (let e = top.entries[top.next]; e && !e.isDir && chunk.length < STAT_CHUNK; e = top.entries[++top.next]) {
-      const name = decodeUtf8Lenient(e.raw);
+    for (; top.next < top.order.length && chunk.length < STAT_CHUNK; top.next++) {
+      const e = top.order[top.next]!;
+      if (top.names.isDir(e)) break;
+      const raw = top.names.name(e);
+      const name = decodeUtf8Lenient(raw);
       const key = top.prefix + name.text;
       chunk.push(
-        top.valid && name.valid ? entryInfo(Buffer.concat([top.dir, SLASH, e.raw]), key) : Promise.resolve(problemEntry(key, 'the file name is not valid UTF-8')),
+        top.valid && name.valid ? entryInfo(Buffer.concat([top.dir, SLASH, raw]), key) : Promise.resolve(problemEntry(key, 'the file name is not valid UTF-8')),
       );
     }
     for (const info of await Promise.all(chunk)) if (info) yield info;
@@ -59,32 +63,113 @@ interface Folder {
   prefix: string;
   /** False once any name on the way is not UTF-8: nothing below can be read by its key. */
   valid: boolean;
-  entries: Array<{ raw: Buffer; isDir: boolean }>;
+  names: PackedNames;
+  /** Entry numbers in key order. */
+  order: Uint32Array;
   next: number;
+}
+
+/**
+ * A folder's entry names packed into one buffer: about a dozen bytes per entry instead of
+ * the few hundred that a Dirent and its Buffer cost. A flat bucket folder of 570,000 files
+ * (300,000 users) is held whole while it is walked, so this sets the listing's memory.
+ */
+export class PackedNames {
+  private bytes = Buffer.allocUnsafe(64 * 1024);
+  private used = 0;
+  private starts = new Uint32Array(1024);
+  private ends = new Uint32Array(1024);
+  private dirs = new Uint8Array(1024);
+  count = 0;
+
+  add(name: Buffer, isDir: boolean): number {
+    if (this.used + name.length > this.bytes.length) {
+      const grown = Buffer.allocUnsafe(Math.max(this.bytes.length * 2, this.used + name.length));
+      this.bytes.copy(grown, 0, 0, this.used);
+      this.bytes = grown;
+    }
+    if (this.count === this.starts.length) {
+      this.starts = grow(this.starts);
+      this.ends = grow(this.ends);
+      this.dirs = grow(this.dirs);
+    }
+    name.copy(this.bytes, this.used);
+    this.starts[this.count] = this.used;
+    this.used += name.length;
+    this.ends[this.count] = this.used;
+    this.dirs[this.count] = isDir ? 1 : 0;
+    return this.count++;
+  }
+
+  setDir(i: number, isDir: boolean): void {
+    this.dirs[i] = isDir ? 1 : 0;
+  }
+
+  isDir(i: number): boolean {
+    return this.dirs[i] === 1;
+  }
+
+  /** A view of entry i's name; valid until the next add(). */
+  name(i: number): Buffer {
+    return this.bytes.subarray(this.starts[i], this.ends[i]);
+  }
+
+  /**
+   * Entry numbers in key order: by raw bytes, a folder's name compared as if it ended in "/",
+   * so that "a.csv" < "a/x.csv" < "a0.csv", as S3 lists them.
+   */
+  keyOrder(): Uint32Array {
+    const order = new Uint32Array(this.count);
+    for (let i = 0; i < this.count; i++) order[i] = i;
+    const { bytes, starts, ends, dirs } = this;
+    return order.sort((a, b) => {
+      const as = starts[a]!, ae = ends[a]!, bs = starts[b]!, be = ends[b]!;
+      const al = ae - as, bl = be - bs;
+      const common = Math.min(al, bl);
+      const c = bytes.compare(bytes, bs, bs + common, as, as + common);
+      if (c !== 0 || al === bl) return c;
+      // One name is a prefix of the other: the shorter one's next byte is "/" for a folder,
+      // and nothing (which sorts first) for a file.
+      if (al < bl) return dirs[a] ? SLASH_BYTE - bytes[bs + common]! || 1 : -1;
+      return dirs[b] ? bytes[as + common]! - SLASH_BYTE || -1 : 1;
+    });
+  }
+}
+
+const SLASH_BYTE = 0x2f;
+
+function grow<T extends Uint32Array | Uint8Array>(a: T): T {
+  const bigger = new (a.constructor as new (n: number) => T)(a.length * 2);
+  bigger.set(a);
+  return bigger;
 }
 
 /** A folder's entries in key order; a problem entry if it cannot be listed; null if gone. */
 async function readFolder(dir: Buffer, prefix: string, valid: boolean): Promise<Folder | { problem: ObjectInfo } | null> {
-  let entries: Dirent<Buffer>[];
+  const names = new PackedNames();
   try {
-    entries = await fs.readdir(dir, { withFileTypes: true, encoding: 'buffer' });
+    // Streamed, so no array of Dirents for the whole folder is ever held.
+    // @types/node leaves out 'buffer' here, but Node supports it: names stay raw bytes.
+    const listing = await fs.opendir(dir, { encoding: 'buffer' as BufferEncoding, bufferSize: 256 });
+    const unknown: Array<Promise<void>> = [];
+    for await (const e of listing as AsyncIterable<Dirent<Buffer>>) {
+      if (isTempName(e.name)) continue;
+      if (hasKnownType(e)) {
+        names.add(e.name, e.isDirectory());
+        continue;
+      }
+      const i = names.add(e.name, false);
+      unknown.push(isFolder(Buffer.concat([dir, SLASH, e.name])).then((isDir) => names.setDir(i, isDir)));
+      if (unknown.length >= STAT_CHUNK) await Promise.all(unknown.splice(0));
+    }
+    await Promise.all(unknown);
   } catch (err) {
     // The bucket itself failing is the store's failure; a subfolder failing is its own.
     if (prefix === '') throw err;
     if (isNotFound(err) || errnoCode(err) === 'ENOTDIR') return null; // removed while we walk
     return { problem: problemEntry(prefix, `the folder cannot be listed (${errnoCode(err) ?? 'error'})`) };
   }
-  const sorted = (
-    await Promise.all(
-      entries
-        .filter((e) => !isTempName(e.name))
-        .map(async (e) => {
-          const isDir = hasKnownType(e) ? e.isDirectory() : await isFolder(Buffer.concat([dir, SLASH, e.name]));
-          return { raw: e.name, isDir, order: isDir ? Buffer.concat([e.name, SLASH]) : e.name };
-        }),
-    )
-  ).sort((x, y) => Buffer.compare(x.order, y.order));
-  return { dir, prefix, valid, entries: sorted, next: 0 };
+  return { dir, prefix, valid, names, order: names.keyOrder(), next: 0 };
 }
 
 /** Our own in-progress writes; any other name, however similar, is listed. */
