@@ -1,6 +1,7 @@
-import sharp, { type Metadata } from 'sharp';
+import sharp, { type Metadata, type OutputInfo } from 'sharp';
 import { within } from '../deadline.js';
 import type { ImageData } from '../model.js';
+import { type ImageHeader, readImageHeader } from './imageHeader.js';
 
 export type ImageResult =
   | { ok: true; data: ImageData }
@@ -10,9 +11,10 @@ export type ImageResult =
 // sharp's cache keeps decoded images around for reuse; we look at each image once.
 sharp.cache(false);
 
-// Up to this size an image is decoded whole (at most ~4 MB of RGBA); setting up a resize costs
-// more than decoding a small photo.
-const DECODE_IN_FULL_MAX_PIXELS = 1_000_000;
+// The decode's output fits in this box: enough to check every pixel of data on the way, at
+// most 256 KB out. Smaller images are decoded as they are, larger ones shrunk while decoding
+// (shrink-on-load) where the format allows, so full-resolution pixels are never held.
+const DECODE_BOX = 256;
 
 /** Formats sharp may report that we accept; avif is reported as heif with av1 compression. */
 const ACCEPTED_FORMATS = new Set(['png', 'jpeg', 'webp', 'gif', 'tiff', 'heif']);
@@ -58,53 +60,104 @@ export class PixelBudget {
 const budgets = new Map<number, PixelBudget>();
 const budgetFor = (limit: number) => budgets.get(limit) ?? budgets.set(limit, new PixelBudget(limit)).get(limit)!;
 
+interface Declared {
+  format: string;
+  width: number;
+  height: number;
+  frames: number;
+}
+
 /**
  * Checks that bytes are an image sharp can read, within the pixel limit. The pixel count the
  * header declares is checked before any decoding, so a decompression bomb costs nothing.
  * Reading the header and decoding must each finish within timeoutMs; libvips cannot be
  * stopped, so a decode that runs over keeps its share of the pixel budget until it ends.
+ *
+ * A still PNG, JPEG or WebP takes one sharp call: its size is read from its first bytes
+ * (imageHeader.ts). Other formats, and headers that cannot be read so, ask sharp first.
  */
 export async function checkImage(bytes: Buffer, maxPixels: number, timeoutMs = 60_000): Promise<ImageResult> {
   const tooSlow: ImageResult = { ok: false, reason: `decoding it took longer than ${timeoutMs} ms`, transient: true };
+  const sniffed = readImageHeader(bytes);
+  let declared: Declared;
+  if (sniffed) declared = { ...sniffed, frames: 1 };
+  else {
+    const asked = await askSharp(bytes, timeoutMs);
+    if (asked === 'timeout') return tooSlow;
+    if (!('width' in asked)) return asked;
+    declared = asked;
+  }
+  const overLimit = pixelLimitReason(declared, maxPixels);
+  if (overLimit) return { ok: false, reason: overLimit };
+
+  const decoded = await decode(bytes, declared.width * declared.height * declared.frames, maxPixels, timeoutMs);
+  if (decoded === 'timeout') return tooSlow;
+  if ('reason' in decoded) return decoded;
+  // libvips read the header itself. Should it disagree with ours, its word counts: ask it.
+  if (sniffed && !fitsAsDeclared(decoded, sniffed)) {
+    const asked = await askSharp(bytes, timeoutMs);
+    if (asked === 'timeout') return tooSlow;
+    if (!('width' in asked)) return asked;
+    const over = pixelLimitReason(asked, maxPixels);
+    if (over) return { ok: false, reason: over };
+    declared = asked;
+  }
+  return { ok: true, data: { format: declared.format, width: declared.width, height: declared.height } };
+}
+
+/** The header as sharp reads it, or why the image is refused. */
+async function askSharp(bytes: Buffer, timeoutMs: number): Promise<Declared | { ok: false; reason: string } | 'timeout'> {
   let meta: Metadata | 'timeout';
   try {
     meta = await within(timeoutMs, sharp(bytes, { limitInputPixels: false }).metadata());
   } catch (err) {
     return { ok: false, reason: `not a readable image: ${sharpMessage(err)}` };
   }
-  if (meta === 'timeout') return tooSlow;
+  if (meta === 'timeout') return 'timeout';
   const format = meta.format === 'heif' && meta.compression === 'av1' ? 'avif' : meta.format;
   if (!ACCEPTED_FORMATS.has(meta.format) || format === 'heif') {
     return { ok: false, reason: `unsupported image format "${format}"` };
   }
-  // sharp refuses a header without dimensions, so these are always set here.
-  const width = meta.width ?? 0;
-  const height = meta.height ?? 0;
-  // Animated images declare one frame's size; every frame is decoded, so count them all.
-  const pixels = width * height * Math.max(1, meta.pages ?? 1);
-  if (pixels > maxPixels) {
-    return {
-      ok: false,
-      reason: `image declares ${width}x${height}${(meta.pages ?? 1) > 1 ? `x${meta.pages} frames` : ''} = ${pixels} pixels, over the limit of ${maxPixels}`,
-    };
-  }
+  // sharp refuses a header without dimensions, so these are always set here. Animated images
+  // declare one frame's size; every frame counts.
+  return { format, width: meta.width ?? 0, height: meta.height ?? 0, frames: Math.max(1, meta.pages ?? 1) };
+}
+
+function pixelLimitReason(d: Declared, maxPixels: number): string | null {
+  const pixels = d.width * d.height * d.frames;
+  if (pixels <= maxPixels) return null;
+  return `image declares ${d.width}x${d.height}${d.frames > 1 ? `x${d.frames} frames` : ''} = ${pixels} pixels, over the limit of ${maxPixels}`;
+}
+
+/**
+ * Decodes every byte of image data for real: a valid header can front truncated or corrupt
+ * data. Declared pixels are admitted against the shared budget first.
+ */
+async function decode(bytes: Buffer, pixels: number, maxPixels: number, timeoutMs: number): Promise<OutputInfo | { ok: false; reason: string } | 'timeout'> {
   const release = await budgetFor(maxPixels).acquire(pixels);
-  // Decode it for real: a valid header can front truncated or corrupt data. A small image is
-  // decoded as is; a large one is shrunk while decoding where the format allows it.
-  const decoder = sharp(bytes, { limitInputPixels: maxPixels, sequentialRead: true, failOn: 'error' }).timeout({
-    seconds: Math.max(1, Math.ceil(timeoutMs / 1000)),
-  });
-  if (pixels > DECODE_IN_FULL_MAX_PIXELS) decoder.resize(16, 16, { fit: 'inside' });
-  const decoding = decoder.raw().toBuffer();
+  const decoding = sharp(bytes, { limitInputPixels: maxPixels, sequentialRead: true, failOn: 'error' })
+    .timeout({ seconds: Math.max(1, Math.ceil(timeoutMs / 1000)) })
+    .resize(DECODE_BOX, DECODE_BOX, { fit: 'inside', withoutEnlargement: true })
+    .raw()
+    .toBuffer({ resolveWithObject: true });
   void decoding.then(release, release);
   try {
-    if ((await within(timeoutMs, decoding)) === 'timeout') return tooSlow;
+    const done = await within(timeoutMs, decoding);
+    return done === 'timeout' ? 'timeout' : done.info;
   } catch (err) {
     const message = sharpMessage(err);
-    if (/^timeout\b/i.test(message)) return tooSlow;
+    if (/^timeout\b/i.test(message)) return 'timeout';
+    if (/exceeds pixel limit/i.test(message)) return { ok: false, reason: `image is larger than the limit of ${maxPixels} pixels: ${message}` };
     return { ok: false, reason: `image data is corrupt or truncated: ${message}` };
   }
-  return { ok: true, data: { format, width, height } };
+}
+
+/** Whether the decoded size is what a box fit of the sniffed header gives. */
+function fitsAsDeclared(out: OutputInfo, h: ImageHeader): boolean {
+  if (h.width <= DECODE_BOX && h.height <= DECODE_BOX) return out.width === h.width && out.height === h.height;
+  // sharp rounds the shorter side; allow one pixel either way.
+  const scale = Math.min(DECODE_BOX / h.width, DECODE_BOX / h.height);
+  return Math.abs(out.width - h.width * scale) <= 1 && Math.abs(out.height - h.height * scale) <= 1;
 }
 
 function sharpMessage(err: unknown): string {
