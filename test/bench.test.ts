@@ -18,7 +18,7 @@ describe('npm run bench (small mode)', () => {
 
   it('measures every step and writes JSON plus a markdown table', async () => {
     out = await tempDir('userjoin-bench-out-');
-    await exec('npm', ['run', '-s', 'bench', '--', '--users', '300', '--s3-users', '100', '--api-seconds', '1', '--out', out], {
+    await exec('npm', ['run', '-s', 'bench', '--', '--users', '300', '--s3-users', '100', '--api-seconds', '1', '--photos', '--photo-users', '40', '--out', out], {
       cwd: ROOT,
       maxBuffer: 16 * 1024 * 1024,
     });
@@ -39,8 +39,14 @@ describe('npm run bench (small mode)', () => {
     ];
     for (const n of numbers) expect(Number.isFinite(n) && (n as number) > 0, String(n)).toBe(true);
     expect((r.api!.filtered as Record<string, number>).non2xx).toBe(0);
+    // Photo mix: users 7 and 27 get a 12-megapixel JPEG. Rejected: the invalid CSV of user 37 and
+    // the truncated PNGs of users 5, 18 and 31; never a photo.
+    expect(r.photoMix).toMatchObject({ users: 40, photos: 2, counts: { scanned: 76, read: 76, rejected: 4 } });
+    for (const n of [r.photoMix!.seconds, r.photoMix!.floorSeconds, r.photoMix!.ratioToFloor, r.photoMix!.peakRssMb]) expect(Number.isFinite(n) && (n as number) > 0, String(n)).toBe(true);
+    for (const bytes of r.photoMix!.photoBytes as number[]) expect(bytes).toBeGreaterThan(2_000_000);
     const md = await fs.readFile(path.join(out, files[1]!), 'utf8');
     expect(md).toContain('| full run |');
     expect(md).toContain('| S3 full run (100 users, s3rver) |');
+    expect(md).toContain('| photo mix full run (40 users, 2 12 MP JPEGs) |');
   }, 300_000);
 });
