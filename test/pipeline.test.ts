@@ -257,9 +257,17 @@ describe.each(backends)('pipeline on the %s backend', (_name, start) => {
     await put(backend, src, 'a/5.csv', userCsv('Five', 'Apart', 1));
     await put(backend, src, 'b/6.csv', userCsv('Six', 'Between', 1));
     await put(backend, src, 'z/5.png', await makeImage('png'));
-    await run();
+    const report = await run();
     expect(await user('5')).toMatchObject({ first_name: 'Five', img_path: `${src}/z/5.png` });
     expect(await output()).toContain(`5,Five,Apart,1,${src}/z/5.png\r\n`);
+    // Written by two batches, but one new user: never also counted as updated.
+    expect(report.counts).toMatchObject({ new: 2, updated: 0, unchanged: 0 });
+    await nextSecond();
+    await put(backend, src, 'a/5.csv', userCsv('Five', 'Changed', 1));
+    await put(backend, src, 'z/5.png', await makeImage('jpeg'));
+    // Both of its files changed, in two batches: one updated user.
+    expect((await run()).counts).toMatchObject({ new: 0, updated: 1, unchanged: 1 });
+    expect(await user('5')).toMatchObject({ last_name: 'Changed', img_format: 'jpeg' });
   });
 
   it('rejects a CSV over the size limit without reading it', async () => {

@@ -4,28 +4,46 @@ import type { Queryable } from './pool.js';
 export interface UpsertResult {
   inserted: string[];
   updated: string[];
+  /**
+   * Changed again after the same run inserted or updated them: a user whose files sit far
+   * apart in key order is written by two batches. Counted once, by the first batch.
+   */
+  rewrittenThisRun: string[];
 }
 
 /**
  * Inserts or updates users by user_id in one statement. A row whose values did not change is
- * left alone (no new updated_at, no dead tuple), so counts tell real changes apart.
+ * left alone (no new updated_at, no dead tuple), so counts tell real changes apart. With a
+ * runId, a changed row that this run already inserted or updated is reported apart.
  */
-export async function upsertUsers(db: Queryable, rows: UserRow[]): Promise<UpsertResult> {
-  if (rows.length === 0) return { inserted: [], updated: [] };
-  const { rows: out } = await db.query<{ user_id: string; inserted: boolean }>(
-    `INSERT INTO users AS u (user_id, first_name, last_name, birthdate, img_path, img_format, img_width, img_height)
-     SELECT t.user_id, t.first_name, t.last_name, 'epoch'::timestamptz + t.birthts * interval '1 millisecond', t.img_path, t.img_format, t.img_width, t.img_height
-     FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::text[], $6::text[], $7::int[], $8::int[])
-       AS t(user_id, first_name, last_name, birthts, img_path, img_format, img_width, img_height)
-     ON CONFLICT (user_id) DO UPDATE SET
-       first_name = EXCLUDED.first_name, last_name = EXCLUDED.last_name, birthdate = EXCLUDED.birthdate,
-       img_path = EXCLUDED.img_path, img_format = EXCLUDED.img_format, img_width = EXCLUDED.img_width,
-       img_height = EXCLUDED.img_height, updated_at = now()
-     WHERE (u.first_name, u.last_name, u.birthdate, u.img_path, u.img_format, u.img_width, u.img_height)
-       IS DISTINCT FROM
-       (EXCLUDED.first_name, EXCLUDED.last_name, EXCLUDED.birthdate, EXCLUDED.img_path, EXCLUDED.img_format,
-        EXCLUDED.img_width, EXCLUDED.img_height)
-     RETURNING u.user_id, (xmax = 0) AS inserted`,
+export async function upsertUsers(db: Queryable, rows: UserRow[], runId: number | null = null): Promise<UpsertResult> {
+  if (rows.length === 0) return { inserted: [], updated: [], rewrittenThisRun: [] };
+  // "prior" sees the rows as they were before this statement: what the run had done to them.
+  const { rows: out } = await db.query<{ user_id: string; inserted: boolean; rewritten: boolean | null }>(
+    `WITH t AS (
+       SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::text[], $6::text[], $7::int[], $8::int[])
+         AS t(user_id, first_name, last_name, birthts, img_path, img_format, img_width, img_height)
+     ),
+     prior AS (
+       SELECT user_id, updated_at FROM users WHERE $9::bigint IS NOT NULL AND user_id IN (SELECT user_id FROM t)
+     ),
+     up AS (
+       INSERT INTO users AS u (user_id, first_name, last_name, birthdate, img_path, img_format, img_width, img_height)
+       SELECT t.user_id, t.first_name, t.last_name, 'epoch'::timestamptz + t.birthts * interval '1 millisecond', t.img_path, t.img_format, t.img_width, t.img_height
+       FROM t
+       ON CONFLICT (user_id) DO UPDATE SET
+         first_name = EXCLUDED.first_name, last_name = EXCLUDED.last_name, birthdate = EXCLUDED.birthdate,
+         img_path = EXCLUDED.img_path, img_format = EXCLUDED.img_format, img_width = EXCLUDED.img_width,
+         img_height = EXCLUDED.img_height, updated_at = now()
+       WHERE (u.first_name, u.last_name, u.birthdate, u.img_path, u.img_format, u.img_width, u.img_height)
+         IS DISTINCT FROM
+         (EXCLUDED.first_name, EXCLUDED.last_name, EXCLUDED.birthdate, EXCLUDED.img_path, EXCLUDED.img_format,
+          EXCLUDED.img_width, EXCLUDED.img_height)
+       RETURNING u.user_id, (xmax = 0) AS inserted
+     )
+     SELECT up.user_id, up.inserted,
+       prior.updated_at >= (SELECT started_at FROM runs WHERE id = $9) AS rewritten
+     FROM up LEFT JOIN prior USING (user_id)`,
     [
       rows.map((r) => r.userId),
       rows.map((r) => r.firstName),
@@ -35,10 +53,11 @@ export async function upsertUsers(db: Queryable, rows: UserRow[]): Promise<Upser
       rows.map((r) => r.imgFormat),
       rows.map((r) => r.imgWidth),
       rows.map((r) => r.imgHeight),
+      runId,
     ],
   );
-  const result: UpsertResult = { inserted: [], updated: [] };
-  for (const r of out) (r.inserted ? result.inserted : result.updated).push(r.user_id);
+  const result: UpsertResult = { inserted: [], updated: [], rewrittenThisRun: [] };
+  for (const r of out) (r.inserted ? result.inserted : r.rewritten ? result.rewrittenThisRun : result.updated).push(r.user_id);
   return result;
 }
 

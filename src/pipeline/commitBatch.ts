@@ -29,7 +29,7 @@ export interface CommitResult {
 export async function commitBatch(db: Database, runId: number, plan: BatchPlan, log: Logger): Promise<CommitResult> {
   try {
     return await withTransaction(db, async (tx) => {
-      const up = await writeUsers(tx, plan.users);
+      const up = await writeUsers(tx, runId, plan.users);
       return finish(tx, runId, plan, up, []);
     });
   } catch (err) {
@@ -37,13 +37,14 @@ export async function commitBatch(db: Database, runId: number, plan: BatchPlan, 
     log.warn({ err, runId, users: plan.users.length }, 'the database refused a batch for its data; committing it user by user');
   }
   return withTransaction(db, async (tx) => {
-    const up = { inserted: 0, updated: 0 };
+    const up: Written = { inserted: 0, updated: 0, changed: 0 };
     const refused: RunIssue[] = [];
     for (const user of plan.users) {
       try {
-        const r = await withSavepoint(tx, () => writeUsers(tx, [user]));
+        const r = await withSavepoint(tx, () => writeUsers(tx, runId, [user]));
         up.inserted += r.inserted;
         up.updated += r.updated;
+        up.changed += r.changed;
       } catch (err) {
         if (!isDataError(err)) throw err;
         const reason = `user_id "${user.userId}" could not be stored: ${describeDataError(err)}`;
@@ -62,27 +63,35 @@ export async function commitBatch(db: Database, runId: number, plan: BatchPlan, 
   });
 }
 
-async function writeUsers(tx: DbClient, users: UserChange[]): Promise<{ inserted: number; updated: number }> {
+interface Written {
+  inserted: number;
+  updated: number;
+  /** Rows changed in all, users this run had already written included. */
+  changed: number;
+}
+
+async function writeUsers(tx: DbClient, runId: number, users: UserChange[]): Promise<Written> {
   await saveFileStates(tx, users.flatMap((u) => u.files));
   await deleteFileStates(tx, users.flatMap((u) => u.gone));
-  const up = await upsertUsers(tx, users.flatMap((u) => (u.row ? [u.row] : [])));
-  return { inserted: up.inserted.length, updated: up.updated.length };
+  const up = await upsertUsers(tx, users.flatMap((u) => (u.row ? [u.row] : [])), runId);
+  return { inserted: up.inserted.length, updated: up.updated.length, changed: up.inserted.length + up.updated.length + up.rewrittenThisRun.length };
 }
 
 async function finish(
   tx: DbClient,
   runId: number,
   plan: BatchPlan,
-  up: { inserted: number; updated: number },
+  up: Written,
   refused: RunIssue[],
 ): Promise<CommitResult> {
-  if (up.inserted + up.updated > 0) {
+  if (up.changed > 0) {
     await setOutputStale(tx, true);
     await notifyUsersChanged(tx);
   }
   // The one place issues are made safe, just before they are stored and reported.
   const result: CommitResult = {
-    ...up,
+    inserted: up.inserted,
+    updated: up.updated,
     rejected: [...plan.users.flatMap((u) => u.rejected), ...refused].map(safeIssue),
     warnings: plan.users.flatMap((u) => u.warnings).map(safeIssue),
     issues: plan.issues.map(safeIssue),
