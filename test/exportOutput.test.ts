@@ -1,0 +1,60 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { streamUsersForExport, upsertUsers } from '../src/db/users.js';
+import type { UserRow } from '../src/model.js';
+import { exportOutput } from '../src/pipeline/exportOutput.js';
+import type { TestDatabase } from './support/database.js';
+import { createTestDatabase } from './support/database.js';
+import { readText } from './support/fixtures.js';
+import type { Backend } from './support/stores.js';
+import { startFolderBackend } from './support/stores.js';
+
+const row = (i: number): UserRow => ({
+  userId: `u${String(i).padStart(5, '0')}`,
+  firstName: i % 7 === 0 ? `Quote "${i}", comma` : `First${i}`,
+  lastName: `Last${i}`,
+  birthts: -1000 + i,
+  imgPath: i % 2 === 0 ? `src/u${i}.png` : null,
+  imgFormat: i % 2 === 0 ? 'png' : null,
+  imgWidth: i % 2 === 0 ? 8 : null,
+  imgHeight: i % 2 === 0 ? 8 : null,
+});
+
+describe('exportOutput', () => {
+  let db: TestDatabase;
+  let backend: Backend;
+  beforeAll(async () => {
+    db = await createTestDatabase();
+    backend = await startFolderBackend();
+    await backend.store.ensureBucket('res');
+  });
+  afterAll(async () => {
+    await db.drop();
+    await backend.stop();
+  });
+
+  it('writes only the header when there are no users', async () => {
+    expect(await exportOutput(db.pool, backend.store, 'res')).toBe(0);
+    expect(await readText(backend, 'res', 'output.csv')).toBe('user_id,first_name,last_name,birthts,img_path\r\n');
+  });
+
+  it('writes every user once, in order, across pages, with RFC 4180 quoting and CRLF', async () => {
+    // More than one 5,000-row page, and not a multiple of it.
+    const n = 12_345;
+    await upsertUsers(db.pool, Array.from({ length: n }, (_, i) => row(i)));
+    const progress: number[] = [];
+    expect(await exportOutput(db.pool, backend.store, 'res', (w) => progress.push(w))).toBe(n);
+    expect(progress).toEqual([5000, 10_000, n]);
+    const lines = (await readText(backend, 'res', 'output.csv')).split('\r\n');
+    expect(lines).toHaveLength(n + 2);
+    expect(lines.at(-1)).toBe('');
+    expect(lines[1]).toBe('u00000,"Quote ""0"", comma",Last0,-1000,src/u0.png');
+    expect(lines[2]).toBe('u00001,First1,Last1,-999,');
+    expect(lines[n]).toBe(`u12344,First12344,Last12344,${-1000 + 12344},src/u12344.png`);
+  });
+
+  it('pages end cleanly when the count is a multiple of the page size', async () => {
+    const pages: number[] = [];
+    for await (const page of streamUsersForExport(db.pool, 12_345 / 5)) pages.push(page.length);
+    expect(pages).toEqual([2469, 2469, 2469, 2469, 2469]);
+  });
+});
