@@ -31,7 +31,11 @@ export class Runner {
   /** Failures we could not record because the database was down; written on the next try. */
   private readonly unrecorded = new Map<number, string>();
 
-  constructor(private readonly deps: RunDeps) {}
+  constructor(
+    private readonly deps: RunDeps,
+    /** Called with the report of each run this process carried out (not runs it joined). */
+    private readonly onFinished: (report: RunReport) => void = () => undefined,
+  ) {}
 
   trigger(opts: { trigger: RunTrigger; full?: boolean }): Promise<Triggered> {
     if (this.current) return this.current.then((t) => ({ ...t, started: false }));
@@ -87,11 +91,15 @@ export class Runner {
           return this.synthesizeFailed(err.runId, err.message, opts);
         },
       );
+      done.then(this.onFinished, () => undefined);
       return { runId: first.id, started: true, done };
     }
     // The pipeline returned without starting: another process holds the lock.
     const o = first.o;
-    if (o.kind === 'finished') return { runId: o.report.id, started: true, done: Promise.resolve(o.report) };
+    if (o.kind === 'finished') {
+      this.onFinished(o.report);
+      return { runId: o.report.id, started: true, done: Promise.resolve(o.report) };
+    }
     const runId = o.runId ?? (await this.waitForRemoteRun());
     return { runId, started: false, done: this.waitForRemoteFinish(runId) };
   }

@@ -5,9 +5,13 @@ import type { App } from './app.js';
 import { openApp } from './app.js';
 import type { Config } from './config.js';
 import { listenForUserChanges } from './db/changeFeed.js';
+import { readClusterStats } from './db/stats.js';
 import { createHttpApp } from './http/app.js';
+import { loadConsoleAssets } from './http/console.js';
 import { PageCache } from './http/pageCache.js';
 import type { Logger } from './log.js';
+import { Metrics } from './metrics.js';
+import { Photos } from './photos.js';
 import { Runner } from './runner.js';
 import type { Scheduler } from './scheduler.js';
 import { startScheduler } from './scheduler.js';
@@ -51,14 +55,34 @@ export async function startService(config: Config, log: Logger, opts: ServiceOpt
   const app = await openApp(config, log, { waitMs: opts.waitMs ?? Number.POSITIVE_INFINITY });
   const store = opts.wrapStore ? opts.wrapStore(app.store) : app.store;
   const db = app.database.pool;
-  const runner = new Runner({ db, store, config, log });
+  const metrics = new Metrics((timeoutMs) => readClusterStats(db, timeoutMs), log);
+  const runner = new Runner({ db, store, config, log }, (report) => metrics.runFinished(report));
   const pageCache = new PageCache();
   const feed = listenForUserChanges(
     db,
     { onChange: () => pageCache.invalidate(), onListening: () => pageCache.setEnabled(true), onLost: () => pageCache.setEnabled(false) },
     log,
   );
-  const http = createHttpApp({ db, store, srcBucket: config.srcBucket, runner, log, apiToken: config.http.apiToken, loopback: config.http.loopback, pageCache });
+  let http;
+  try {
+    http = createHttpApp({
+      db,
+      store,
+      srcBucket: config.srcBucket,
+      runner,
+      photos: new Photos(store, config.limits),
+      metrics,
+      console: await loadConsoleAssets(),
+      log,
+      apiToken: config.http.apiToken,
+      loopback: config.http.loopback,
+      pageCache,
+    });
+  } catch (err) {
+    await feed.close();
+    await app.close();
+    throw err;
+  }
 
   let server: Server;
   try {

@@ -178,7 +178,7 @@ describe('HTTP parameters (property)', () => {
     await backend.stop();
   });
 
-  const NAMES = ['min_age', 'max_age', 'is_image_exists', 'limit', 'cursor', 'format', 'wait', 'full', 'before'];
+  const NAMES = ['min_age', 'max_age', 'is_image_exists', 'limit', 'cursor', 'format', 'wait', 'full', 'before', 'width'];
   const token = fc.oneof(
     fc.constantFrom('', '0', '-1', '30.5', '1e3', 'true', 'false', 'csv', 'json', '99999999999999999999', 'NaN', '%', '%ZZ', '%00', '%C3', '&', '=', '+', 'eyJhZnRlciI6IjEifQ', 'eyJhZnRlciI6Ilx1MDAwMCJ9', 'bnVsbA'),
     fc.string({ unit: 'binary', maxLength: 12 }).map(encodeURIComponent),
@@ -193,7 +193,7 @@ describe('HTTP parameters (property)', () => {
 
   it('every query gets its answer or a 400 with a JSON error, never a 500', async () => {
     await fc.assert(
-      fc.asyncProperty(query, token, fc.constantFrom('GET /data', 'GET /data/', 'GET /runs', 'GET /runs/', 'POST /data'), async (q, segment, route) => {
+      fc.asyncProperty(query, token, fc.constantFrom('GET /data', 'GET /data/', 'GET /runs', 'GET /runs/', 'POST /data', 'GET /data/1/image', 'GET /metrics', 'GET /openapi.json'), async (q, segment, route) => {
         const [method, path] = route.split(' ') as [string, string];
         const url = `${path}${path.endsWith('/') ? segment : ''}?${q}`;
         const res = await fetch(svc.url + url, { method });

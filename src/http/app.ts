@@ -1,17 +1,26 @@
+import { readFileSync } from 'node:fs';
 import Router from '@koa/router';
 import Koa from 'koa';
 import type { Database } from '../db/index.js';
 import type { Logger } from '../log.js';
+import type { Metrics } from '../metrics.js';
+import type { Photos } from '../photos.js';
 import type { Runner } from '../runner.js';
 import { RunInProgressElsewhereError } from '../runner.js';
 import type { ObjectStore } from '../storage/index.js';
+import type { Operation } from './api.js';
+import { mountOperations, operation, routeLabel } from './api.js';
 import { bearerAuth } from './auth.js';
+import type { ConsoleAssets } from './console.js';
+import { CONSOLE_PUBLIC, consoleRoutes } from './console.js';
 import { errorMiddleware, HttpError } from './errors.js';
 import { localOnly } from './localOnly.js';
-import { dataRoutes } from './routes/data.js';
-import { healthRoutes } from './routes/health.js';
-import { runRoutes } from './routes/runs.js';
+import { openApiDocument } from './openapi.js';
 import type { PageCache } from './pageCache.js';
+import { dataOperations } from './routes/data.js';
+import { healthOperations } from './routes/health.js';
+import { photoOperations } from './routes/photos.js';
+import { runOperations } from './routes/runs.js';
 import { securityHeaders } from './securityHeaders.js';
 
 export interface HttpDeps {
@@ -20,6 +29,9 @@ export interface HttpDeps {
   /** The bucket /health checks the store with. */
   srcBucket: string;
   runner: Runner;
+  photos: Photos;
+  metrics: Metrics;
+  console: ConsoleAssets;
   log: Logger;
   apiToken: string | null;
   /** The server listens on loopback only; without a token, only loopback Host headers are served. */
@@ -28,13 +40,56 @@ export interface HttpDeps {
   pageCache?: PageCache;
 }
 
+const VERSION = (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
+
+/** Every API operation, in the order /openapi.json lists them. */
+export function apiOperations(deps: HttpDeps): Operation[] {
+  const ops: Operation[] = [
+    ...dataOperations(deps.db, deps.runner, deps.pageCache ?? null),
+    ...photoOperations(deps.db, deps.photos, deps.log),
+    ...runOperations(deps.db),
+    ...healthOperations(deps.db, () => deps.store.ping(deps.srcBucket), deps.log),
+    operation({
+      method: 'get',
+      path: '/metrics',
+      operationId: 'metrics',
+      tag: 'operations',
+      summary: 'Prometheus metrics (text exposition format)',
+      responses: { 200: { description: 'The metrics', media: { 'text/plain': { type: 'string' } } } },
+      handler: async (ctx) => {
+        ctx.body = await deps.metrics.text();
+        ctx.type = deps.metrics.contentType;
+      },
+    }),
+  ];
+  let document: Buffer | null = null;
+  ops.push(
+    operation({
+      method: 'get',
+      path: '/openapi.json',
+      operationId: 'openapi',
+      tag: 'operations',
+      summary: 'This API, described in OpenAPI 3.1',
+      public: true,
+      responses: { 200: { description: 'The OpenAPI document', media: { 'application/json': { type: 'object' } } } },
+      handler: (ctx) => {
+        // Built on first use, from the operations themselves.
+        document ??= Buffer.from(JSON.stringify(openApiDocument(ops, { version: VERSION }), null, 2));
+        ctx.type = 'application/json; charset=utf-8';
+        ctx.body = document;
+      },
+    }),
+  );
+  return ops;
+}
+
 export function createHttpApp(deps: HttpDeps): Koa {
   const app = new Koa();
   app.proxy = false;
   // Errors are answered by errorMiddleware; this only stops koa printing them to stderr.
   app.silent = true;
   app.use(securityHeaders());
-  app.use(accessLog(deps.log));
+  app.use(accessLog(deps.log, deps.metrics));
   app.use(errorMiddleware(deps.log));
   app.use(async (_ctx, next) => {
     try {
@@ -44,28 +99,31 @@ export function createHttpApp(deps: HttpDeps): Koa {
       throw err;
     }
   });
+  const ops = apiOperations(deps);
+  const publicPaths = new Set(ops.filter((op) => op.public).map((op) => op.path));
   // A token already stops other web pages (they cannot send the header), so the browser
-  // checks matter only without one.
-  if (deps.apiToken) app.use(bearerAuth(deps.apiToken, new Set(['/health'])));
+  // checks matter only without one. The console's files hold no data: the page must load to
+  // ask for the token.
+  if (deps.apiToken) app.use(bearerAuth(deps.apiToken, (path) => publicPaths.has(path) || CONSOLE_PUBLIC(path)));
   else app.use(localOnly({ checkHost: deps.loopback }));
 
   const router = new Router();
-  healthRoutes(router, deps.db, () => deps.store.ping(deps.srcBucket), deps.log);
-  dataRoutes(router, deps.db, deps.runner, deps.pageCache ?? null);
-  runRoutes(router, deps.db);
+  consoleRoutes(router, deps.console, deps.apiToken ? 'bearer' : 'none');
+  mountOperations(router, ops);
   app.use(router.routes());
   app.use(router.allowedMethods({ throw: true }));
   return app;
 }
 
-function accessLog(log: Logger): Koa.Middleware {
+function accessLog(log: Logger, metrics: Metrics): Koa.Middleware {
   return async (ctx, next) => {
     const start = process.hrtime.bigint();
     try {
       await next();
     } finally {
-      const ms = Number(process.hrtime.bigint() - start) / 1e6;
-      log.info({ method: ctx.method, path: ctx.path, status: ctx.status, ms: Math.round(ms * 10) / 10 }, 'request');
+      const seconds = Number(process.hrtime.bigint() - start) / 1e9;
+      metrics.httpRequest(ctx.method, routeLabel(ctx), ctx.status, seconds);
+      log.info({ method: ctx.method, path: ctx.path, status: ctx.status, ms: Math.round(seconds * 1e4) / 10 }, 'request');
     }
   };
 }

@@ -50,6 +50,11 @@ export function errorMiddleware(log: Logger): Middleware {
       } else {
         log.error({ err, method: ctx.method, path: ctx.path }, 'request failed');
       }
+      // A route may have set caching headers for the answer it meant to give.
+      ctx.remove('ETag');
+      ctx.remove('Content-Security-Policy');
+      ctx.remove('Content-Length');
+      ctx.set('Cache-Control', 'no-store');
       ctx.status = status;
       ctx.type = 'application/json';
       ctx.body = { error: { code, message } };

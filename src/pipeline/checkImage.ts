@@ -58,7 +58,8 @@ export class PixelBudget {
 }
 
 const budgets = new Map<number, PixelBudget>();
-const budgetFor = (limit: number) => budgets.get(limit) ?? budgets.set(limit, new PixelBudget(limit)).get(limit)!;
+/** The one budget for a limit, shared by every decode in the process (runs and GET /data/:user_id/image). */
+export const budgetFor = (limit: number) => budgets.get(limit) ?? budgets.set(limit, new PixelBudget(limit)).get(limit)!;
 
 interface Declared {
   format: string;
@@ -106,7 +107,7 @@ export async function checkImage(bytes: Buffer, maxPixels: number, timeoutMs = 6
 }
 
 /** The header as sharp reads it, or why the image is refused. */
-async function askSharp(bytes: Buffer, timeoutMs: number): Promise<Declared | { ok: false; reason: string } | 'timeout'> {
+export async function askSharp(bytes: Buffer, timeoutMs: number): Promise<Declared | { ok: false; reason: string } | 'timeout'> {
   let meta: Metadata | 'timeout';
   try {
     meta = await within(timeoutMs, sharp(bytes, { limitInputPixels: false }).metadata());
@@ -123,7 +124,7 @@ async function askSharp(bytes: Buffer, timeoutMs: number): Promise<Declared | { 
   return { format, width: meta.width ?? 0, height: meta.height ?? 0, frames: Math.max(1, meta.pages ?? 1) };
 }
 
-function pixelLimitReason(d: Declared, maxPixels: number): string | null {
+export function pixelLimitReason(d: Declared, maxPixels: number): string | null {
   const pixels = d.width * d.height * d.frames;
   if (pixels <= maxPixels) return null;
   return `image declares ${d.width}x${d.height}${d.frames > 1 ? `x${d.frames} frames` : ''} = ${pixels} pixels, over the limit of ${maxPixels}`;
@@ -160,7 +161,7 @@ function fitsAsDeclared(out: OutputInfo, h: ImageHeader): boolean {
   return Math.abs(out.width - h.width * scale) <= 1 && Math.abs(out.height - h.height * scale) <= 1;
 }
 
-function sharpMessage(err: unknown): string {
+export function sharpMessage(err: unknown): string {
   const msg = err instanceof Error ? err.message : String(err);
   // libvips messages can run over several lines; the first says what went wrong.
   return msg.split('\n')[0]!.trim();

@@ -1,20 +1,20 @@
 import { Readable } from 'node:stream';
-import type Router from '@koa/router';
+import { z } from 'zod';
 import { csvStream } from '../../csv.js';
 import type { Database } from '../../db/index.js';
 import type { ApiUser, UserFilter } from '../../db/users.js';
 import { getRun } from '../../db/runs.js';
 import { getUser, queryUsers, streamUsers } from '../../db/users.js';
 import type { Runner } from '../../runner.js';
-import { badRequest, notFound } from '../errors.js';
-import { ageParam, boolParam, cursorParam, encodeCursor, enumParam, intParam, userIdParam } from '../params.js';
+import { operation } from '../api.js';
+import type { Operation } from '../api.js';
+import { notFound } from '../errors.js';
+import { ageParam, boolParam, cursorParam, encodeCursor, enumParam, intParam, userIdPath } from '../params.js';
 import type { CachedPage, PageCache } from '../pageCache.js';
+import { startedRunSchema, runSchema, userSchema, usersPageSchema } from '../schemas.js';
 import { runView } from './runs.js';
 
 const MAX_LIMIT = 10_000;
-// Unknown parameters are refused: a typo such as "minage" would otherwise silently match everyone.
-const GET_PARAMS = new Set(['min_age', 'max_age', 'is_image_exists', 'limit', 'cursor', 'format']);
-const POST_PARAMS = new Set(['wait', 'full']);
 const CSV_COLUMNS: Array<keyof ApiUser> = [
   'id',
   'user_id',
@@ -30,70 +30,119 @@ const CSV_COLUMNS: Array<keyof ApiUser> = [
   'updated_at',
 ];
 
-export function dataRoutes(router: Router, db: Database, runner: Runner, cache: PageCache | null): void {
-  router.get('/data', async (ctx) => {
-    const q = ctx.query;
-    rejectUnknown(q, GET_PARAMS);
-    const filter: UserFilter = {
-      minAge: ageParam(q, 'min_age'),
-      maxAge: ageParam(q, 'max_age'),
-      hasImage: boolParam(q, 'is_image_exists'),
-      afterUserId: cursorParam(q, 'cursor'),
-    };
-    if (filter.minAge !== undefined && filter.maxAge !== undefined && filter.minAge > filter.maxAge) {
-      throw badRequest('min_age', `must not be greater than max_age (${filter.minAge} > ${filter.maxAge})`);
-    }
-    const limit = intParam(q, 'limit', 1, MAX_LIMIT);
-    const format = enumParam(q, 'format', ['json', 'csv'] as const) ?? 'json';
-
-    if (limit !== undefined) {
-      // Normalized, so equivalent spellings of a query share one entry.
-      const key = JSON.stringify([format, limit, filter.minAge, filter.maxAge, filter.hasImage, filter.afterUserId]);
-      let page = cache?.get(key);
-      if (!page) {
-        const version = cache?.version() ?? 0;
-        page = await boundedPage(db, filter, limit, format);
-        cache?.set(key, page, version);
-      }
-      ctx.type = page.type;
-      ctx.set(page.headers);
-      ctx.body = page.body;
-      return;
-    }
-    // Everything matching: streamed page by page, so memory stays flat for any row count. The
-    // first page is fetched before answering, so a database failure still gets a proper status.
-    const pages = await prefetched(streamUsers(db, filter));
-    if (format === 'csv') {
-      ctx.type = 'text/csv; charset=utf-8';
-      ctx.body = usersCsv(pages);
-    } else {
-      ctx.type = 'application/json; charset=utf-8';
-      ctx.body = jsonStream(pages);
-    }
+// Unknown parameters are refused: a typo such as "minage" would otherwise silently match everyone.
+export const usersQuery = z
+  .strictObject({
+    min_age: ageParam('Only users at least this old, in years (decimals allowed), as elapsed calendar time').optional(),
+    max_age: ageParam('Only users at most this old, in years').optional(),
+    is_image_exists: boolParam('true: only users with a photo; false: only users without one').optional(),
+    limit: intParam(1, MAX_LIMIT, 'Page size. Without it, every match is streamed in one answer').optional(),
+    cursor: cursorParam().optional(),
+    format: enumParam(['json', 'csv'], 'csv answers text/csv with the same columns').default('json'),
+  })
+  .refine((q) => q.min_age === undefined || q.max_age === undefined || q.min_age <= q.max_age, {
+    path: ['min_age'],
+    error: (i) => {
+      const q = i.input as { min_age: number; max_age: number };
+      return `must not be greater than max_age (${q.min_age} > ${q.max_age})`;
+    },
   });
 
-  router.get('/data/:user_id', async (ctx) => {
-    const userId = userIdParam('user_id', ctx.params.user_id!);
-    const user = await getUser(db, userId);
-    if (!user) throw notFound(`no user with user_id ${JSON.stringify(userId)}`);
-    ctx.body = user;
-  });
+const runQuery = z.strictObject({
+  wait: boolParam('Answer when the run has finished, with its report, instead of at once').default(false),
+  full: boolParam('Reprocess every object and rewrite output.csv').default(false),
+});
 
-  router.post('/data', async (ctx) => {
-    const q = ctx.query;
-    rejectUnknown(q, POST_PARAMS);
-    const wait = boolParam(q, 'wait') ?? false;
-    const full = boolParam(q, 'full') ?? false;
-    const triggered = await runner.trigger({ trigger: 'http', full });
-    ctx.set('Location', `/runs/${triggered.runId}`);
-    if (wait) {
-      ctx.status = 200;
-      ctx.body = runView(await triggered.done);
-      return;
-    }
-    ctx.status = 202;
-    ctx.body = { ...(await runViewById(db, triggered.runId)), joined_existing_run: !triggered.started };
-  });
+const csvDoc = { 'text/csv': { type: 'string' } };
+const nextCursorHeader = {
+  'X-Next-Cursor': { description: 'With format=csv and limit: the cursor of the next page, absent on the last one', schema: { type: 'string' } },
+};
+
+export function dataOperations(db: Database, runner: Runner, cache: PageCache | null): Operation[] {
+  return [
+    operation({
+      method: 'get',
+      path: '/data',
+      operationId: 'listUsers',
+      tag: 'users',
+      summary: 'Users matching the filters, ordered by user_id',
+      description: 'Filters combine with AND. With limit, one page and a cursor to the next; without it, every match, streamed.',
+      query: usersQuery,
+      responses: { 200: { description: 'The users', json: usersPageSchema, media: csvDoc, headers: nextCursorHeader } },
+      handler: async (ctx, { query: q }) => {
+        const filter: UserFilter = { minAge: q.min_age, maxAge: q.max_age, hasImage: q.is_image_exists, afterUserId: q.cursor };
+        if (q.limit !== undefined) {
+          // Normalized, so equivalent spellings of a query share one entry.
+          const key = JSON.stringify([q.format, q.limit, filter.minAge, filter.maxAge, filter.hasImage, filter.afterUserId]);
+          let page = cache?.get(key);
+          if (!page) {
+            const version = cache?.version() ?? 0;
+            page = await boundedPage(db, filter, q.limit, q.format);
+            cache?.set(key, page, version);
+          }
+          ctx.type = page.type;
+          ctx.set(page.headers);
+          ctx.body = page.body;
+          return;
+        }
+        // Everything matching: streamed page by page, so memory stays flat for any row count. The
+        // first page is fetched before answering, so a database failure still gets a proper status.
+        const pages = await prefetched(streamUsers(db, filter));
+        if (q.format === 'csv') {
+          ctx.type = 'text/csv; charset=utf-8';
+          ctx.body = usersCsv(pages);
+        } else {
+          ctx.type = 'application/json; charset=utf-8';
+          ctx.body = jsonStream(pages);
+        }
+      },
+    }),
+
+    operation({
+      method: 'get',
+      path: '/data/:user_id',
+      operationId: 'getUser',
+      tag: 'users',
+      summary: 'One user',
+      params: userIdPath,
+      responses: { 200: { description: 'The user', json: userSchema } },
+      handler: async (ctx, { params }) => {
+        const user = await getUser(db, params.user_id);
+        if (!user) throw notFound(`no user with user_id ${JSON.stringify(params.user_id)}`);
+        ctx.body = user;
+      },
+    }),
+
+    operation({
+      method: 'post',
+      path: '/data',
+      operationId: 'startRun',
+      tag: 'runs',
+      summary: 'Start a run now',
+      description:
+        'Runs never overlap: during a run, this answers that run, with joined_existing_run. The Location header says where to follow it.',
+      query: runQuery,
+      responses: {
+        200: { description: 'With wait=true: the finished run, whatever its status', json: runSchema },
+        202: {
+          description: 'The run, started or joined',
+          json: startedRunSchema,
+          headers: { Location: { description: 'The run: /runs/<id>', schema: { type: 'string' } } },
+        },
+      },
+      handler: async (ctx, { query }) => {
+        const triggered = await runner.trigger({ trigger: 'http', full: query.full });
+        ctx.set('Location', `/runs/${triggered.runId}`);
+        if (query.wait) {
+          ctx.status = 200;
+          ctx.body = runView(await triggered.done);
+          return;
+        }
+        ctx.status = 202;
+        ctx.body = { ...(await runViewById(db, triggered.runId)), joined_existing_run: !triggered.started };
+      },
+    }),
+  ];
 }
 
 /** One page, serialized. One extra row is fetched to know whether there is a next page. */
@@ -107,10 +156,6 @@ async function boundedPage(db: Database, filter: UserFilter, limit: number, form
   const chunks: Buffer[] = [];
   for await (const chunk of usersCsv([page])) chunks.push(Buffer.from(chunk as string | Buffer));
   return { type: 'text/csv; charset=utf-8', headers: next ? { 'X-Next-Cursor': next } : {}, body: Buffer.concat(chunks) };
-}
-
-function rejectUnknown(query: object, known: Set<string>): void {
-  for (const name of Object.keys(query)) if (!known.has(name)) throw badRequest(name, 'unknown parameter');
 }
 
 async function runViewById(db: Database, id: number) {

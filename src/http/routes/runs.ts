@@ -1,31 +1,64 @@
-import type Router from '@koa/router';
+import { z } from 'zod';
 import type { Database } from '../../db/index.js';
 import { getRun, listRuns } from '../../db/runs.js';
 import type { RunReport } from '../../model.js';
-import { badRequest, notFound } from '../errors.js';
+import type { Operation } from '../api.js';
+import { operation } from '../api.js';
+import { notFound } from '../errors.js';
 import { intParam } from '../params.js';
+import { runSchema, runsPageSchema } from '../schemas.js';
 
 /** The API's view of a run: the report, plus where to poll it. */
 export function runView(run: RunReport) {
   return { ...run, url: `/runs/${run.id}` };
 }
 
-export function runRoutes(router: Router, db: Database): void {
+const MAX_RUN_ID = Number.MAX_SAFE_INTEGER;
 
-  router.get('/runs', async (ctx) => {
-    const limit = intParam(ctx.query, 'limit', 1, 1000) ?? 50;
-    const before = intParam(ctx.query, 'before', 1, Number.MAX_SAFE_INTEGER);
-    const runs = await listRuns(db, { limit, beforeId: before });
-    const last = runs[runs.length - 1];
-    ctx.body = { data: runs.map(runView), next_before: runs.length === limit && last ? last.id : null };
-  });
+const runsQuery = z.strictObject({
+  limit: intParam(1, 1000, 'Page size').default(50),
+  before: intParam(1, MAX_RUN_ID, 'Only runs with a smaller id: next_before of the previous page').optional(),
+});
 
-  router.get('/runs/:id', async (ctx) => {
-    const raw = ctx.params.id!;
-    if (!/^\d{1,15}$/.test(raw)) throw badRequest('id', `must be a run id, got "${raw}"`);
-    const run = await getRun(db, Number(raw));
-    if (!run) throw notFound(`no run with id ${raw}`);
-    ctx.body = runView(run);
-  });
+const runPath = z.strictObject({
+  id: z
+    .string()
+    .regex(/^\d{1,15}$/, { error: (i) => `must be a run id, got "${String(i.input)}"` })
+    .transform(Number)
+    .pipe(z.int().min(0).max(MAX_RUN_ID))
+    .meta({ description: 'The run id' }),
+});
 
+export function runOperations(db: Database): Operation[] {
+  return [
+    operation({
+      method: 'get',
+      path: '/runs',
+      operationId: 'listRuns',
+      tag: 'runs',
+      summary: 'Runs, newest first, without their file lists',
+      query: runsQuery,
+      responses: { 200: { description: 'A page of runs', json: runsPageSchema } },
+      handler: async (ctx, { query }) => {
+        const runs = await listRuns(db, { limit: query.limit, beforeId: query.before });
+        const last = runs[runs.length - 1];
+        ctx.body = { data: runs.map(runView), next_before: runs.length === query.limit && last ? last.id : null };
+      },
+    }),
+
+    operation({
+      method: 'get',
+      path: '/runs/:id',
+      operationId: 'getRun',
+      tag: 'runs',
+      summary: 'One run: status, live progress, counts, and the files it rejected or warned about, with reasons',
+      params: runPath,
+      responses: { 200: { description: 'The run', json: runSchema } },
+      handler: async (ctx, { params }) => {
+        const run = await getRun(db, params.id);
+        if (!run) throw notFound(`no run with id ${params.id}`);
+        ctx.body = runView(run);
+      },
+    }),
+  ];
 }

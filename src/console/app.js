@@ -1,0 +1,98 @@
+// @ts-check
+import { ApiError, authRequired, forgetToken, getJson } from './api.js';
+import { h, replace } from './dom.js';
+import { RunWatcher, runsView } from './runs.js';
+import { usersView } from './users.js';
+
+/** @typedef {{ destroy(): void }} View */
+
+const main = /** @type {HTMLElement} */ (document.getElementById('main'));
+const alertBox = /** @type {HTMLElement} */ (document.getElementById('alert'));
+const health = /** @type {HTMLElement} */ (document.getElementById('health'));
+const runNow = /** @type {HTMLButtonElement} */ (document.getElementById('run-now'));
+const reprocess = /** @type {HTMLButtonElement} */ (document.getElementById('reprocess'));
+const signOut = /** @type {HTMLButtonElement} */ (document.getElementById('sign-out'));
+const confirmDialog = /** @type {HTMLDialogElement} */ (document.getElementById('confirm-dialog'));
+
+/** Shows what went wrong, in the service's own words, until the next success. @param {unknown} err */
+export function showError(err) {
+  const message = err instanceof ApiError ? err.message : err instanceof Error ? err.message : String(err);
+  replace(alertBox, h('span', null, message), h('button', { type: 'button', class: 'quiet', onclick: clearError }, 'Dismiss'));
+  alertBox.hidden = false;
+}
+
+export function clearError() {
+  alertBox.hidden = true;
+  alertBox.replaceChildren();
+}
+
+const watcher = new RunWatcher(showError);
+
+/** @type {View | null} */
+let view = null;
+
+function route() {
+  const hash = location.hash || '#/runs';
+  const [path = '', query = ''] = hash.slice(1).split('?');
+  view?.destroy();
+  main.replaceChildren();
+  const users = path === '/users';
+  for (const [id, current] of [['nav-runs', !users], ['nav-users', users]]) {
+    const link = /** @type {HTMLElement} */ (document.getElementById(/** @type {string} */ (id)));
+    if (current) link.setAttribute('aria-current', 'page');
+    else link.removeAttribute('aria-current');
+  }
+  view = users ? usersView(main, new URLSearchParams(query), showError) : runsView(main, watcher, showError);
+}
+
+/** Starts a run (or joins the one in progress) and follows it. @param {boolean} full */
+async function start(full) {
+  runNow.disabled = reprocess.disabled = true;
+  try {
+    /** @type {import('./runs.js').Run & { joined_existing_run: boolean }} */
+    const run = await getJson(`/data${full ? '?full=true' : ''}`, { method: 'POST' });
+    clearError();
+    watcher.follow(run);
+  } catch (err) {
+    showError(err);
+  } finally {
+    runNow.disabled = reprocess.disabled = false;
+  }
+}
+
+runNow.addEventListener('click', () => void start(false));
+reprocess.addEventListener('click', () => {
+  confirmDialog.returnValue = '';
+  confirmDialog.showModal();
+});
+confirmDialog.addEventListener('close', () => {
+  if (confirmDialog.returnValue === 'confirm') void start(true);
+  reprocess.focus();
+});
+
+signOut.hidden = !authRequired;
+signOut.addEventListener('click', () => {
+  forgetToken();
+  location.reload();
+});
+
+/** /health needs no token; it says whether the database and the store answer. */
+async function checkHealth() {
+  try {
+    const res = await fetch('/health', { headers: { Accept: 'application/json' } });
+    const json = /** @type {unknown} */ (await res.json());
+    const body = /** @type {{ checks: { database: string; store: string } }} */ (json);
+    const part = (/** @type {string} */ name, /** @type {string} */ state) =>
+      h('span', { class: `dot ${state === 'ok' ? 'ok' : 'bad'}`, title: `${name}: ${state}` }, `${name} ${state === 'ok' ? 'ok' : 'unavailable'}`);
+    replace(health, part('Database', body.checks.database), part('Store', body.checks.store));
+  } catch {
+    replace(health, h('span', { class: 'dot bad' }, 'Service unreachable'));
+  }
+}
+
+window.addEventListener('hashchange', route);
+route();
+void checkHealth();
+setInterval(() => void checkHealth(), 15_000);
+// Its first call asks for the token, when one is needed.
+watcher.start();

@@ -1,0 +1,71 @@
+import type Router from '@koa/router';
+import type { Context } from 'koa';
+import { z } from 'zod';
+import { parseParams } from './params.js';
+
+/** One documented answer of an operation. */
+export interface ResponseDoc {
+  description: string;
+  /** The JSON body's schema. */
+  json?: z.ZodType;
+  /** Other media types, each with a JSON Schema of its body ({} when it is opaque bytes). */
+  media?: Record<string, Record<string, unknown>>;
+  headers?: Record<string, { description: string; schema: Record<string, unknown> }>;
+}
+
+/**
+ * An API route and its description in one place: the router serves it, /openapi.json
+ * documents it, and its parameters are validated with the very schemas the document shows.
+ */
+export interface Operation<Q extends z.ZodType = z.ZodType, P extends z.ZodType = z.ZodType> {
+  method: 'get' | 'post';
+  /** Koa style: /data/:user_id. */
+  path: string;
+  operationId: string;
+  tag: string;
+  summary: string;
+  description?: string;
+  /** Served without a token (no personal data). */
+  public?: boolean;
+  /** Query parameters, as a strict object: unknown names are refused. None when absent. */
+  query?: Q;
+  /** Path parameters, as a strict object. */
+  params?: P;
+  /** Answers besides errors; every operation may also answer an Error (see openapi.ts). */
+  responses: Record<number, ResponseDoc>;
+  handler(ctx: Context, input: { query: z.output<Q>; params: z.output<P> }): Promise<void> | void;
+}
+
+const NONE = z.strictObject({});
+
+/** Typed in its parameters for the handler, plain for the lists that hold it. */
+export function operation<Q extends z.ZodType = typeof NONE, P extends z.ZodType = typeof NONE>(op: Operation<Q, P>): Operation {
+  return op;
+}
+
+export function queryOf(op: Operation): z.ZodType {
+  return op.query ?? NONE;
+}
+
+export function paramsOf(op: Operation): z.ZodType {
+  return op.params ?? NONE;
+}
+
+/** Serves each operation; parameters are checked before the handler runs. */
+export function mountOperations(router: Router, ops: Operation[]): void {
+  for (const op of ops) {
+    router[op.method](op.path, async (ctx) => {
+      routeLabel(ctx, op.path);
+      const params: unknown = parseParams(paramsOf(op), { ...ctx.params });
+      const query: unknown = parseParams(queryOf(op), { ...ctx.query });
+      await op.handler(ctx, { query, params });
+    });
+  }
+}
+
+/** The route a request matched, as a template, for metrics; 'unmatched' when none did. */
+export function routeLabel(ctx: Context, route?: string): string {
+  const state = ctx.state as { route?: string };
+  if (route !== undefined) state.route = route;
+  return state.route ?? 'unmatched';
+}

@@ -1,0 +1,101 @@
+import { z } from 'zod';
+import type { ApiUser } from '../db/users.js';
+import type { RunReport } from '../model.js';
+
+// The shapes of the API's JSON answers, for /openapi.json. The types the code uses are
+// checked against them at compile time (below), so the document cannot drift from the code.
+
+const timestamp = z.iso.datetime().meta({ description: 'UTC, ISO 8601 with milliseconds' });
+
+export const userSchema = z
+  .object({
+    id: z.int().meta({ description: 'Stable row id' }),
+    user_id: z.string(),
+    first_name: z.string(),
+    last_name: z.string(),
+    birthdate: timestamp,
+    birthts: z.int().meta({ description: 'Birth time in milliseconds since 1970-01-01 UTC' }),
+    img_path: z.string().nullable().meta({ description: '<bucket>/<key> of the photo, or null without one' }),
+    img_format: z.string().nullable().meta({ description: 'The checked format: png, jpeg, webp, gif, tiff or avif' }),
+    img_width: z.int().nullable(),
+    img_height: z.int().nullable(),
+    created_at: timestamp,
+    updated_at: timestamp,
+  })
+  .meta({ id: 'User' });
+
+export const usersPageSchema = z
+  .object({
+    data: z.array(userSchema),
+    next_cursor: z.string().nullable().meta({ description: 'Pass as cursor for the next page; null on the last one' }),
+  })
+  .meta({ id: 'UsersPage' });
+
+const issueSchema = z.object({ key: z.string(), reason: z.string() }).meta({ id: 'RunIssue' });
+const countSchema = z.int().min(0);
+
+export const runSchema = z
+  .object({
+    id: z.int(),
+    trigger: z.enum(['cli', 'http', 'schedule', 'test']),
+    full: z.boolean().meta({ description: 'Every object was reprocessed' }),
+    status: z.enum(['running', 'succeeded', 'failed', 'aborted']),
+    started_at: timestamp,
+    finished_at: timestamp.nullable(),
+    output_written: z.boolean(),
+    progress: z.object({
+      phase: z.enum(['starting', 'listing', 'processing', 'exporting', 'done']),
+      done: countSchema.meta({ description: 'Users processed so far (exporting: rows written)' }),
+      total: countSchema.nullable().meta({ description: 'Known only at the end' }),
+    }),
+    error: z.string().nullable().meta({ description: 'Why the run failed, in a short stable sentence' }),
+    counts: z.object({
+      scanned: countSchema,
+      read: countSchema,
+      new: countSchema,
+      updated: countSchema,
+      unchanged: countSchema,
+      rejected: countSchema,
+      ignored: countSchema,
+    }),
+    rejected: z.array(issueSchema).meta({ description: 'Files rejected this run, with the reason; empty in lists' }),
+    warnings: z.array(issueSchema).meta({ description: 'Files worth a look, with the reason; empty in lists' }),
+    url: z.string().meta({ description: 'Where to follow the run' }),
+  })
+  .meta({ id: 'Run' });
+
+export const startedRunSchema = z
+  .object({
+    ...runSchema.shape,
+    joined_existing_run: z.boolean().meta({ description: 'A run was already in progress, here or on another instance; this is that run' }),
+  })
+  .meta({ id: 'StartedRun' });
+
+export const runsPageSchema = z
+  .object({
+    data: z.array(runSchema),
+    next_before: z.int().nullable().meta({ description: 'Pass as before for the next page; null on the last one' }),
+  })
+  .meta({ id: 'RunsPage' });
+
+export const errorSchema = z
+  .object({
+    error: z.object({
+      code: z.string().meta({ description: 'Stable, for programs: invalid_parameter, unauthorized, not_found, ...' }),
+      message: z.string().meta({ description: 'For people; names the parameter on a 400' }),
+    }),
+  })
+  .meta({ id: 'Error' });
+
+export const healthSchema = z
+  .object({
+    status: z.enum(['ok', 'unavailable']),
+    checks: z.object({ database: z.enum(['ok', 'unavailable']), store: z.enum(['ok', 'unavailable']) }),
+  })
+  .meta({ id: 'Health' });
+
+// Compile-time checks: each schema describes exactly the type the code answers with.
+type Same<A, B> = [A] extends [B] ? ([B] extends [A] ? true : false) : false;
+const same = <T extends true>(_proof?: T) => undefined;
+same<Same<z.output<typeof userSchema>, ApiUser>>();
+same<Same<Omit<z.output<typeof runSchema>, 'url'>, RunReport>>();

@@ -1,0 +1,118 @@
+import client from 'prom-client';
+import type { ClusterStats } from './db/stats.js';
+import type { Logger } from './log.js';
+import type { RunReport } from './model.js';
+
+// Reading the users' figures counts rows: at most this often, and cancelled past the timeout.
+const STATS_MAX_AGE_MS = 10_000;
+const STATS_TIMEOUT_MS = 2_000;
+
+/**
+ * The Prometheus metrics of one process. Run counters count the runs this process carried
+ * out (sum them over instances); the users' figures and the last success come from the
+ * shared database, so every instance reports the same values (take max over instances).
+ */
+export class Metrics {
+  readonly registry = new client.Registry();
+  private readonly runs: client.Counter<'status' | 'trigger'>;
+  private readonly runDuration: client.Histogram<'status'>;
+  private readonly objectsRead: client.Counter;
+  private readonly objectsRejected: client.Counter;
+  private readonly http: client.Histogram<'method' | 'route' | 'status'>;
+  private stats: { at: number; value: Promise<ClusterStats | null> } | null = null;
+  private lastKnown: ClusterStats | null = null;
+
+  constructor(
+    private readonly readStats: (timeoutMs: number) => Promise<ClusterStats>,
+    private readonly log: Logger,
+  ) {
+    const registers = [this.registry];
+    client.collectDefaultMetrics({ register: this.registry, prefix: 'userjoin_' });
+    this.runs = new client.Counter({
+      name: 'userjoin_runs_total',
+      help: 'Runs this process carried out, by final status and trigger',
+      labelNames: ['status', 'trigger'],
+      registers,
+    });
+    this.runDuration = new client.Histogram({
+      name: 'userjoin_run_duration_seconds',
+      help: 'How long the runs this process carried out took, by final status',
+      labelNames: ['status'],
+      buckets: [0.1, 0.5, 1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600],
+      registers,
+    });
+    this.objectsRead = new client.Counter({ name: 'userjoin_objects_read_total', help: 'Source objects read and checked by runs of this process', registers });
+    this.objectsRejected = new client.Counter({
+      name: 'userjoin_objects_rejected_total',
+      help: 'Source objects rejected by runs of this process (bad content, unusable names, unreadable)',
+      registers,
+    });
+    this.http = new client.Histogram({
+      name: 'userjoin_http_request_duration_seconds',
+      help: 'HTTP requests, by method, route template and status',
+      labelNames: ['method', 'route', 'status'],
+      buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+      registers,
+    });
+    const stat = (name: string, help: string, pick: (s: ClusterStats) => number) =>
+      new client.Gauge({
+        name,
+        help,
+        registers,
+        collect: async () => {
+          const s = await this.clusterStats();
+          // Never read yet (the database failed from the start): the series says 0.
+          this.gaugeOf(name).set(s ? pick(s) : 0);
+        },
+      });
+    stat('userjoin_users', 'Users in the database (all instances)', (s) => s.users);
+    stat('userjoin_users_with_photo', 'Users with a photo (all instances)', (s) => s.usersWithPhoto);
+    // 0 until a run succeeds, so an alert on its age fires for a service that never succeeded.
+    stat('userjoin_last_successful_run_timestamp_seconds', 'When the last successful run of any instance finished, in Unix seconds; 0 if none has', (s) =>
+      s.lastSuccessAt ? s.lastSuccessAt.getTime() / 1000 : 0,
+    );
+  }
+
+  private gaugeOf(name: string): client.Gauge {
+    return this.registry.getSingleMetric(name) as client.Gauge;
+  }
+
+  runFinished(report: RunReport): void {
+    this.runs.inc({ status: report.status, trigger: report.trigger });
+    if (report.finished_at) {
+      const seconds = (Date.parse(report.finished_at) - Date.parse(report.started_at)) / 1000;
+      this.runDuration.observe({ status: report.status }, Math.max(0, seconds));
+    }
+    this.objectsRead.inc(report.counts.read);
+    this.objectsRejected.inc(report.counts.rejected);
+  }
+
+  httpRequest(method: string, route: string, status: number, seconds: number): void {
+    this.http.observe({ method, route, status: String(status) }, seconds);
+  }
+
+  async text(): Promise<string> {
+    return this.registry.metrics();
+  }
+
+  get contentType(): string {
+    return this.registry.contentType;
+  }
+
+  /** Read at most every STATS_MAX_AGE_MS, scrapes in between share it. A failed read keeps the last values. */
+  private clusterStats(): Promise<ClusterStats | null> {
+    const now = Date.now();
+    if (!this.stats || now - this.stats.at > STATS_MAX_AGE_MS) {
+      const value = this.readStats(STATS_TIMEOUT_MS).then(
+        (s) => (this.lastKnown = s),
+        (err: unknown) => {
+          this.log.warn({ err }, 'metrics: could not read the users figures; reporting the last known');
+          this.stats = null;
+          return this.lastKnown;
+        },
+      );
+      this.stats = { at: now, value };
+    }
+    return this.stats.value;
+  }
+}
