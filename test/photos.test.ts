@@ -113,11 +113,14 @@ describe.each(backends)('photos over HTTP on the %s backend', (_name, start) => 
       expect((await bytesOf(after)).equals(replacement)).toBe(true);
     });
 
-    it('answers HEAD with the headers alone', async () => {
+    it('answers HEAD with the headers alone, without opening the object', async () => {
+      store.reset();
       const res = await fetch(`${svc.url}/data/png/image`, { method: 'HEAD' });
       expect(res.status).toBe(200);
       expect(res.headers.get('content-type')).toBe('image/png');
+      expect(res.headers.get('content-length')).toBe(String(originals.get('png')!.length));
       expect(res.headers.get('etag')).toMatch(/^"/);
+      expect(store.reads).toEqual([]);
     });
   });
 

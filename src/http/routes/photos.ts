@@ -91,6 +91,9 @@ async function sendOriginal(ctx: Context, photos: Photos, photo: PhotoObject, fo
   // Whatever the bytes are now, a browser must not run them: no sniffing (set for every
   // answer), and no scripts or subresources should it render them as a document.
   ctx.set('Content-Security-Policy', "default-src 'none'; sandbox");
+  ctx.length = photo.info.size;
+  // HEAD sends no body: the object is not opened at all.
+  if (ctx.method === 'HEAD') return;
   ctx.body = await photos.original(photo);
   ctx.length = photo.info.size;
 }
