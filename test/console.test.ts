@@ -141,6 +141,8 @@ describe.runIf(runBrowserTests).each([
       expect(await page.locator('.live progress').count()).toBe(1);
       const runningId = Number((await page.textContent('#live-state strong'))!.replace(/\D/g, ''));
       expect(runningId).toBeGreaterThan(before.data[0]?.id ?? 0);
+      // The history lists it while it runs.
+      await page.waitForSelector(`#runs-table tr[data-run="${runningId}"] .badge.running`);
       release();
       await page.waitForSelector(`#runs-table tr[data-run="${runningId}"] .badge.succeeded`);
       await page.waitForFunction((id) => document.querySelector('#live-state')?.textContent?.includes(`run #${id} succeeded`), runningId);

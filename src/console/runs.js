@@ -64,8 +64,12 @@ export class RunWatcher {
     clearTimeout(this.timer);
     try {
       if (this.current && this.current.status === 'running') {
-        this.current = await getJson(`/runs/${this.current.id}`);
-        if (this.current?.status !== 'running') await this.loadHistory();
+        /** @type {Run} */
+        const run = await getJson(`/runs/${this.current.id}`);
+        this.current = run;
+        // The history shows the run too, with the same live counts, and its end.
+        if (run.status !== 'running' || !this.runs.some((r) => r.id === run.id)) await this.loadHistory();
+        this.runs = this.runs.map((r) => (r.id === run.id ? run : r));
       } else {
         await this.loadHistory();
         const running = this.runs.find((r) => r.status === 'running');

@@ -94,6 +94,6 @@ export function troubleObjects(): Array<[string, string | Buffer]> {
     ['2004.csv', userCsv('Omar', 'Aziz', 662688000000)],
     ['2004.png', pngDeclaring(30_000, 30_000)],
     // The same user_id in two folders: the newest CSV wins, the other is a warning.
-    ['archive/2003.csv', userCsv('Ella', 'Fischer-Old', 599616000000)],
+    ['archive/2003.csv', userCsv('Ella', 'Fischer', 599616000000)],
   ];
 }
