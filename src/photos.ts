@@ -50,6 +50,8 @@ export const MAX_WIDTH = 1024;
 const CACHE_BYTES = 32 * 1024 * 1024;
 // Bumped when resizing changes, so browsers do not keep an old rendering under the same ETag.
 const RESIZE_VERSION = 'webp-q80-v1';
+// WebP holds at most 16383 pixels a side: a very tall photo is shrunk to fit that too.
+const WEBP_MAX_SIDE = 16_383;
 
 /**
  * Serves stored photos, as stored or resized. The object may have changed since a run
@@ -176,7 +178,7 @@ export class Photos {
     const resizing = sharp(bytes, { limitInputPixels: maxImagePixels, failOn: 'error', sequentialRead: true })
       .timeout({ seconds: Math.max(1, Math.ceil(left() / 1000)) })
       .autoOrient()
-      .resize({ width, withoutEnlargement: true })
+      .resize({ width, height: WEBP_MAX_SIDE, fit: 'inside', withoutEnlargement: true })
       .webp({ quality: 80 })
       .toBuffer();
     // libvips cannot be stopped: a resize that runs over keeps its share of the budget until it ends.

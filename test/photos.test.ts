@@ -3,6 +3,7 @@ import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../src/config.js';
 import { Photos } from '../src/photos.js';
+import { checkImage } from '../src/pipeline/checkImage.js';
 import type { TestDatabase } from './support/database.js';
 import { createTestDatabase } from './support/database.js';
 import type { ImageFormat } from './support/fixtures.js';
@@ -262,6 +263,31 @@ describe('the thumbnail cache', () => {
       // The bound was reached, so it is the bound that held memory down.
       expect(served).toBeGreaterThan(40_000);
       expect(photos.cachedBytes).toBeGreaterThan(0);
+    } finally {
+      await backend.stop();
+    }
+  });
+});
+
+describe('resizing a photo the run accepted', () => {
+  it('makes a thumbnail of a very tall photo, which WebP cannot hold at full height', async () => {
+    const backend = await backends[0]![1]();
+    try {
+      await backend.store.ensureBucket('src');
+      const limits = loadConfig({}).limits;
+      // 400,000 pixels, far under the limit: the run's image check accepts it.
+      const tall = await sharp({ create: { width: 20, height: 20_000, channels: 3, background: '#888' } }).png().toBuffer();
+      expect(await checkImage(tall, limits.maxImagePixels)).toMatchObject({ ok: true, data: { width: 20, height: 20_000 } });
+      await put(backend, 'src', 'tall.png', tall);
+      const photos = new Photos(backend.store, limits);
+      const photo = await photos.locate({ path: 'src/tall.png' });
+      for (const width of [16, 64, 1024]) {
+        const meta = await sharp(await photos.resized(photo, width)).metadata();
+        expect(meta.format).toBe('webp');
+        expect(meta.width).toBeLessThanOrEqual(Math.min(width, 20));
+        expect(meta.height).toBeLessThanOrEqual(16_383);
+        expect(meta.height).toBeGreaterThan(10_000);
+      }
     } finally {
       await backend.stop();
     }
