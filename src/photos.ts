@@ -1,11 +1,12 @@
 import { createHash } from 'node:crypto';
+import { availableParallelism } from 'node:os';
 import { Readable, Transform } from 'node:stream';
 import { LRUCache } from 'lru-cache';
 import sharp from 'sharp';
 import type { Limits } from './config.js';
 import { within } from './deadline.js';
 import { fingerprintOf } from './model.js';
-import { askSharp, budgetFor, pixelLimitReason, sharpMessage } from './pipeline/checkImage.js';
+import { askSharp, budgetFor, PixelBudget, pixelLimitReason, sharpMessage } from './pipeline/checkImage.js';
 import { ObjectReadTimeoutError, ObjectTooLargeError, readLimited } from './pipeline/readObject.js';
 import type { ObjectInfo, ObjectStore } from './storage/index.js';
 import { ObjectNotFoundError, ObjectUnreadableError } from './storage/index.js';
@@ -61,12 +62,17 @@ const WEBP_MAX_SIDE = 16_383;
  */
 export class Photos {
   private readonly cache: LRUCache<string, Buffer, PhotoObject & { width: number }>;
+  // A resize holds the whole stored photo (up to MAX_IMAGE_BYTES) in memory before the pixel
+  // budget admits it: without a bound, a page of thumbnails asked for at once held them all.
+  private readonly resizeSlots: PixelBudget;
 
   constructor(
     private readonly store: ObjectStore,
     private readonly limits: Limits,
-    opts: { cacheBytes?: number } = {},
+    opts: { cacheBytes?: number; maxResizes?: number } = {},
   ) {
+    // A counter of slots, one "pixel" per resize.
+    this.resizeSlots = new PixelBudget(opts.maxResizes ?? Math.max(4, availableParallelism()));
     this.cache = new LRUCache<string, Buffer, PhotoObject & { width: number }>({
       maxSize: opts.cacheBytes ?? CACHE_BYTES,
       sizeCalculation: (buf, key) => buf.length + key.length + 64,
@@ -148,14 +154,29 @@ export class Photos {
   }
 
   private async resize(photo: PhotoObject, width: number): Promise<Buffer> {
-    const { maxImageBytes, maxImagePixels, objectTimeoutMs } = this.limits;
+    const { objectTimeoutMs } = this.limits;
     const deadline = Date.now() + objectTimeoutMs;
     const left = () => Math.max(1, deadline - Date.now());
     const timedOut = () => new PhotoError('timeout', `resizing the photo took longer than ${objectTimeoutMs} ms`);
 
+    const slot = this.resizeSlots.acquire(1);
+    const done = await within(left(), slot);
+    if (done === 'timeout') {
+      void slot.then((release) => release());
+      throw timedOut();
+    }
+    try {
+      return await this.resizeBytes(photo, width, left, timedOut);
+    } finally {
+      done();
+    }
+  }
+
+  private async resizeBytes(photo: PhotoObject, width: number, left: () => number, timedOut: () => PhotoError): Promise<Buffer> {
+    const { maxImageBytes, maxImagePixels } = this.limits;
     let bytes: Buffer;
     try {
-      bytes = await readLimited(this.store, photo.bucket, photo.key, { maxBytes: maxImageBytes, timeoutMs: objectTimeoutMs, listedSize: photo.info.size });
+      bytes = await readLimited(this.store, photo.bucket, photo.key, { maxBytes: maxImageBytes, timeoutMs: left(), listedSize: photo.info.size });
     } catch (err) {
       throw photoReadError(err);
     }

@@ -293,3 +293,35 @@ describe('resizing a photo the run accepted', () => {
     }
   });
 });
+
+describe('resizes at once', () => {
+  it('reads only as many photos into memory as it may resize at once; the others wait their turn', async () => {
+    const backend = await backends[0]![1]();
+    try {
+      await backend.store.ensureBucket('src');
+      await put(backend, 'src', 'p.png', await makeImage('png', 120, 80));
+      // Reads wait at a gate until the test opens it; entered counts the reads begun.
+      let entered = 0;
+      let open!: () => void;
+      const gate = new Promise<void>((r) => (open = r));
+      const store = new ObservedStore(backend.store);
+      store.beforeRead = async () => {
+        entered++;
+        await gate;
+      };
+      const photos = new Photos(store, loadConfig({}).limits, { maxResizes: 2 });
+      const photo = await photos.locate({ path: 'src/p.png' });
+      // Eight widths: eight resizes, each of which reads the whole photo into memory.
+      const widths = [16, 17, 18, 19, 20, 21, 22, 23];
+      const all = Promise.all(widths.map((w) => photos.resized(photo, w)));
+      for (const deadline = Date.now() + 5000; entered < 2 && Date.now() < deadline; ) await new Promise(setImmediate);
+      expect(entered).toBe(2);
+      open();
+      const out = await all;
+      expect(out.map((b) => b.length > 0)).toEqual(widths.map(() => true));
+      expect(entered).toBe(widths.length);
+    } finally {
+      await backend.stop();
+    }
+  });
+});
