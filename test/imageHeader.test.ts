@@ -1,7 +1,7 @@
 import fc from 'fast-check';
 import sharp from 'sharp';
 import { describe, expect, it } from 'vitest';
-import { checkImage } from '../src/pipeline/checkImage.js';
+import { budgetFor, checkImage } from '../src/pipeline/checkImage.js';
 import { readImageHeader } from '../src/pipeline/imageHeader.js';
 import { makeImage } from './support/fixtures.js';
 
@@ -82,5 +82,35 @@ describe('checkImage with a header read from the bytes', () => {
     const bytes = await noise(100, 50).jpeg().toBuffer();
     expect(await checkImage(bytes, 4999)).toEqual({ ok: false, reason: 'image declares 100x50 = 5000 pixels, over the limit of 4999' });
     expect(await checkImage(bytes, 5000)).toMatchObject({ ok: true });
+  });
+
+  // libjpeg reads FF 00 after a segment as stuffed data: it skips it and scans on to the next
+  // FF. Read as a marker with a length instead, it jumps to a size of the file's choosing
+  // (here hidden in a comment libjpeg skips), and the decode budget trusts it.
+  const hiding = async (width: number, height: number) => {
+    const real = await noise(300, 200).jpeg({ progressive: true }).toBuffer();
+    const fakeSof = Buffer.from([0xff, 0xc0, 0x00, 0x11, 0x08, height >> 8, height & 0xff, width >> 8, width & 0xff, 0x03, 1, 0x22, 0, 2, 0x11, 1, 3, 0x11, 1]);
+    return Buffer.concat([Buffer.from([0xff, 0xd8, 0xff, 0x00, 0x00, 0x06, 0xff, 0xfe, 0x00, fakeSof.length + 2]), fakeSof, real.subarray(2)]);
+  };
+
+  it('never reads a JPEG size that libjpeg does not, so the pixel budget counts the pixels really decoded', async () => {
+    const tiny = await hiding(1, 1);
+    expect([(await sharp(tiny).metadata()).width, (await sharp(tiny).metadata()).height]).toEqual([300, 200]);
+    const h = readImageHeader(tiny);
+    if (h) expect([h.width, h.height]).toEqual([300, 200]);
+    // A limit of its own, so no other decode shares this budget.
+    const limit = 60_001;
+    const budget = budgetFor(limit);
+    const checking = checkImage(tiny, limit);
+    let held = 0;
+    let settled = false;
+    void checking.finally(() => (settled = true));
+    for (const deadline = Date.now() + 10_000; !settled && Date.now() < deadline; await new Promise(setImmediate)) held = Math.max(held, budget.pixelsInUse);
+    expect(await checking).toEqual({ ok: true, data: { format: 'jpeg', width: 300, height: 200 } });
+    expect(held).toBe(300 * 200);
+  });
+
+  it('does not refuse a JPEG for a size libjpeg never reads', async () => {
+    expect(await checkImage(await hiding(60_000, 60_000), LIMIT)).toEqual({ ok: true, data: { format: 'jpeg', width: 300, height: 200 } });
   });
 });

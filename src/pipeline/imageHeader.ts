@@ -45,7 +45,9 @@ function jpegHeader(b: Buffer): ImageHeader | null {
       i += 2;
       continue;
     }
-    if (marker === 0xd8 || marker === 0xd9 || marker === 0xda) return null;
+    // FF 00 is no marker: libjpeg skips it and scans on for the next FF, where a length read
+    // here would jump elsewhere (to a size of the file's choosing). Ask sharp.
+    if (marker === 0x00 || marker === 0xd8 || marker === 0xd9 || marker === 0xda) return null;
     const length = b.readUInt16BE(i + 2);
     if (length < 2) return null;
     if (isStartOfFrame(marker)) {
