@@ -53,6 +53,22 @@ describe('commitBatch: a batch the database refuses for its data', () => {
     const issues = await db.pool.query('SELECT key, severity FROM run_issues WHERE run_id = $1', [runId]);
     expect(issues.rows).toEqual([{ key: '2.csv', severity: 'rejected' }]);
   });
+
+  it('counts a user once when its second batch of the run is committed user by user', async () => {
+    const runId = await createRun(db.pool, { trigger: 'test', full: false, host: 'h' });
+    const first = await commitBatch(db.pool, runId, { users: [change('5', 'Five')], issues: [], read: 1 }, silentLogger());
+    expect(first).toMatchObject({ inserted: 1, updated: 0 });
+    await db.pool.query('UPDATE pipeline_state SET output_stale = false WHERE id = 1');
+    // The same user again (its files far apart in key order), in a batch the database refuses for another user.
+    const plan: BatchPlan = { users: [change('5', 'Fifth'), change('2', 'Mal\u0000lory')], issues: [], read: 2 };
+    const second = await commitBatch(db.pool, runId, plan, silentLogger());
+    // Already counted as new by the first batch: neither new nor updated again.
+    expect(second).toMatchObject({ inserted: 0, updated: 0 });
+    expect(second.rejected.map((i) => i.key)).toEqual(['2.csv']);
+    expect((await db.pool.query('SELECT user_id, first_name FROM users')).rows).toEqual([{ user_id: '5', first_name: 'Fifth' }]);
+    // It did change, so output.csv must be written again.
+    expect((await db.pool.query('SELECT output_stale FROM pipeline_state WHERE id = 1')).rows).toEqual([{ output_stale: true }]);
+  });
 });
 
 describe('a run where the database refuses one user', () => {
