@@ -97,7 +97,8 @@ const envSchema = z.object({
   BATCH_SIZE: z.coerce.number().int().min(1).max(50_000).default(1000),
   HOST: z.string().min(1).default('127.0.0.1'),
   PORT: z.coerce.number().int().min(0).max(65535).default(3000),
-  API_TOKEN: optionalText,
+  // Sent as "Authorization: Bearer <token>": the token ends at a space, and a header is not UTF-8.
+  API_TOKEN: optionalText.pipe(z.string().regex(/^[\x21-\x7e]+$/, 'must be printable ASCII without spaces, or no request could send it').optional()),
   INSECURE_ALLOW_NO_TOKEN: z.enum(['true', 'false'], { error: 'must be true or false' }).default('false'),
   // Bounds any one query, so a runaway statement cannot hold a connection (and its locks) forever.
   DB_STATEMENT_TIMEOUT_MS: z.coerce.number().int().min(1).max(2_147_483_647).default(60_000),

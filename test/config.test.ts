@@ -88,6 +88,14 @@ describe('loadConfig for the service: a token beyond loopback', () => {
     expect(() => loadConfig({ INSECURE_ALLOW_NO_TOKEN: 'yes' })).toThrow(/INSECURE_ALLOW_NO_TOKEN: must be true or false/);
   });
 
+  it('refuses an API_TOKEN that no request could ever send: inner spaces, or characters beyond printable ASCII', () => {
+    // Authorization: Bearer <token> ends the token at the first space, and header values are not UTF-8.
+    for (const API_TOKEN of ['two words', 'tab\there', 'pässwörd', 'zero\u200bwidth']) {
+      expect(() => loadConfig({ API_TOKEN }), API_TOKEN).toThrow(/API_TOKEN: must be printable ASCII without spaces/);
+    }
+    expect(loadConfig({ API_TOKEN: '  s3cr3t-Tok_en.~+/=  ' }).http.apiToken).toBe('s3cr3t-Tok_en.~+/=');
+  });
+
   it('needs no token on loopback', () => {
     for (const HOST of ['127.0.0.1', '127.0.0.2', '127.255.255.254', '::1', '[::1]', 'localhost', 'LOCALHOST']) {
       const c = loadConfig({ HOST }, { service: true });
