@@ -136,7 +136,9 @@ describe('service: one run at a time, scheduler, shutdown', () => {
     const svc = await startTestService(backend, db, { BATCH_SIZE: '2', READ_CONCURRENCY: '1' }, { wrapStore: slow(60) });
     await seed(backend, svc.srcBucket, 20);
     await svc.post('/data');
-    await sleep(300);
+    // Stop once a batch is in: every read takes 60 ms, so the run is far from done then.
+    const committed = async () => (await db.pool.query<{ n: number }>('SELECT count(*)::int AS n FROM users')).rows[0]!.n;
+    for (const deadline = Date.now() + 20_000; (await committed()) === 0 && Date.now() < deadline; ) await sleep(20);
     await svc.stop(100);
     const [row] = await runRows(db);
     expect(row).toMatchObject({ status: 'aborted', error: 'aborted: the service is shutting down' });

@@ -1,3 +1,5 @@
+import { pino } from 'pino';
+import type { Logger } from '../../src/log.js';
 import { silentLogger } from '../../src/log.js';
 import type { Service, ServiceOptions } from '../../src/service.js';
 import { startService } from '../../src/service.js';
@@ -17,10 +19,11 @@ export async function startTestService(
   backend: Backend,
   db: TestDatabase,
   env: Record<string, string> = {},
-  opts: ServiceOptions = {},
+  opts: ServiceOptions & { log?: Logger } = {},
 ): Promise<TestService> {
   const config = testConfig(backend, db, { HOST: '127.0.0.1', PORT: '0', SCHEDULE: 'off', ...env });
-  const service = await startService(config, silentLogger(), { waitMs: 0, ...opts });
+  const { log = silentLogger(), ...serviceOpts } = opts;
+  const service = await startService(config, log, { waitMs: 0, ...serviceOpts });
   return {
     ...service,
     srcBucket: config.srcBucket,
@@ -33,4 +36,11 @@ export async function startTestService(
 /** Shares one service's buckets with a second instance, as replicas behind one config would. */
 export function sameBuckets(s: TestService): Record<string, string> {
   return { SRC_BUCKET: s.srcBucket, RES_BUCKET: s.resBucket };
+}
+
+/** A logger whose messages a test can read, to wait for what the service says it does. */
+export function recordingLogger(): { log: Logger; messages: () => string[] } {
+  const lines: string[] = [];
+  const log = pino({ level: 'debug' }, { write: (line: string) => void lines.push(line) });
+  return { log, messages: () => lines.map((l) => (JSON.parse(l) as { msg: string }).msg) };
 }
