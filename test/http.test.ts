@@ -245,6 +245,30 @@ describe.each(backends)('HTTP API on the %s backend', (_name, start) => {
       });
     });
 
+    it('GET /runs/:id?issues=N includes at most N rejected files and N warnings; issues=0 just the counts', async () => {
+      // Two more rejected files, and the same user (same content) in a second folder: a warning.
+      await put(backend, svc.srcBucket, 'broken2.csv', 'first_name,last_name,birthts\nA,,1\n');
+      await put(backend, svc.srcBucket, 'broken3.csv', 'first_name,last_name,birthts\nA,,1\n');
+      await put(backend, svc.srcBucket, 'again/u20.csv', userCsv('Twenty', 'A', bornYearsAgo(20, -3)));
+      const { id } = await json<{ id: number }>(await svc.post('/data?wait=true'));
+      type Lists = { counts: { rejected: number }; rejected: Array<{ key: string }>; warnings: Array<{ key: string }> };
+      const all = await json<Lists>(await svc.get(`/runs/${id}`));
+      expect(all.rejected.map((i) => i.key)).toEqual(['broken2.csv', 'broken3.csv']);
+      expect(all.warnings).toHaveLength(1);
+
+      const none = await json<Lists>(await svc.get(`/runs/${id}?issues=0`));
+      expect(none).toMatchObject({ id, counts: { rejected: 2 }, rejected: [], warnings: [] });
+      const one = await json<Lists>(await svc.get(`/runs/${id}?issues=1`));
+      expect(one.rejected).toEqual([all.rejected[0]]);
+      expect(one.warnings).toEqual(all.warnings);
+
+      for (const bad of ['-1', '10001', 'all', '']) {
+        const res = await svc.get(`/runs/${id}?issues=${bad}`);
+        expect(res.status, bad).toBe(400);
+        expect((await json<ErrorBody>(res)).error.message).toMatch(/^issues: /);
+      }
+    });
+
     it('GET /runs/:id answers 400 for a bad id and 404 for an unknown one', async () => {
       expect((await svc.get('/runs/abc')).status).toBe(400);
       const res = await svc.get('/runs/999999');

@@ -124,6 +124,8 @@ describe.each(backends)('OpenAPI document against real answers on the %s backend
     expect(params.find((p) => p.name === 'format')).toMatchObject({ schema: { enum: ['json', 'csv'], default: 'json' } });
     const width = (contract.doc.paths['/data/{user_id}/image'].get.parameters as Json[]).find((p) => p.name === 'width');
     expect(width).toMatchObject({ in: 'query', schema: { type: 'integer', minimum: 16, maximum: 1024 } });
+    const issues = (contract.doc.paths['/runs/{id}'].get.parameters as Json[]).find((p) => p.name === 'issues');
+    expect(issues).toMatchObject({ in: 'query', required: false, schema: { type: 'integer', minimum: 0, maximum: 10000, default: 10000 } });
   });
 
   it('describes every answer of every documented operation', async () => {
@@ -147,6 +149,8 @@ describe.each(backends)('OpenAPI document against real answers on the %s backend
     } while (run.status === 'running' && Date.now() < deadline);
     expect(run.status).toBe('succeeded');
     expect(run.rejected).toHaveLength(1);
+    await call('GET', '/runs/{id}', `/runs/${id}?issues=0`);
+    await call('GET', '/runs/{id}', `/runs/${id}?issues=-1`);
     await call('GET', '/runs/{id}', '/runs/99999');
     await call('GET', '/runs', '/runs?limit=1');
     await call('GET', '/runs', '/runs?limit=0');

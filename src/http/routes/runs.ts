@@ -20,6 +20,12 @@ const runsQuery = z.strictObject({
   before: intParam(1, MAX_RUN_ID, 'Only runs with a smaller id: next_before of the previous page').optional(),
 });
 
+// The console polls a running run every second, for its counts; the lists can be 10,000 rows each.
+const MAX_ISSUES = 10_000;
+const runQuery = z.strictObject({
+  issues: intParam(0, MAX_ISSUES, 'The most rejected files, and the most warnings, to include (each list, first by key); 0 for the counts only').default(MAX_ISSUES),
+});
+
 const runPath = z.strictObject({
   id: z
     .string()
@@ -53,9 +59,10 @@ export function runOperations(db: Database): Operation[] {
       tag: 'runs',
       summary: 'One run: status, live progress, counts, and the files it rejected or warned about, with reasons',
       params: runPath,
+      query: runQuery,
       responses: { 200: { description: 'The run', json: runSchema } },
-      handler: async (ctx, { params }) => {
-        const run = await getRun(db, params.id);
+      handler: async (ctx, { params, query }) => {
+        const run = await getRun(db, params.id, query.issues);
         if (!run) throw notFound(`no run with id ${params.id}`);
         ctx.body = runView(run);
       },
