@@ -30,8 +30,10 @@ interface PageElement {
   naturalWidth?: number;
   src?: string;
 }
-declare const document: PageElement;
+declare const document: PageElement & { activeElement: { id: string } | null };
 declare const location: { hash: string };
+declare const window: { addEventListener(type: string, listener: () => void, opts: { once: boolean }): void };
+declare function getComputedStyle(el: PageElement): { getPropertyValue(name: string): string };
 declare const sessionStorage: { getItem(key: string): string | null };
 
 const TOKEN = 'console-test-token-6b1f0e';
@@ -122,6 +124,10 @@ describe.runIf(runBrowserTests).each([
       await page.waitForSelector('#history-title');
       expect(await page.locator('#token-dialog[open]').count()).toBe(0);
       expect(await page.evaluate(() => sessionStorage.getItem('userjoin.token'))).toBe(token);
+      // Masked, but no password field, so Chrome does not offer to save it past the tab.
+      expect(await page.getAttribute('#token-input', 'type')).toBe('text');
+      expect(await page.getAttribute('#token-input', 'autocomplete')).toBe('off');
+      expect(await page.evaluate(() => getComputedStyle(document.querySelector('#token-input')!).getPropertyValue('-webkit-text-security'))).toBe('disc');
     } else {
       expect(await page.locator('#token-dialog[open]').count()).toBe(0);
     }
@@ -146,6 +152,10 @@ describe.runIf(runBrowserTests).each([
       release();
       await page.waitForSelector(`#runs-table tr[data-run="${runningId}"] .badge.succeeded`);
       await page.waitForFunction((id) => document.querySelector('#live-state')?.textContent?.includes(`run #${id} succeeded`), runningId);
+      // The live view polls for the counts only, without the lists of rejected files and warnings.
+      const polls = requested.filter((u) => u.includes(`/runs/${runningId}`));
+      expect(polls.length).toBeGreaterThan(0);
+      expect(polls.filter((u) => !u.endsWith(`/runs/${runningId}?issues=0`))).toEqual([]);
     } finally {
       release();
       store.beforeRead = null;
@@ -183,6 +193,8 @@ describe.runIf(runBrowserTests).each([
     const page = await openConsole('#/runs');
     await page.click(`#runs-table tr[data-run="${withRejections.id}"] button`);
     await page.waitForSelector('#detail-dialog[open] #rejected-table');
+    // The lists come with the details: as many as are shown, and one to tell whether there are more.
+    expect(requested.filter((u) => u.includes(`/runs/${withRejections.id}`))).toEqual([`${svc.url}/runs/${withRejections.id}?issues=1001`]);
     const rows = await page.evaluate(() =>
       Array.from(document.querySelectorAll('#rejected-table tbody tr'), (tr) => Array.from(tr.querySelectorAll('td'), (td) => td.textContent)),
     );
@@ -234,6 +246,32 @@ describe.runIf(runBrowserTests).each([
     expect(await shown()).toEqual(all.slice(25, 50));
     await page.click('#prev-page');
     await page.waitForFunction((first) => document.querySelector('#users-table tbody tr')?.getAttribute('data-user') === first, all[0]);
+    // Apply on page 2 with the same filters starts again from page 1, pager and all.
+    await page.click('#next-page');
+    await page.waitForFunction((first) => document.querySelector('#users-table tbody tr')?.getAttribute('data-user') === first, all[25]);
+    await page.click('#user-filters button[type=submit]');
+    await page.waitForFunction((first) => document.querySelector('#users-table tbody tr')?.getAttribute('data-user') === first, all[0]);
+    expect(await page.textContent('#users-status')).toBe('Users 1–25, ordered by user_id.');
+    expect(await page.isDisabled('#prev-page')).toBe(true);
+  });
+
+  it('skips to the content without leaving the view', async () => {
+    const page = await openConsole('#/users?limit=25');
+    await page.waitForSelector('#users-table');
+    await page.focus('#skip');
+    await page.keyboard.press('Enter');
+    await page.waitForFunction(() => document.activeElement?.id === 'main');
+    expect(await page.evaluate(() => location.hash)).toBe('#/users?limit=25');
+    // An anchor that is no route (#main, as the link's href says) keeps the view too.
+    await page.evaluate(
+      () =>
+        new Promise<void>((resolve) => {
+          window.addEventListener('hashchange', () => resolve(), { once: true });
+          location.hash = '#main';
+        }),
+    );
+    expect(await page.locator('#users-table').count()).toBe(1);
+    expect(await page.locator('#history-title').count()).toBe(0);
   });
 
   it('shows the thumbnails, fetched as blobs, and a detail view with the photo', async () => {

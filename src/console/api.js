@@ -50,6 +50,7 @@ function askForToken(message) {
       'submit',
       () => {
         sessionStorage.setItem(TOKEN_KEY, input.value.trim());
+        input.value = '';
         dialog.removeEventListener('cancel', noCancel);
         resolve(undefined);
       },

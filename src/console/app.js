@@ -7,6 +7,7 @@ import { usersView } from './users.js';
 /** @typedef {{ destroy(): void }} View */
 
 const main = /** @type {HTMLElement} */ (document.getElementById('main'));
+const skip = /** @type {HTMLElement} */ (document.getElementById('skip'));
 const alertBox = /** @type {HTMLElement} */ (document.getElementById('alert'));
 const health = /** @type {HTMLElement} */ (document.getElementById('health'));
 const runNow = /** @type {HTMLButtonElement} */ (document.getElementById('run-now'));
@@ -32,7 +33,11 @@ const watcher = new RunWatcher(showError);
 let view = null;
 
 function route() {
-  const hash = location.hash || '#/runs';
+  // Only #/... (or none, the Runs view) is a route: an in-page anchor such as the skip
+  // link's #main keeps the view.
+  const isRoute = location.hash === '' || location.hash.startsWith('#/');
+  if (view && !isRoute) return;
+  const hash = isRoute && location.hash ? location.hash : '#/runs';
   const [path = '', query = ''] = hash.slice(1).split('?');
   view?.destroy();
   main.replaceChildren();
@@ -90,6 +95,11 @@ async function checkHealth() {
   }
 }
 
+// The skip link moves the focus without changing the address (Back stays one step per view).
+skip.addEventListener('click', (e) => {
+  e.preventDefault();
+  main.focus();
+});
 window.addEventListener('hashchange', route);
 route();
 void checkHealth();

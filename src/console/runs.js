@@ -64,8 +64,9 @@ export class RunWatcher {
     clearTimeout(this.timer);
     try {
       if (this.current && this.current.status === 'running') {
+        // Counts only: the lists (up to 10,000 rows each) are fetched when a run's details open.
         /** @type {Run} */
-        const run = await getJson(`/runs/${this.current.id}`);
+        const run = await getJson(`/runs/${this.current.id}?issues=0`);
         this.current = run;
         // The history shows the run too, with the same live counts, and its end.
         if (run.status !== 'running' || !this.runs.some((r) => r.id === run.id)) await this.loadHistory();
@@ -216,7 +217,8 @@ function renderHistory(el, watcher, onError) {
 async function openRun(id, onError) {
   let run;
   try {
-    run = /** @type {Run} */ (await getJson(`/runs/${id}`));
+    // One more than is shown, to tell whether there are more warnings (their count is not kept).
+    run = /** @type {Run} */ (await getJson(`/runs/${id}?issues=${ISSUES_SHOWN + 1}`));
   } catch (err) {
     onError(err);
     return;
@@ -243,20 +245,23 @@ async function openRun(id, onError) {
       ...Object.entries(c).map(([k, v]) => stat(k[0]?.toUpperCase() + k.slice(1), fmtNumber(v))),
     ),
     issueList('Rejected files', 'rejected', run.rejected, c.rejected, 'No file was rejected.'),
-    issueList('Warnings', 'warnings', run.warnings, run.warnings.length, 'No warnings.'),
+    issueList('Warnings', 'warnings', run.warnings, null, 'No warnings.'),
   );
   dialog.showModal();
 }
 
 /**
- * @param {string} title @param {string} id @param {Issue[]} issues @param {number} total @param {string} none
+ * @param {string} title @param {string} id @param {Issue[]} issues @param {number | null} total null: not counted
+ * @param {string} none
  */
 function issueList(title, id, issues, total, none) {
   const shown = issues.slice(0, ISSUES_SHOWN);
+  const more = Math.max(total ?? 0, issues.length) > shown.length;
+  const count = total !== null ? fmtNumber(Math.max(total, issues.length)) : more ? `over ${fmtNumber(shown.length)}` : fmtNumber(issues.length);
   return h(
     'section',
     { 'aria-labelledby': `${id}-title` },
-    h('h3', { id: `${id}-title` }, `${title} (${fmtNumber(Math.max(total, issues.length))})`),
+    h('h3', { id: `${id}-title` }, `${title} (${count})`),
     shown.length === 0
       ? h('p', { class: 'muted' }, none)
       : h(
@@ -269,6 +274,6 @@ function issueList(title, id, issues, total, none) {
             h('tbody', null, shown.map((i) => h('tr', null, h('td', { class: 'key' }, i.key), h('td', null, i.reason)))),
           ),
         ),
-    Math.max(total, issues.length) > shown.length ? h('p', { class: 'muted' }, `Showing the first ${fmtNumber(shown.length)}; the log lists every one.`) : null,
+    more ? h('p', { class: 'muted' }, `Showing the first ${fmtNumber(shown.length)}; the log lists every one.`) : null,
   );
 }

@@ -77,8 +77,11 @@ export function usersView(root, params, onError) {
     for (const [k, v] of new FormData(form)) if (typeof v === 'string' && v.trim() !== '' && FILTERS.includes(k)) next.set(k, v.trim());
     // Changing the address re-renders the view with the new filters, from the first page.
     const hash = `#/users${next.size ? `?${next}` : ''}`;
-    if (location.hash === hash) void load(null);
-    else location.hash = hash;
+    if (location.hash === hash) {
+      // Same address, so no re-render: start again from the first page here.
+      previous.length = 0;
+      void load(null);
+    } else location.hash = hash;
   });
 
   function reset() {
