@@ -51,7 +51,26 @@ export interface Config {
   dbStatementTimeoutMs: number;
   /** node-cron expression, or null when scheduling is off. */
   schedule: string | null;
+  events: EventsConfig;
   logLevel: string;
+}
+
+/** Event-driven ingestion: bucket notifications (POST /events/s3) and the folder watch. */
+export interface EventsConfig {
+  /** EVENTS_TOKEN: a second token that POST /events/s3 accepts besides API_TOKEN. */
+  token: string | null;
+  /** The folder store watches the source bucket's folder (WATCH). */
+  watch: boolean;
+  /** MINIO_NOTIFY_ARN: the target the service points the source bucket's notifications at, at start. */
+  notifyArn: string | null;
+  /** output.csv is rewritten after event batches at most this often (EXPORT_INTERVAL). */
+  exportIntervalMs: number;
+  /** How often every instance looks for events another instance recorded. */
+  pollMs: number;
+  /** Keys per event batch. */
+  maxKeys: number;
+  /** Event batches within this window share one run in the history. */
+  coalesceMs: number;
 }
 
 export class ConfigError extends Error {
@@ -71,6 +90,9 @@ const optionalText = z
   .transform((v) => (v === undefined || v.trim() === '' ? undefined : v.trim()));
 
 const positiveInt = (fallback: number) => z.coerce.number().int().positive().default(fallback);
+
+// Sent as "Authorization: Bearer <token>": the token ends at a space, and a header is not UTF-8.
+const token = () => optionalText.pipe(z.string().regex(/^[\x21-\x7e]+$/, 'must be printable ASCII without spaces, or no request could send it').optional());
 
 const envSchema = z.object({
   MINIO_ENDPOINT: optionalText.pipe(z.url({ protocol: /^https?$/, error: 'must be an http(s) URL such as http://127.0.0.1:9000' }).optional()),
@@ -97,8 +119,9 @@ const envSchema = z.object({
   BATCH_SIZE: z.coerce.number().int().min(1).max(50_000).default(1000),
   HOST: z.string().min(1).default('127.0.0.1'),
   PORT: z.coerce.number().int().min(0).max(65535).default(3000),
-  // Sent as "Authorization: Bearer <token>": the token ends at a space, and a header is not UTF-8.
-  API_TOKEN: optionalText.pipe(z.string().regex(/^[\x21-\x7e]+$/, 'must be printable ASCII without spaces, or no request could send it').optional()),
+  API_TOKEN: token(),
+  // MinIO sends its webhook auth_token as "Authorization: Bearer <token>"; this one opens only POST /events/s3.
+  EVENTS_TOKEN: token(),
   INSECURE_ALLOW_NO_TOKEN: z.enum(['true', 'false'], { error: 'must be true or false' }).default('false'),
   // Bounds any one query, so a runaway statement cannot hold a connection (and its locks) forever.
   DB_STATEMENT_TIMEOUT_MS: z.coerce.number().int().min(1).max(2_147_483_647).default(60_000),
@@ -107,6 +130,10 @@ const envSchema = z.object({
     .default('*/15 * * * *')
     .transform((v) => v.trim())
     .refine((v) => v.toLowerCase() === 'off' || cron.validate(v), { error: (i) => `"${String(i.input)}" is not a valid cron expression (or "off")` }),
+  WATCH: z.enum(['true', 'false'], { error: 'must be true or false' }).default('true'),
+  MINIO_NOTIFY_ARN: optionalText,
+  // Seconds. Each export rewrites the whole file, so a stream of events must not rewrite it each time.
+  EXPORT_INTERVAL: z.coerce.number().min(0).max(86_400).default(10),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
 });
 
@@ -194,6 +221,15 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     http: { host: e.HOST, port: e.PORT, apiToken: e.API_TOKEN ?? null, loopback, allowNoToken },
     dbStatementTimeoutMs: e.DB_STATEMENT_TIMEOUT_MS,
     schedule,
+    events: {
+      token: e.EVENTS_TOKEN ?? null,
+      watch: e.WATCH === 'true',
+      notifyArn: e.MINIO_NOTIFY_ARN ?? null,
+      exportIntervalMs: Math.round(e.EXPORT_INTERVAL * 1000),
+      pollMs: 1000,
+      maxKeys: 1000,
+      coalesceMs: 60_000,
+    },
     logLevel: e.LOG_LEVEL,
   };
 }

@@ -1,7 +1,10 @@
 import client from 'prom-client';
 import type { ClusterStats } from './db/stats.js';
 import type { Logger } from './log.js';
-import type { RunReport } from './model.js';
+import type { RunCounts, RunReport } from './model.js';
+
+/** What became of one event (a webhook record or a folder-watch key). */
+export type EventOutcome = 'accepted' | 'other_bucket' | 'not_user_file' | 'refused_key' | 'other_event' | 'unparsable';
 
 // Reading the users' figures counts rows: at most this often, and cancelled past the timeout.
 const STATS_MAX_AGE_MS = 10_000;
@@ -19,6 +22,7 @@ export class Metrics {
   private readonly objectsRead: client.Counter;
   private readonly objectsRejected: client.Counter;
   private readonly http: client.Histogram<'method' | 'route' | 'status'>;
+  private readonly events: client.Counter<'source' | 'outcome'>;
   private stats: { at: number; value: Promise<ClusterStats | null> } | null = null;
   private lastKnown: ClusterStats | null = null;
 
@@ -54,6 +58,12 @@ export class Metrics {
       buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
       registers,
     });
+    this.events = new client.Counter({
+      name: 'userjoin_events_total',
+      help: 'Events this process received, by source (s3, folder) and outcome (accepted, or why it was ignored)',
+      labelNames: ['source', 'outcome'],
+      registers,
+    });
     const stat = (name: string, help: string, pick: (s: ClusterStats) => number) =>
       new client.Gauge({
         name,
@@ -67,6 +77,7 @@ export class Metrics {
       });
     stat('userjoin_users', 'Users in the database (all instances)', (s) => s.users);
     stat('userjoin_users_with_photo', 'Users with a photo (all instances)', (s) => s.usersWithPhoto);
+    stat('userjoin_events_pending', 'Keys named by events and not processed yet (all instances)', (s) => s.pendingEvents);
     // 0 until a run succeeds, so an alert on its age fires for a service that never succeeded.
     stat('userjoin_last_successful_run_timestamp_seconds', 'When the last successful run of any instance finished, in Unix seconds; 0 if none has', (s) =>
       s.lastSuccessAt ? s.lastSuccessAt.getTime() / 1000 : 0,
@@ -85,6 +96,16 @@ export class Metrics {
     }
     this.objectsRead.inc(report.counts.read);
     this.objectsRejected.inc(report.counts.rejected);
+  }
+
+  /** One event batch: the run it belongs to is counted once, when it finishes for good. */
+  eventBatch(counts: RunCounts): void {
+    this.objectsRead.inc(counts.read);
+    this.objectsRejected.inc(counts.rejected);
+  }
+
+  eventsReceived(source: 's3' | 'folder', outcome: EventOutcome, n = 1): void {
+    if (n > 0) this.events.inc({ source, outcome }, n);
   }
 
   httpRequest(method: string, route: string, status: number, seconds: number): void {

@@ -59,7 +59,7 @@ export interface RunIssue {
 export const MAX_REASON_CHARS = 500;
 
 export type RunStatus = 'running' | 'succeeded' | 'failed' | 'aborted';
-export type RunTrigger = 'cli' | 'http' | 'schedule' | 'test';
+export type RunTrigger = 'cli' | 'http' | 'schedule' | 'event' | 'test';
 
 export interface RunCounts {
   /** CSV and image objects listed in the source bucket. */

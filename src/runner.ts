@@ -1,8 +1,8 @@
 import { getRun, getRunningRunId, markRunFailed } from './db/runs.js';
 import type { RunReport, RunTrigger } from './model.js';
 import { emptyCounts } from './model.js';
-import type { RunDeps } from './pipeline/run.js';
-import { RunFailedError, runPipeline } from './pipeline/run.js';
+import type { EventBatchOptions, EventBatchOutcome, RunDeps } from './pipeline/run.js';
+import { RunFailedError, runEventBatch, runPipeline } from './pipeline/run.js';
 
 export class RunInProgressElsewhereError extends Error {
   override name = 'RunInProgressElsewhereError';
@@ -27,6 +27,8 @@ const REMOTE_POLL_MS = 200;
  */
 export class Runner {
   private current: Promise<Triggered> | null = null;
+  /** An event batch of this process in progress; triggered runs start after it. */
+  private eventBatch: Promise<unknown> | null = null;
   private readonly abort = new AbortController();
   /** Failures we could not record because the database was down; written on the next try. */
   private readonly unrecorded = new Map<number, string>();
@@ -50,13 +52,32 @@ export class Runner {
   }
 
   /**
+   * Processes one batch of pending events, unless this process is running something already
+   * (a triggered run covers every change anyway). Event batches are short: a trigger that
+   * arrives meanwhile waits for the batch, then starts its run.
+   */
+  async runEvents(opts: Omit<EventBatchOptions, 'signal'>): Promise<EventBatchOutcome> {
+    if (this.current || this.eventBatch || this.abort.signal.aborted) return { kind: 'busy' };
+    const batch = runEventBatch(this.deps, { ...opts, signal: this.abort.signal });
+    this.eventBatch = batch;
+    try {
+      return await batch;
+    } finally {
+      this.eventBatch = null;
+    }
+  }
+
+  /**
    * Waits up to graceMs for a run in progress to finish, then aborts it: it stops between
    * batches, keeping what it committed, and is recorded as aborted.
    */
   async shutdown(graceMs: number): Promise<void> {
-    const current = this.current;
-    if (!current) return;
-    const done = current.then((t) => t.done).catch(() => undefined);
+    const current = this.current ?? this.eventBatch;
+    if (!current) {
+      this.abort.abort();
+      return;
+    }
+    const done = (this.current ? this.current.then((t) => t.done) : current).catch(() => undefined);
     const timer = setTimeout(() => this.abort.abort(), graceMs);
     await done.catch(() => undefined);
     clearTimeout(timer);
@@ -69,6 +90,7 @@ export class Runner {
 
   private async start(opts: { trigger: RunTrigger; full?: boolean }): Promise<Triggered> {
     const { db, log } = this.deps;
+    await this.eventBatch?.catch(() => undefined);
     await this.recordUnrecorded();
 
     let announce!: (id: number) => void;

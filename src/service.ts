@@ -12,10 +12,11 @@ import { PageCache } from './http/pageCache.js';
 import type { Logger } from './log.js';
 import { Metrics } from './metrics.js';
 import { Photos } from './photos.js';
+import { EventIntake, EventProcessor } from './events.js';
 import { Runner } from './runner.js';
 import type { Scheduler } from './scheduler.js';
 import { startScheduler } from './scheduler.js';
-import type { ObjectStore } from './storage/index.js';
+import type { ObjectStore, StoreWatch } from './storage/index.js';
 
 export interface Service {
   url: string;
@@ -57,6 +58,8 @@ export async function startService(config: Config, log: Logger, opts: ServiceOpt
   const db = app.database.pool;
   const metrics = new Metrics((timeoutMs) => readClusterStats(db, timeoutMs), log);
   const runner = new Runner({ db, store, config, log }, (report) => metrics.runFinished(report));
+  const processor = new EventProcessor(runner, metrics, config.events, log.child({ component: 'events' }));
+  const intake = new EventIntake(db, metrics, processor);
   const pageCache = new PageCache();
   const feed = listenForUserChanges(
     db,
@@ -75,6 +78,8 @@ export async function startService(config: Config, log: Logger, opts: ServiceOpt
       console: await loadConsoleAssets(),
       log,
       apiToken: config.http.apiToken,
+      eventsToken: config.events.token,
+      events: intake,
       loopback: config.http.loopback,
       pageCache,
     });
@@ -106,6 +111,9 @@ export async function startService(config: Config, log: Logger, opts: ServiceOpt
   const host = config.http.host.includes(':') ? `[${config.http.host}]` : config.http.host;
   const url = `http://${host}:${port}`;
   const scheduler: Scheduler | null = config.schedule ? startScheduler(config.schedule, runner, log) : null;
+  processor.start();
+  const watch = await startWatch(config, store, intake, log);
+  await setUpNotifications(config, store, log);
   log.info({ url, schedule: config.schedule ?? 'off', auth: config.http.apiToken ? 'bearer' : 'none' }, 'listening');
   if (!config.http.apiToken && !config.http.loopback) {
     log.warn({ host: config.http.host }, 'INSECURE_ALLOW_NO_TOKEN: serving personal data without authentication beyond loopback; set API_TOKEN');
@@ -118,6 +126,8 @@ export async function startService(config: Config, log: Logger, opts: ServiceOpt
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
       server.closeIdleConnections();
       await scheduler?.stop();
+      watch?.close();
+      await processor.stop();
       await runner.shutdown(graceMs);
       // Requests still in flight (e.g. a POST /data?wait=true) end with the run; then go.
       server.closeAllConnections();
@@ -128,4 +138,40 @@ export async function startService(config: Config, log: Logger, opts: ServiceOpt
     })());
 
   return { url, app: { ...app, store }, runner, stop };
+}
+
+/**
+ * The folder store watches the source bucket, when WATCH allows; a failure to watch leaves
+ * the scheduled runs to find changes, and is said once.
+ */
+async function startWatch(config: Config, store: ObjectStore, intake: EventIntake, log: Logger): Promise<StoreWatch | null> {
+  if (!config.events.watch || !store.watch) return null;
+  const onKeys = (keys: string[]) =>
+    void intake.accept('folder', keys).catch((err: unknown) => log.error({ err, keys: keys.length }, 'could not record folder events; the next scheduled run will find the changes'));
+  const onError = (err: Error) => log.warn({ err }, 'the folder watch is incomplete (inotify watch limit?); the scheduled runs find what it misses');
+  try {
+    const w = await store.watch(config.srcBucket, onKeys, onError);
+    log.info({ bucket: config.srcBucket }, 'watching the source folder');
+    return w;
+  } catch (err) {
+    log.warn({ err }, 'could not watch the source folder; the scheduled runs will find changes');
+    return null;
+  }
+}
+
+/** MINIO_NOTIFY_ARN: have the S3 server send the source bucket's events to our webhook. */
+async function setUpNotifications(config: Config, store: ObjectStore, log: Logger): Promise<void> {
+  const arn = config.events.notifyArn;
+  if (!arn) return;
+  if (!store.notifyTo) {
+    log.warn({ arn }, 'MINIO_NOTIFY_ARN is set, but the folder store has no notifications (it watches its folder instead)');
+    return;
+  }
+  try {
+    await store.notifyTo(config.srcBucket, arn);
+    log.info({ bucket: config.srcBucket, arn }, 'bucket notifications set');
+  } catch (err) {
+    // The scheduled runs still find every change, only later.
+    log.error({ err, bucket: config.srcBucket, arn }, 'could not set the bucket notifications; check MINIO_NOTIFY_ARN and the server\'s webhook target');
+  }
 }

@@ -117,6 +117,23 @@ describe('docker-compose.yml: userjoin\'s own MinIO user', () => {
     expect(userjoin!.environment!.API_TOKEN).toMatch(/^\$\{API_TOKEN:\?[^}]+\}$/);
   });
 
+  it("sends MinIO's bucket events to the service's webhook, with a token, a queue that survives restarts, and the ARN the service sets on src", () => {
+    const minio = compose.services.minio!;
+    const env = minio.environment!;
+    const id = 'USERJOIN';
+    expect(env[`MINIO_NOTIFY_WEBHOOK_ENABLE_${id}`]).toBe('on');
+    const endpoint = new URL(env[`MINIO_NOTIFY_WEBHOOK_ENDPOINT_${id}`]!);
+    expect(endpoint.host).toBe('userjoin:3000');
+    expect(endpoint.pathname).toBe('/events/s3');
+    // The same token on both sides, required.
+    expect(env[`MINIO_NOTIFY_WEBHOOK_AUTH_TOKEN_${id}`]).toMatch(/^\$\{EVENTS_TOKEN:\?[^}]+\}$/);
+    expect(userjoin!.environment!.EVENTS_TOKEN).toBe(env[`MINIO_NOTIFY_WEBHOOK_AUTH_TOKEN_${id}`]);
+    // Events wait in a volume while the service is down, and are delivered when it is back.
+    const queueDir = env[`MINIO_NOTIFY_WEBHOOK_QUEUE_DIR_${id}`]!;
+    expect((minio.volumes ?? []).map((v) => v.split(':')[1])).toContain(queueDir);
+    expect(userjoin!.environment!.MINIO_NOTIFY_ARN).toBe(`arn:minio:sqs::${id}:webhook`);
+  });
+
   it('minio-init waits for MinIO, creates the buckets, the policy from the repository, and the user with it attached', () => {
     expect(minioInit.depends_on).toEqual({ minio: { condition: 'service_healthy' } });
     const mount = minioInit.volumes!.map((v) => v.split(':')).find(([source]) => source!.endsWith('userjoin-policy.json'))!;
@@ -149,6 +166,9 @@ describe('docker-compose.yml: userjoin\'s own MinIO user', () => {
     const expected = [
       ...['s3:ListBucket', 's3:GetBucketLocation'].flatMap((a) => [`${a} arn:aws:s3:::src`, `${a} arn:aws:s3:::res`]),
       's3:ListBucketMultipartUploads arn:aws:s3:::res',
+      // The service points src's notifications at its webhook at start (MINIO_NOTIFY_ARN).
+      's3:GetBucketNotification arn:aws:s3:::src',
+      's3:PutBucketNotification arn:aws:s3:::src',
       's3:GetObject arn:aws:s3:::src/*',
       ...['s3:GetObject', 's3:PutObject', 's3:AbortMultipartUpload', 's3:ListMultipartUploadParts'].map((a) => `${a} arn:aws:s3:::res/*`),
     ];

@@ -180,6 +180,11 @@ describe.each(backends)('OpenAPI document against real answers on the %s backend
 
     await call('GET', '/metrics', '/metrics');
 
+    const events = { method: 'POST', headers: { 'content-type': 'application/json' } };
+    const record = { eventName: 's3:ObjectCreated:Put', s3: { bucket: { name: svc.srcBucket }, object: { key: '1.csv' } } };
+    expect((await call('POST', '/events/s3', '/events/s3', { ...events, body: JSON.stringify({ Records: [record, {}] }) })).status).toBe(202);
+    expect((await call('POST', '/events/s3', '/events/s3', { ...events, body: '{"Records":' })).status).toBe(400);
+
     expect(contract.missing()).toEqual([]);
   });
 });
@@ -195,14 +200,17 @@ describe('OpenAPI document with a token', () => {
       const doc = (await res.json()) as Json;
       expect(doc.security).toEqual([{ bearer: [] }]);
       expect(doc.components.securitySchemes.bearer).toMatchObject({ type: 'http', scheme: 'bearer' });
-      const open = Object.entries(doc.paths as Json).flatMap(([p, ms]) => Object.entries(ms as Json).filter(([, op]) => (op as Json).security).map(([m]) => `${m} ${p}`));
+      const isOpen = (op: Json) => Array.isArray(op.security) && op.security.length === 0;
+      const open = Object.entries(doc.paths as Json).flatMap(([p, ms]) => Object.entries(ms as Json).filter(([, op]) => isOpen(op as Json)).map(([m]) => `${m} ${p}`));
       expect(open.sort()).toEqual(['get /health', 'get /openapi.json']);
+      // The webhook also takes the events token.
+      expect(doc.paths['/events/s3'].post.security).toEqual([{ bearer: [] }, { eventsBearer: [] }]);
       // And the server agrees: what the document calls protected answers 401 without the token.
       for (const [p, methods] of Object.entries(doc.paths as Json)) {
         for (const [m, op] of Object.entries(methods as Json)) {
           const path = p.replace('{user_id}', '1').replace('{id}', '1');
           const status = (await fetch(svc.url + path, { method: m.toUpperCase() })).status;
-          if ((op as Json).security) expect(status, `${m} ${p}`).not.toBe(401);
+          if (isOpen(op as Json)) expect(status, `${m} ${p}`).not.toBe(401);
           else expect(status, `${m} ${p}`).toBe(401);
         }
       }

@@ -86,7 +86,7 @@ describe('production install (npm ci --omit=dev, then the start command)', () =>
     expect(command).toBe('node');
     const child = spawn(process.execPath, args, {
       cwd: dir,
-      env: { PATH: process.env.PATH ?? '', NODE_ENV: 'production', HOST: '127.0.0.1', PORT: '0', SCHEDULE: 'off', ...env },
+      env: { PATH: process.env.PATH ?? '', NODE_ENV: 'production', HOST: '127.0.0.1', PORT: '0', SCHEDULE: 'off', WATCH: 'false', ...env },
       stdio: ['ignore', 'ignore', 'pipe'],
     });
     const exited = new Promise<number | null>((resolve) => child.on('exit', resolve));

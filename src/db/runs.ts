@@ -166,13 +166,39 @@ export async function getRunningRunId(db: Queryable): Promise<number | null> {
   return rows[0]?.id ?? null;
 }
 
-export async function isOutputStale(db: Queryable): Promise<boolean> {
-  const { rows } = await db.query<{ output_stale: boolean }>('SELECT output_stale FROM pipeline_state WHERE id = 1');
-  return rows[0]?.output_stale ?? true;
+/** Marks output.csv as behind the table; in the transaction that changes users. */
+export async function markOutputStale(db: Queryable): Promise<void> {
+  await db.query('UPDATE pipeline_state SET output_stale = true WHERE id = 1');
 }
 
-export async function setOutputStale(db: Queryable, stale: boolean): Promise<void> {
-  await db.query('UPDATE pipeline_state SET output_stale = $1 WHERE id = 1', [stale]);
+/** Records a successful export of output.csv. */
+export async function markOutputExported(db: Queryable): Promise<void> {
+  await db.query('UPDATE pipeline_state SET output_stale = false, exported_at = now() WHERE id = 1');
+}
+
+/** Whether output.csv lags behind the table, and how long ago it was last written (null: never). */
+export async function getOutputState(db: Queryable): Promise<{ stale: boolean; msSinceExport: number | null }> {
+  const { rows } = await db.query<{ output_stale: boolean; ms: number | null }>(
+    `SELECT output_stale, (extract(epoch FROM now() - exported_at) * 1000)::float8 AS ms FROM pipeline_state WHERE id = 1`,
+  );
+  return { stale: rows[0]?.output_stale ?? true, msSinceExport: rows[0]?.ms ?? null };
+}
+
+/**
+ * Event-driven work arrives in many small batches. To keep the history readable, a batch
+ * continues the newest run when that is an event run that started less than windowMs ago and
+ * did not fail; it is set running again, and its counts go on from where they were.
+ */
+export async function reopenEventRun(db: Queryable, windowMs: number): Promise<{ id: number; counts: RunCounts; outputWritten: boolean } | null> {
+  const { rows } = await db.query<RunRow>(
+    `UPDATE runs SET status = 'running', finished_at = NULL
+     WHERE id = (SELECT max(id) FROM runs) AND trigger = 'event' AND status = 'succeeded'
+       AND started_at > now() - make_interval(secs => $1::float8 / 1000)
+     RETURNING *`,
+    [windowMs],
+  );
+  const row = rows[0];
+  return row ? { id: row.id, counts: toReport(row, [], []).counts, outputWritten: row.output_written } : null;
 }
 
 /** Records the failure of a run whose outcome could not be written when it failed. */

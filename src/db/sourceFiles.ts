@@ -38,6 +38,16 @@ export async function* iterateFingerprints(db: Queryable, pageSize = FINGERPRINT
   }
 }
 
+/** The recorded fingerprints of the given keys; keys never recorded are absent. */
+export async function fingerprintsOf(db: Queryable, keys: string[]): Promise<Map<string, StoredFingerprint>> {
+  const { rows } = await db.query<{ key: string; user_id: string; etag: string; size: number; lm: number }>(
+    `SELECT key, user_id, etag, size, (extract(epoch FROM last_modified) * 1000)::float8 AS lm
+     FROM source_files WHERE key = ANY($1::text[])`,
+    [keys],
+  );
+  return new Map(rows.map((r) => [r.key, { key: r.key, userId: r.user_id, fingerprint: fingerprintOf(r.etag, r.size, r.lm) }]));
+}
+
 interface FileRow {
   key: string;
   user_id: string;

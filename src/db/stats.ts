@@ -7,6 +7,8 @@ export interface ClusterStats {
   usersWithPhoto: number;
   /** When the last successful run, of any instance, finished. */
   lastSuccessAt: Date | null;
+  /** Keys events named that are not processed yet. */
+  pendingEvents: number;
 }
 
 /**
@@ -16,12 +18,13 @@ export interface ClusterStats {
 export async function readClusterStats(pool: Database, timeoutMs: number): Promise<ClusterStats> {
   return withTransaction(pool, async (client) => {
     await client.query(`SELECT set_config('statement_timeout', $1, true)`, [String(timeoutMs)]);
-    const { rows } = await client.query<{ users: number; with_photo: number; last_success: Date | null }>(
+    const { rows } = await client.query<{ users: number; with_photo: number; last_success: Date | null; pending_events: number }>(
       `SELECT (SELECT count(*) FROM users) AS users,
               (SELECT count(*) FROM users WHERE img_path IS NOT NULL) AS with_photo,
-              (SELECT finished_at FROM runs WHERE status = 'succeeded' ORDER BY id DESC LIMIT 1) AS last_success`,
+              (SELECT finished_at FROM runs WHERE status = 'succeeded' ORDER BY id DESC LIMIT 1) AS last_success,
+              (SELECT count(*) FROM pending_events) AS pending_events`,
     );
     const r = rows[0]!;
-    return { users: r.users, usersWithPhoto: r.with_photo, lastSuccessAt: r.last_success };
+    return { users: r.users, usersWithPhoto: r.with_photo, lastSuccessAt: r.last_success, pendingEvents: r.pending_events };
   });
 }

@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import Router from '@koa/router';
 import Koa from 'koa';
 import type { Database } from '../db/index.js';
+import type { EventIntake } from '../events.js';
 import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics.js';
 import type { Photos } from '../photos.js';
@@ -20,6 +21,7 @@ import type { PageCache } from './pageCache.js';
 import { dataOperations } from './routes/data.js';
 import { healthOperations } from './routes/health.js';
 import { photoOperations } from './routes/photos.js';
+import { eventOperations } from './routes/events.js';
 import { runOperations } from './routes/runs.js';
 import { securityHeaders } from './securityHeaders.js';
 
@@ -34,6 +36,10 @@ export interface HttpDeps {
   console: ConsoleAssets;
   log: Logger;
   apiToken: string | null;
+  /** A second token for POST /events/s3 alone. */
+  eventsToken: string | null;
+  /** Records keys named by bucket notifications. */
+  events: EventIntake;
   /** The server listens on loopback only; without a token, only loopback Host headers are served. */
   loopback: boolean;
   /** Repeated GET /data pages; without one, every request queries the database. */
@@ -48,6 +54,7 @@ export function apiOperations(deps: HttpDeps): Operation[] {
     ...dataOperations(deps.db, deps.runner, deps.pageCache ?? null),
     ...photoOperations(deps.db, deps.photos, deps.log),
     ...runOperations(deps.db),
+    ...eventOperations(deps.events, deps.srcBucket),
     ...healthOperations(deps.db, () => deps.store.ping(deps.srcBucket), deps.log),
     operation({
       method: 'get',
@@ -70,7 +77,7 @@ export function apiOperations(deps: HttpDeps): Operation[] {
       operationId: 'openapi',
       tag: 'operations',
       summary: 'This API, described in OpenAPI 3.1',
-      public: true,
+      access: 'public',
       responses: { 200: { description: 'The OpenAPI document', media: { 'application/json': { type: 'object' } } } },
       handler: (ctx) => {
         // Built on first use, from the operations themselves.
@@ -100,12 +107,18 @@ export function createHttpApp(deps: HttpDeps): Koa {
     }
   });
   const ops = apiOperations(deps);
-  const publicPaths = new Set(ops.filter((op) => op.public).map((op) => op.path));
+  const pathsOf = (access: Operation['access']) => new Set(ops.filter((op) => (op.access ?? 'api') === access).map((op) => op.path));
+  const publicPaths = pathsOf('public');
+  const eventPaths = pathsOf('events');
+  // The event webhook takes EVENTS_TOKEN or API_TOKEN. With neither, it is guarded as the rest.
+  const eventTokens = [deps.eventsToken, deps.apiToken].filter((t): t is string => !!t);
+  const eventsGuarded = (path: string) => eventTokens.length > 0 && eventPaths.has(path);
+  if (eventTokens.length > 0) app.use(bearerAuth(eventTokens, (path) => !eventPaths.has(path)));
   // A token already stops other web pages (they cannot send the header), so the browser
   // checks matter only without one. The console's files hold no data: the page must load to
   // ask for the token.
-  if (deps.apiToken) app.use(bearerAuth(deps.apiToken, (path) => publicPaths.has(path) || CONSOLE_PUBLIC(path)));
-  else app.use(localOnly({ checkHost: deps.loopback }));
+  if (deps.apiToken) app.use(bearerAuth([deps.apiToken], (path) => publicPaths.has(path) || CONSOLE_PUBLIC(path) || eventsGuarded(path)));
+  else app.use(localOnly({ checkHost: deps.loopback, skip: eventsGuarded }));
 
   const router = new Router();
   consoleRoutes(router, deps.console, deps.apiToken ? 'bearer' : 'none');

@@ -28,8 +28,11 @@ export function openApiDocument(ops: Operation[], info: { version: string }): Js
       tags: [op.tag],
       summary: op.summary,
       ...(op.description ? { description: op.description } : {}),
-      ...(op.public ? { security: [] } : {}),
+      ...(op.access === 'public' ? { security: [] } : op.access === 'events' ? { security: [{ bearer: [] }, { eventsBearer: [] }] } : {}),
       ...(parameters.length > 0 ? { parameters } : {}),
+      ...(op.body
+        ? { requestBody: { required: true, description: op.body.description, content: { 'application/json': { schema: toSchema(op.body.schema, 'input') } } } }
+        : {}),
       responses,
     };
   }
@@ -46,7 +49,10 @@ export function openApiDocument(ops: Operation[], info: { version: string }): Js
     paths,
     components: {
       schemas: Object.fromEntries(Object.entries(components).sort(([a], [b]) => a.localeCompare(b))),
-      securitySchemes: { bearer: { type: 'http', scheme: 'bearer', description: 'The API_TOKEN the service was started with' } },
+      securitySchemes: {
+        bearer: { type: 'http', scheme: 'bearer', description: 'The API_TOKEN the service was started with' },
+        eventsBearer: { type: 'http', scheme: 'bearer', description: 'The EVENTS_TOKEN, which opens only the event webhook' },
+      },
     },
   };
 }

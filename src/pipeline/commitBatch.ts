@@ -1,7 +1,7 @@
 import type { Database, DbClient } from '../db/index.js';
 import { describeDataError, isDataError, withSavepoint, withTransaction } from '../db/index.js';
 import { notifyUsersChanged } from '../db/changeFeed.js';
-import { addRunIssues, setOutputStale } from '../db/runs.js';
+import { addRunIssues, markOutputStale } from '../db/runs.js';
 import { deleteFileStates, saveFileStates } from '../db/sourceFiles.js';
 import { upsertUsers } from '../db/users.js';
 import type { Logger } from '../log.js';
@@ -85,7 +85,7 @@ async function finish(
   refused: RunIssue[],
 ): Promise<CommitResult> {
   if (up.changed > 0) {
-    await setOutputStale(tx, true);
+    await markOutputStale(tx);
     await notifyUsersChanged(tx);
   }
   // The one place issues are made safe, just before they are stored and reported.

@@ -2,26 +2,31 @@ import os from 'node:os';
 import pLimit from 'p-limit';
 import type { Config } from '../config.js';
 import type { Database } from '../db/index.js';
+import { forgetEvents, takePendingEvents } from '../db/events.js';
 import {
   abortStaleRuns,
   createRun,
   finishRun,
+  getOutputState,
   getRun,
   getRunningRunId,
-  isOutputStale,
-  setOutputStale,
+  markOutputExported,
+  reopenEventRun,
   tryAcquireRunLock,
   updateRunProgress,
 } from '../db/runs.js';
-import { countUsersWithValidCsv, iterateFingerprints, loadFileStates } from '../db/sourceFiles.js';
+import { countUsersWithValidCsv, fingerprintsOf, iterateFingerprints, loadFileStates } from '../db/sourceFiles.js';
 import type { Logger } from '../log.js';
 import type { RunCounts, RunProgress, RunReport, RunTrigger } from '../model.js';
 import { emptyCounts } from '../model.js';
 import type { ObjectStore } from '../storage/index.js';
 import { commitBatch } from './commitBatch.js';
+import type { SourceChange } from './diffSource.js';
 import { batchByUser, diffSource } from './diffSource.js';
+import { changesForKeys } from './eventChanges.js';
 import { ExportReadError, exportOutput, OUTPUT_KEY } from './exportOutput.js';
 import { describeFailure, StoreFailure } from './failures.js';
+import type { ListCounts } from './listSource.js';
 import { listSource } from './listSource.js';
 import { planBatch } from './planBatch.js';
 import { processObject } from './processObject.js';
@@ -67,43 +72,111 @@ export class RunFailedError extends Error {
  * table when it changed or is missing. The CLI, the HTTP API and the scheduler all call this.
  */
 export async function runPipeline(deps: RunDeps, opts: RunOptions): Promise<RunOutcome> {
-  const { db, log } = deps;
+  const { db } = deps;
   const lock = await tryAcquireRunLock(db);
   if (!lock) return { kind: 'busy', runId: await getRunningRunId(db) };
   try {
-    const stale = await abortStaleRuns(db);
-    if (stale > 0) log.warn({ stale }, 'marked runs left by a stopped process as aborted');
     const full = opts.full ?? false;
-    const runId = await createRun(db, { trigger: opts.trigger, full, host: os.hostname() });
-    const runLog = log.child({ runId });
-    runLog.info({ trigger: opts.trigger, full }, 'run started');
-    opts.onStart?.(runId);
-
-    const state: RunState = {
-      counts: emptyCounts(),
-      progress: { phase: 'starting', done: 0, total: null },
-      outputWritten: false,
-      affectedUsers: 0,
-    };
-    try {
-      await processBucket(deps, opts, runId, state, runLog);
-      state.progress = { phase: 'done', done: state.affectedUsers, total: state.affectedUsers };
-      await finishRun(db, runId, { ...outcomeOf(state), status: 'succeeded', error: null });
-    } catch (err) {
-      const aborted = opts.signal?.aborted === true;
-      const reason = aborted ? 'aborted: the service is shutting down' : describeFailure(err);
-      runLog.error({ err, phase: state.progress.phase }, aborted ? 'run aborted' : 'run failed');
-      await finishRun(db, runId, { ...outcomeOf(state), status: aborted ? 'aborted' : 'failed', error: reason }).catch((e: unknown) =>
-        runLog.error({ err: e }, 'could not record the run outcome'),
+    const report = await carryOut(deps, opts, { trigger: opts.trigger, full, reopenWindowMs: null }, async (run) => {
+      const listed = { listed: 0, scanned: 0, ignored: 0 };
+      const diffStats = { outOfOrder: 0 };
+      const changes = diffSource(listSource(deps.store, deps.config.srcBucket, listed), iterateFingerprints(db), { full, stats: diffStats });
+      await commitChanges(deps, opts, run, changes, listed);
+      run.log.info(
+        { scanned: listed.scanned, ignored: listed.ignored, affectedUsers: run.st.affectedUsers, outOfOrder: diffStats.outOfOrder },
+        'source bucket processed',
       );
-      throw new RunFailedError(runId, reason, { cause: err });
-    }
-    const report = (await getRun(db, runId)) as RunReport;
-    runLog.info({ counts: report.counts, output_written: report.output_written }, 'run finished');
+      run.st.counts.unchanged = Math.max(0, (await countUsersWithValidCsv(db)) - run.st.counts.new - run.st.counts.updated);
+      opts.signal?.throwIfAborted();
+      const needsExport =
+        full ||
+        (await getOutputState(db)).stale ||
+        (await onStore('checking output.csv', () => deps.store.stat(deps.config.resBucket, OUTPUT_KEY))) === null;
+      if (needsExport) await exportNow(deps, opts, run);
+    });
     return { kind: 'finished', report };
   } finally {
     await lock.release();
   }
+}
+
+export interface EventBatchOptions {
+  signal?: AbortSignal;
+  /** Keys taken from pending_events per batch. */
+  maxKeys: number;
+  /** output.csv is rewritten at most this often by event batches. */
+  exportIntervalMs: number;
+  /** An event batch continues the newest run when that is an event run younger than this. */
+  coalesceMs: number;
+  /**
+   * Events this caller processed changed output.csv's content and it is not written yet; with
+   * nothing pending, a batch is then run only to export once the interval has passed.
+   */
+  exportOwed: boolean;
+  onStart?: (runId: number) => void;
+}
+
+export type EventBatchOutcome =
+  | { kind: 'busy' }
+  /** Nothing pending; exportInMs says when output.csv will be due, if it lags. */
+  | { kind: 'idle'; exportInMs: number | null }
+  | {
+      kind: 'finished';
+      report: RunReport;
+      /** What this batch alone did, for metrics (the run may span several batches). */
+      counts: RunCounts;
+      /** More keys are pending: take the next batch at once. */
+      more: boolean;
+      /** When output.csv will be due (null: it does not lag). */
+      exportInMs: number | null;
+    };
+
+/**
+ * Processes keys that events named (pending_events), touching only the users they concern,
+ * then rewrites output.csv if it lags and EXPORT_INTERVAL has passed since it was last
+ * written. Holds the same run lock as a full run, so the two never interleave.
+ */
+export async function runEventBatch(deps: RunDeps, opts: EventBatchOptions): Promise<EventBatchOutcome> {
+  const { db, config } = deps;
+  const lock = await tryAcquireRunLock(db);
+  if (!lock) return { kind: 'busy' };
+  try {
+    const pending = await takePendingEvents(db, opts.maxKeys);
+    const output = await getOutputState(db);
+    const exportIn = (o: typeof output) => (!o.stale ? null : Math.max(0, opts.exportIntervalMs - (o.msSinceExport ?? Number.POSITIVE_INFINITY)));
+    if (pending.length === 0 && !(opts.exportOwed && exportIn(output) === 0)) {
+      return { kind: 'idle', exportInMs: opts.exportOwed ? exportIn(output) : null };
+    }
+
+    let before = emptyCounts();
+    const report = await carryOut(deps, opts, { trigger: 'event', full: false, reopenWindowMs: opts.coalesceMs }, async (run) => {
+      before = { ...run.st.counts };
+      const listed = { listed: pending.length, scanned: before.scanned, ignored: before.ignored };
+      const keys = pending.map((e) => e.key);
+      const changes = await changesForKeys(deps.store, config.srcBucket, keys, await fingerprintsOf(db, keys), {
+        limits: config.limits,
+        concurrency: config.readConcurrency,
+        counts: listed,
+      });
+      await commitChanges(deps, opts, run, toAsync(changes), listed);
+      run.st.counts.scanned = listed.scanned;
+      run.st.counts.ignored = listed.ignored;
+      // Only after the users are committed: a crash before this processes the keys again.
+      await forgetEvents(db, pending);
+      run.log.info({ keys: pending.length, affectedUsers: run.st.affectedUsers }, 'event batch processed');
+      opts.signal?.throwIfAborted();
+      if (exportIn(await getOutputState(db)) === 0) await exportNow(deps, opts, run);
+    });
+    const counts = Object.fromEntries(Object.entries(report.counts).map(([k, v]) => [k, v - before[k as keyof RunCounts]])) as unknown as RunCounts;
+    return { kind: 'finished', report, counts, more: pending.length === opts.maxKeys, exportInMs: exportIn(await getOutputState(db)) };
+  } finally {
+    await lock.release();
+  }
+}
+
+// eslint-disable-next-line @typescript-eslint/require-await -- an async iterable of what is already at hand
+async function* toAsync<T>(items: T[]): AsyncGenerator<T> {
+  yield* items;
 }
 
 interface RunState {
@@ -114,26 +187,79 @@ interface RunState {
   affectedUsers: number;
 }
 
+/** A run in progress, as the steps of carryOut see it. */
+interface ActiveRun {
+  id: number;
+  st: RunState;
+  log: Logger;
+  /** Hands progress to the caller, and with persist also records it in the run's row. */
+  report(persist: boolean): Promise<void>;
+}
+
 const outcomeOf = (st: RunState) => ({ counts: st.counts, progress: st.progress, outputWritten: st.outputWritten });
 
-async function processBucket(deps: RunDeps, opts: RunOptions, runId: number, st: RunState, log: Logger): Promise<void> {
-  const { db, store, config } = deps;
-  const report = (persist: boolean) => {
-    opts.onProgress?.(st.progress, st.counts);
-    return persist ? updateRunProgress(db, runId, st.progress, st.counts) : Promise.resolve();
-  };
+/**
+ * Records a run around work: creates (or continues) its row, records its outcome however the
+ * work ends, and returns its report. Call while holding the run lock.
+ */
+async function carryOut(
+  deps: RunDeps,
+  opts: { signal?: AbortSignal; onStart?: (runId: number) => void; onProgress?: RunOptions['onProgress'] },
+  how: { trigger: RunTrigger; full: boolean; reopenWindowMs: number | null },
+  work: (run: ActiveRun) => Promise<void>,
+): Promise<RunReport> {
+  const { db, log } = deps;
+  const stale = await abortStaleRuns(db);
+  if (stale > 0) log.warn({ stale }, 'marked runs left by a stopped process as aborted');
+  const reopened = how.reopenWindowMs === null ? null : await reopenEventRun(db, how.reopenWindowMs);
+  const runId = reopened?.id ?? (await createRun(db, { trigger: how.trigger, full: how.full, host: os.hostname() }));
+  const runLog = log.child({ runId });
+  if (!reopened) runLog.info({ trigger: how.trigger, full: how.full }, 'run started');
+  opts.onStart?.(runId);
 
-  // Listing, diffing, reading and committing overlap: the listing is pulled as batches are
-  // needed, and batch i+1 is read while batch i commits. Only the batches in flight are in
-  // memory, however large the bucket.
+  const st: RunState = {
+    counts: reopened?.counts ?? emptyCounts(),
+    progress: { phase: 'starting', done: 0, total: null },
+    outputWritten: reopened?.outputWritten ?? false,
+    affectedUsers: 0,
+  };
+  const run: ActiveRun = {
+    id: runId,
+    st,
+    log: runLog,
+    report: (persist) => {
+      opts.onProgress?.(st.progress, st.counts);
+      return persist ? updateRunProgress(db, runId, st.progress, st.counts) : Promise.resolve();
+    },
+  };
+  try {
+    await work(run);
+    st.progress = { phase: 'done', done: st.affectedUsers, total: st.affectedUsers };
+    await finishRun(db, runId, { ...outcomeOf(st), status: 'succeeded', error: null });
+  } catch (err) {
+    const aborted = opts.signal?.aborted === true;
+    const reason = aborted ? 'aborted: the service is shutting down' : describeFailure(err);
+    runLog.error({ err, phase: st.progress.phase }, aborted ? 'run aborted' : 'run failed');
+    await finishRun(db, runId, { ...outcomeOf(st), status: aborted ? 'aborted' : 'failed', error: reason }).catch((e: unknown) =>
+      runLog.error({ err: e }, 'could not record the run outcome'),
+    );
+    throw new RunFailedError(runId, reason, { cause: err });
+  }
+  const report = (await getRun(db, runId)) as RunReport;
+  if (how.trigger !== 'event') runLog.info({ counts: report.counts, output_written: report.output_written }, 'run finished');
+  return report;
+}
+
+/**
+ * Reads, checks and commits the changes batch by batch. Listing, diffing, reading and
+ * committing overlap: the changes are pulled as batches are needed, and batch i+1 is read
+ * while batch i commits. Only the batches in flight are in memory, however large the bucket.
+ */
+async function commitChanges(deps: RunDeps, opts: { signal?: AbortSignal }, run: ActiveRun, changes: AsyncIterable<SourceChange>, listed: ListCounts): Promise<void> {
+  const { db, store, config } = deps;
+  const { st, log } = run;
   st.progress = { phase: 'processing', done: 0, total: null };
-  await report(true);
-  const listed = { listed: 0, scanned: 0, ignored: 0 };
-  const diffStats = { outOfOrder: 0 };
-  const changes = diffSource(listSource(store, config.srcBucket, listed), iterateFingerprints(db), {
-    full: opts.full ?? false,
-    stats: diffStats,
-  });
+  await run.report(true);
   const limit = pLimit(config.readConcurrency);
   let committing: Promise<void> | null = null;
   try {
@@ -146,7 +272,7 @@ async function processBucket(deps: RunDeps, opts: RunOptions, runId: number, st:
       committing = (async () => {
         // Loaded only now: the batch before may have just recorded files of the same user.
         const plan = planBatch(batch, results, await loadFileStates(db, batch.users), config.srcBucket);
-        const r = await commitBatch(db, runId, plan, log);
+        const r = await commitBatch(db, run.id, plan, log);
         st.counts.scanned = listed.scanned;
         st.counts.ignored = listed.ignored;
         st.counts.read += plan.read;
@@ -156,7 +282,7 @@ async function processBucket(deps: RunDeps, opts: RunOptions, runId: number, st:
         st.affectedUsers += batch.users.length;
         st.progress = { phase: 'processing', done: st.affectedUsers, total: null };
         for (const i of [...r.rejected, ...r.issues]) log.warn({ key: i.key, reason: i.reason }, 'file rejected');
-        await report(true);
+        await run.report(true);
       })();
       // Awaited before the next commit or below; this only keeps it from being unhandled meanwhile.
       committing.catch(() => undefined);
@@ -169,24 +295,22 @@ async function processBucket(deps: RunDeps, opts: RunOptions, runId: number, st:
   if (committing) await committing;
   st.counts.scanned = listed.scanned;
   st.counts.ignored = listed.ignored;
-  log.info({ scanned: listed.scanned, ignored: listed.ignored, affectedUsers: st.affectedUsers, outOfOrder: diffStats.outOfOrder }, 'source bucket processed');
-  st.counts.unchanged = Math.max(0, (await countUsersWithValidCsv(db)) - st.counts.new - st.counts.updated);
+}
 
-  opts.signal?.throwIfAborted();
-  const needsExport = (opts.full ?? false) || (await isOutputStale(db)) || (await onStore('checking output.csv', () => store.stat(config.resBucket, OUTPUT_KEY))) === null;
-  if (needsExport) {
-    st.progress = { phase: 'exporting', done: 0, total: null };
-    await report(true);
-    const rows = await onStore('writing output.csv', () =>
-      exportOutput(db, store, config.resBucket, (n) => {
-        st.progress = { phase: 'exporting', done: n, total: null };
-        void report(false);
-      }),
-    );
-    await setOutputStale(db, false);
-    st.outputWritten = true;
-    log.info({ rows, bucket: config.resBucket, key: OUTPUT_KEY }, 'wrote output.csv');
-  }
+async function exportNow(deps: RunDeps, opts: { signal?: AbortSignal }, run: ActiveRun): Promise<void> {
+  const { db, store, config } = deps;
+  const { st } = run;
+  st.progress = { phase: 'exporting', done: 0, total: null };
+  await run.report(true);
+  const rows = await onStore('writing output.csv', () =>
+    exportOutput(db, store, config.resBucket, (n) => {
+      st.progress = { phase: 'exporting', done: n, total: null };
+      void run.report(false);
+    }),
+  );
+  await markOutputExported(db);
+  st.outputWritten = true;
+  run.log.info({ rows, bucket: config.resBucket, key: OUTPUT_KEY }, 'wrote output.csv');
 }
 
 /**

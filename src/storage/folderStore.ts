@@ -4,7 +4,8 @@ import path from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { randomBytes } from 'node:crypto';
-import type { ObjectInfo, ObjectStore, ReadHint } from './objectStore.js';
+import { watchFolder } from './folderWatch.js';
+import type { ObjectInfo, ObjectStore, ReadHint, StoreWatch } from './objectStore.js';
 import { ObjectNotFoundError, ObjectUnreadableError } from './objectStore.js';
 import { entryInfo, errnoCode, kindOf, tempName, walkFolder } from './folderWalk.js';
 
@@ -48,6 +49,24 @@ export class FolderStore implements ObjectStore {
   async stat(bucket: string, key: string): Promise<ObjectInfo | null> {
     const info = await entryInfo(Buffer.from(this.filePath(bucket, key)), key);
     return info && !info.problem ? info : null;
+  }
+
+  async head(bucket: string, key: string): Promise<ObjectInfo | null> {
+    let file: string;
+    try {
+      file = this.filePath(bucket, key);
+    } catch {
+      // "a//b.csv" or "../x.csv" can be an S3 key, but never a file in this bucket.
+      return null;
+    }
+    const info = await entryInfo(Buffer.from(file), key);
+    // A folder is walked by list(), never reported as an object; so here.
+    if (info?.problem && (await fs.lstat(file).then((st) => st.isDirectory(), () => false))) return null;
+    return info;
+  }
+
+  async watch(bucket: string, onKeys: (keys: string[]) => void, onError: (err: Error) => void): Promise<StoreWatch> {
+    return watchFolder(this.bucketDir(bucket), onKeys, onError);
   }
 
   async read(bucket: string, key: string, hint: ReadHint = {}): Promise<Readable> {

@@ -36,6 +36,20 @@ export interface ObjectStore {
   /** Object metadata, or null when the object does not exist. */
   stat(bucket: string, key: string): Promise<ObjectInfo | null>;
   /**
+   * One object exactly as list() would report it (the same etag and modification time, so its
+   * fingerprint matches, and `problem` set in the same cases), or null when it does not exist.
+   * Events name single keys; this looks one up without listing the bucket.
+   */
+  head(bucket: string, key: string): Promise<ObjectInfo | null>;
+  /**
+   * Calls onKeys with keys that may have been created, changed or removed in the bucket, until
+   * closed. Only stores that can see their own changes have it (the folder store); S3 servers
+   * send bucket notifications instead.
+   */
+  /** S3 stores: sends the bucket's notifications of created and removed objects to this target. */
+  notifyTo?(bucket: string, arn: string): Promise<void>;
+  watch?(bucket: string, onKeys: (keys: string[]) => void, onError: (err: Error) => void): Promise<StoreWatch>;
+  /**
    * A stream of the object's bytes. Rejects with ObjectNotFoundError when missing, and with
    * ObjectUnreadableError when this one object cannot be read (not a regular file, access
    * denied). Any other error may be the store's as a whole.
@@ -51,6 +65,10 @@ export interface ObjectStore {
    * limited to the two buckets suffice.
    */
   ping(bucket: string): Promise<void>;
+}
+
+export interface StoreWatch {
+  close(): void;
 }
 
 export class ObjectNotFoundError extends Error {

@@ -5,7 +5,7 @@ import path from 'node:path';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { XMLParser } from 'fast-xml-parser';
-import { Client, S3Error } from 'minio';
+import { Client, NotificationConfig, ObjectCreatedAll, ObjectRemovedAll, QueueConfig, S3Error } from 'minio';
 import type { StoreConfig } from '../config.js';
 import type { ObjectInfo, ObjectStore } from './objectStore.js';
 import { ObjectNotFoundError, ObjectUnreadableError } from './objectStore.js';
@@ -84,10 +84,11 @@ export class S3Store implements ObjectStore {
    * only when the server says it encoded them: some S3-compatible servers ignore the
    * parameter, and decoding a raw key such as "100%.csv" would fail the whole listing.
    */
-  async *list(bucket: string): AsyncIterable<ObjectInfo> {
+  async *list(bucket: string, prefix = ''): AsyncIterable<ObjectInfo> {
     let token = '';
     for (;;) {
       const query = ['encoding-type=url', 'list-type=2', 'max-keys=1000'];
+      if (prefix) query.push(`prefix=${rfc3986(prefix)}`);
       if (token) query.unshift(`continuation-token=${rfc3986(token)}`);
       const res = await this.client.makeRequestAsync({ method: 'GET', bucketName: bucket, query: query.join('&') });
       const page = parseListPage(await readBody(res));
@@ -106,6 +107,34 @@ export class S3Store implements ObjectStore {
       if (isNotFound(err)) return null;
       throw err;
     }
+  }
+
+  /**
+   * Points the bucket's notifications of created and removed objects at a target the server
+   * knows (on MinIO: arn:minio:sqs::<ID>:webhook). Replaces the bucket's notification setup.
+   */
+  async notifyTo(bucket: string, arn: string): Promise<void> {
+    const queue = new QueueConfig(arn);
+    queue.addEvent(ObjectCreatedAll);
+    queue.addEvent(ObjectRemovedAll);
+    const config = new NotificationConfig();
+    config.add(queue);
+    await this.client.setBucketNotification(bucket, config);
+  }
+
+  /**
+   * A listing from the key on: HEAD would give Last-Modified in whole seconds, which would not
+   * match the fingerprint the listing recorded. Keys that start with this one (a.csv.bak) may
+   * come too, so the first page is searched; past it, HEAD answers (an event may then read
+   * the object once more than needed).
+   */
+  async head(bucket: string, key: string): Promise<ObjectInfo | null> {
+    let seen = 0;
+    for await (const info of this.list(bucket, key)) {
+      if (info.key === key) return info;
+      if (++seen >= 1000) return this.stat(bucket, key);
+    }
+    return null;
   }
 
   async read(bucket: string, key: string): Promise<Readable> {

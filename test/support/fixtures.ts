@@ -84,3 +84,17 @@ export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 export async function nextSecond(): Promise<void> {
   await sleep(1100 - (Date.now() % 1000));
 }
+
+/**
+ * Polls until check returns a value other than undefined or false, and returns it; fails
+ * with what it waited for past the deadline. Never a fixed sleep: it ends as soon as it can.
+ */
+export async function waitFor<T>(what: string, check: () => Promise<T | undefined | false> | T | undefined | false, timeoutMs = 15_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await check();
+    if (value !== undefined && value !== false) return value;
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await sleep(25);
+  }
+}

@@ -66,6 +66,9 @@ export class ObservedStore implements ObjectStore {
   stat(bucket: string, key: string) {
     return this.inner.stat(bucket, key);
   }
+  head(bucket: string, key: string) {
+    return this.inner.head(bucket, key);
+  }
   async read(bucket: string, key: string, hint?: ReadHint): Promise<Readable> {
     if (this.beforeRead) await this.beforeRead(key);
     if (this.readDelayMs > 0) await new Promise((r) => setTimeout(r, this.readDelayMs));

@@ -21,7 +21,7 @@ export async function startTestService(
   env: Record<string, string> = {},
   opts: ServiceOptions & { log?: Logger } = {},
 ): Promise<TestService> {
-  const config = testConfig(backend, db, { HOST: '127.0.0.1', PORT: '0', SCHEDULE: 'off', ...env });
+  const config = testConfig(backend, db, { HOST: '127.0.0.1', PORT: '0', SCHEDULE: 'off', WATCH: 'false', ...env });
   const { log = silentLogger(), ...serviceOpts } = opts;
   const service = await startService(config, log, { waitMs: 0, ...serviceOpts });
   return {

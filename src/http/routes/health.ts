@@ -17,7 +17,7 @@ export function healthOperations(db: Database, pingStore: () => Promise<void>, l
       operationId: 'health',
       tag: 'operations',
       summary: 'Whether PostgreSQL and the object store answer',
-      public: true,
+      access: 'public',
       responses: {
         200: { description: 'Both answer', json: healthSchema },
         503: { description: 'One of them does not; checks says which', json: healthSchema },

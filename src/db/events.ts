@@ -1,0 +1,43 @@
+import type { Queryable } from './pool.js';
+
+/** A key waiting to be processed, and the event that last named it. */
+export interface PendingEvent {
+  key: string;
+  seq: number;
+}
+
+/**
+ * Records that these keys may have changed; duplicates collapse into one row per key. Durable
+ * once this returns, which is what the webhook's 202 promises.
+ */
+export async function recordEvents(db: Queryable, keys: string[]): Promise<void> {
+  if (keys.length === 0) return;
+  // DISTINCT: one statement may not update the same row twice.
+  await db.query(
+    `INSERT INTO pending_events (key, seq)
+     SELECT k, nextval('pending_events_seq') FROM (SELECT DISTINCT k FROM unnest($1::text[]) AS k) AS d
+     ON CONFLICT (key) DO UPDATE SET seq = EXCLUDED.seq, received_at = now()`,
+    [keys],
+  );
+}
+
+/** The oldest pending keys, at most limit of them. */
+export async function takePendingEvents(db: Queryable, limit: number): Promise<PendingEvent[]> {
+  const { rows } = await db.query<PendingEvent>(`SELECT key, seq FROM pending_events ORDER BY seq LIMIT $1`, [limit]);
+  return rows;
+}
+
+/** Forgets processed keys, except those an event named again since they were taken. */
+export async function forgetEvents(db: Queryable, events: PendingEvent[]): Promise<void> {
+  if (events.length === 0) return;
+  await db.query(
+    `DELETE FROM pending_events p USING unnest($1::text[], $2::bigint[]) AS d(key, seq)
+     WHERE p.key = d.key AND p.seq = d.seq`,
+    [events.map((e) => e.key), events.map((e) => e.seq)],
+  );
+}
+
+export async function countPendingEvents(db: Queryable): Promise<number> {
+  const { rows } = await db.query<{ n: number }>(`SELECT count(*)::int AS n FROM pending_events`);
+  return rows[0]?.n ?? 0;
+}

@@ -1,0 +1,129 @@
+import type { EventsConfig } from './config.js';
+import type { Database } from './db/index.js';
+import { recordEvents } from './db/events.js';
+import type { Logger } from './log.js';
+import type { EventOutcome, Metrics } from './metrics.js';
+import { checkKey, classifyKey } from './pipeline/listSource.js';
+import type { Runner } from './runner.js';
+
+// Event-driven ingestion: bucket notifications and the folder watch name keys; the keys are
+// recorded in pending_events, and the processor runs event batches through the same run code
+// as everything else. The scheduled run stays as the reconcile that catches missed events.
+
+// With the u flag a proper pair is one code point, so only a lone half matches. JSON can carry one.
+const LONE_SURROGATE = /\p{Cs}/u;
+
+/** Whether an event's key is worth recording: a user file with a usable name. */
+export function screenKey(key: string): EventOutcome {
+  const cls = classifyKey(key);
+  if (!cls) return 'not_user_file';
+  // Refused names are never stored (a NUL cannot be); the scheduled listing reports them.
+  if (LONE_SURROGATE.test(key) || checkKey(key, cls.userId) !== null) return 'refused_key';
+  return 'accepted';
+}
+
+export type EventSource = 's3' | 'folder';
+
+/** Records keys that events named, durably, and wakes the processor. */
+export class EventIntake {
+  constructor(
+    private readonly db: Database,
+    private readonly metrics: Metrics,
+    private readonly processor: { wake(): void },
+  ) {}
+
+  /**
+   * Records the keys worth it. Returns what became of each event, by outcome: those given in
+   * `ignored` (already screened out by the caller) plus the keys' own.
+   */
+  async accept(source: EventSource, keys: string[], ignored: Partial<Record<EventOutcome, number>> = {}): Promise<Partial<Record<EventOutcome, number>>> {
+    const counts: Partial<Record<EventOutcome, number>> = { ...ignored };
+    const accepted: string[] = [];
+    for (const key of keys) {
+      const outcome = screenKey(key);
+      counts[outcome] = (counts[outcome] ?? 0) + 1;
+      if (outcome === 'accepted') accepted.push(key);
+    }
+    await recordEvents(this.db, accepted);
+    for (const [outcome, n] of Object.entries(counts)) this.metrics.eventsReceived(source, outcome as EventOutcome, n);
+    if (accepted.length > 0) this.processor.wake();
+    return counts;
+  }
+}
+
+/**
+ * Takes pending events in batches, on every instance: right away when this instance recorded
+ * some, otherwise every pollMs (another instance may have). Only the run-lock holder works,
+ * so the instances take turns. Also rewrites output.csv when it is due.
+ */
+export class EventProcessor {
+  private wakeUp: (() => void) | null = null;
+  private woken = false;
+  private stopped = false;
+  private loop: Promise<void> | null = null;
+  /** This instance's event batches changed users since output.csv was last written. */
+  private exportOwed = false;
+
+  constructor(
+    private readonly runner: Runner,
+    private readonly metrics: Metrics,
+    private readonly config: EventsConfig,
+    private readonly log: Logger,
+  ) {}
+
+  start(): void {
+    this.loop ??= this.run();
+  }
+
+  wake(): void {
+    this.woken = true;
+    this.wakeUp?.();
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    this.wakeUp?.();
+    await this.loop;
+  }
+
+  private async run(): Promise<void> {
+    while (!this.stopped) {
+      this.woken = false;
+      let waitMs = this.config.pollMs;
+      try {
+        const out = await this.runner.runEvents({
+          maxKeys: this.config.maxKeys,
+          exportIntervalMs: this.config.exportIntervalMs,
+          coalesceMs: this.config.coalesceMs,
+          exportOwed: this.exportOwed,
+        });
+        if (out.kind === 'finished') {
+          this.metrics.eventBatch(out.counts);
+          // Whoever exports next (this batch, a later one, a scheduled run) writes every change.
+          this.exportOwed = out.exportInMs !== null;
+          if (out.more) continue;
+        }
+        // Not sooner than every 50 ms, whatever the clocks say.
+        if (out.kind !== 'busy' && out.exportInMs !== null) waitMs = Math.max(50, Math.min(waitMs, out.exportInMs));
+      } catch (err) {
+        // Recorded in the run's row already; the events stay pending and are tried again.
+        this.log.error({ err }, 'event batch failed; its events stay pending');
+      }
+      if (!this.woken && !this.stopped) await this.sleep(waitMs);
+    }
+  }
+
+  private sleep(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const timer = setTimeout(done, ms);
+      function done() {
+        clearTimeout(timer);
+        resolve();
+      }
+      this.wakeUp = () => {
+        this.wakeUp = null;
+        done();
+      };
+    });
+  }
+}

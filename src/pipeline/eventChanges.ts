@@ -1,0 +1,78 @@
+import pLimit from 'p-limit';
+import type { Limits } from '../config.js';
+import { within } from '../deadline.js';
+import type { StoredFingerprint } from '../db/sourceFiles.js';
+import { fingerprintOf } from '../model.js';
+import type { ObjectInfo, ObjectStore } from '../storage/index.js';
+import { printable } from '../text.js';
+import type { SourceChange } from './diffSource.js';
+import { StoreFailure } from './failures.js';
+import type { ListCounts } from './listSource.js';
+import { checkKey, classifyKey } from './listSource.js';
+
+/**
+ * The changes behind a set of keys that events named, as diffSource would find them in a
+ * listing: each key is looked up now, so a duplicate, late or out-of-order event leads to
+ * the object's current state, and an event that changed nothing leads to nothing. Changes
+ * come grouped by user, so batchByUser keeps each user in one batch.
+ */
+export async function changesForKeys(
+  store: ObjectStore,
+  bucket: string,
+  keys: string[],
+  recorded: Map<string, StoredFingerprint>,
+  opts: { limits: Limits; concurrency: number; counts: ListCounts },
+): Promise<SourceChange[]> {
+  const { counts } = opts;
+  const users: Array<{ key: string; userId: string }> = [];
+  for (const key of keys) {
+    const cls = classifyKey(key);
+    if (!cls) {
+      counts.ignored++;
+      continue;
+    }
+    users.push({ key, userId: cls.userId });
+  }
+  const limit = pLimit(opts.concurrency);
+  const looked = await Promise.all(users.map((u) => limit(async () => ({ ...u, info: await headOne(store, bucket, u.key, opts.limits.objectTimeoutMs) }))));
+  looked.sort((a, b) => (a.userId < b.userId ? -1 : a.userId > b.userId ? 1 : a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
+
+  const changes: SourceChange[] = [];
+  for (const { key, userId, info } of looked) {
+    counts.scanned++;
+    const refused = checkKey(key, userId) ?? (info === null ? null : 'failed' in info ? info.failed : info.problem);
+    if (refused || (info && 'failed' in info)) {
+      changes.push({ kind: 'refused', key: printable(key), reason: refused ?? '' });
+      continue;
+    }
+    const previous = recorded.get(key);
+    if (!info) {
+      if (previous) changes.push({ kind: 'removed', userId, key });
+      continue;
+    }
+    if (previous?.fingerprint !== fingerprintOf(info.etag, info.size, info.lastModified.getTime())) {
+      const kind = classifyKey(key)!.kind;
+      changes.push({ kind: 'changed', userId, object: { key, userId, kind, size: info.size, etag: info.etag, lastModifiedMs: info.lastModified.getTime() } });
+    }
+  }
+  return changes;
+}
+
+/**
+ * One key's current state. A lookup that fails while the store still answers is this key's
+ * problem alone, reported as such; only the store failing as a whole throws.
+ */
+async function headOne(store: ObjectStore, bucket: string, key: string, timeoutMs: number): Promise<ObjectInfo | null | { failed: string }> {
+  try {
+    const info = await within(timeoutMs, store.head(bucket, key));
+    if (info !== 'timeout') return info;
+  } catch {
+    // Decided below.
+  }
+  const answered = await within(timeoutMs, store.ping(bucket)).then(
+    (r) => r !== 'timeout',
+    () => false,
+  );
+  if (!answered) throw new StoreFailure('the object store failed while looking up changed objects');
+  return { failed: 'the object store could not look it up (it answers for the bucket, not for this key)' };
+}

@@ -1,0 +1,247 @@
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import type { TestDatabase } from './support/database.js';
+import { createTestDatabase } from './support/database.js';
+import { makeImage, put, readText, remove, userCsv, waitFor } from './support/fixtures.js';
+import type { TestService } from './support/service.js';
+import { recordingLogger, startTestService } from './support/service.js';
+import type { Backend } from './support/stores.js';
+import { backends } from './support/stores.js';
+
+// S3 event keys are form-encoded. MinIO escapes as Go's url.QueryEscape does: "/" too.
+const queryEscape = (key: string) => encodeURIComponent(key).replace(/%20/g, '+');
+
+/** One record as MinIO's webhook sends it (trimmed of fields nobody reads, which are allowed). */
+function record(eventName: string, key: string, bucket: string, encode = queryEscape) {
+  return {
+    eventVersion: '2.0',
+    eventSource: 'minio:s3',
+    eventTime: new Date().toISOString(),
+    eventName,
+    userIdentity: { principalId: 'minio' },
+    s3: {
+      s3SchemaVersion: '1.0',
+      configurationId: 'Config',
+      bucket: { name: bucket, ownerIdentity: { principalId: 'minio' }, arn: `arn:aws:s3:::${bucket}` },
+      object: { key: encode(key), size: 10, eTag: 'abc', sequencer: '17F0' },
+    },
+  };
+}
+
+interface Run {
+  id: number;
+  trigger: string;
+  status: string;
+  output_written: boolean;
+  counts: { read: number; new: number; updated: number; rejected: number; scanned: number; ignored: number };
+}
+
+describe.each(backends)('events (%s)', (_name, startBackend) => {
+  let backend: Backend;
+  let db: TestDatabase;
+  const services: TestService[] = [];
+
+  beforeEach(async () => {
+    backend = await startBackend();
+    db = await createTestDatabase();
+  });
+  afterEach(async () => {
+    for (const s of services.splice(0)) await s.stop(0);
+    await db.drop();
+    await backend.stop();
+  });
+
+  async function start(env: Record<string, string> = {}, opts: Parameters<typeof startTestService>[3] = {}) {
+    const svc = await startTestService(backend, db, { ...backend.env, ...env }, opts);
+    services.push(svc);
+    return svc;
+  }
+
+  const notify = (svc: TestService, records: unknown[], headers: Record<string, string> = {}) =>
+    svc.post('/events/s3', {
+      headers: { 'content-type': 'application/json', ...headers },
+      body: JSON.stringify({ EventName: 's3:ObjectCreated:Put', Key: 'x', Records: records }),
+    });
+
+  const created = (svc: TestService, key: string) => record('s3:ObjectCreated:Put', key, svc.srcBucket);
+  const removed = (svc: TestService, key: string) => record('s3:ObjectRemoved:Delete', key, svc.srcBucket);
+
+  const userOf = async (svc: TestService, userId: string) => {
+    const res = await svc.get(`/data/${encodeURIComponent(userId)}`);
+    return res.status === 200 ? ((await res.json()) as { user_id: string; first_name: string; img_path: string | null }) : undefined;
+  };
+  const runs = async (svc: TestService) => ((await (await svc.get('/runs')).json()) as { data: Run[] }).data;
+  const pending = async () => (await db.pool.query<{ n: number }>('SELECT count(*)::int AS n FROM pending_events')).rows[0]!.n;
+
+  it('processes the users that events name, and only them: URL-encoded keys, nested prefixes, Unicode', async () => {
+    const svc = await start();
+    const keys = ['nested/deep/u 1+2.csv', 'café/é1.csv', 'plain.csv'];
+    for (const [i, key] of keys.entries()) await put(backend, svc.srcBucket, key, userCsv(`F${i}`, `L${i}`, 1000 * i));
+    await put(backend, svc.srcBucket, 'untouched.csv', userCsv('No', 'Event', 0));
+    // One encoded as MinIO does ("/" as %2F), one as AWS does ("/" kept).
+    const res = await notify(svc, [
+      created(svc, keys[0]!),
+      record('s3:ObjectCreated:Put', keys[1]!, svc.srcBucket, (k) => k.split('/').map(queryEscape).join('/')),
+      record('ObjectCreated:CompleteMultipartUpload', keys[2]!, svc.srcBucket),
+    ]);
+    expect(res.status).toBe(202);
+    expect(await res.json()).toMatchObject({ received: 3, recorded: 3, outcomes: { accepted: 3 } });
+
+    for (const [i, userId] of ['u 1+2', 'é1', 'plain'].entries()) {
+      const user = await waitFor(`user ${userId}`, () => userOf(svc, userId));
+      expect(user.first_name).toBe(`F${i}`);
+    }
+    expect(await userOf(svc, 'untouched')).toBeUndefined();
+    const run = await waitFor('the batch to finish', async () => (await runs(svc)).find((r) => r.status === 'succeeded'));
+    expect(run.trigger).toBe('event');
+    expect(run.counts).toMatchObject({ read: 3, new: 3 });
+    await waitFor('the pending events to be forgotten', async () => (await pending()) === 0);
+  });
+
+  it('follows removals, duplicates and late deliveries to the objects current state', async () => {
+    const svc = await start();
+    await put(backend, svc.srcBucket, '7.csv', userCsv('Ann', 'Lee', 0));
+    await put(backend, svc.srcBucket, '7.png', await makeImage('png'));
+    // The same event three times, in one request and in two.
+    await notify(svc, [created(svc, '7.csv'), created(svc, '7.png'), created(svc, '7.csv')]);
+    await notify(svc, [created(svc, '7.csv')]);
+    await waitFor('the photo', async () => (await userOf(svc, '7'))?.img_path);
+
+    await remove(backend, svc.srcBucket, '7.png');
+    // A removal delivered late for an object that is there again, or was never gone, changes nothing.
+    await notify(svc, [removed(svc, '7.png'), removed(svc, '7.csv')]);
+    await waitFor('the photo to be dropped', async () => (await userOf(svc, '7'))?.img_path === null);
+    expect((await userOf(svc, '7'))?.first_name).toBe('Ann');
+    await waitFor('the events to be processed', async () => (await pending()) === 0 && (await runs(svc)).every((r) => r.status === 'succeeded'));
+
+    const all = await runs(svc);
+    const read = all.reduce((n, r) => n + r.counts.read, 0);
+    // Each object was read once: later events for an unchanged object read nothing.
+    expect(read).toBe(2);
+    expect((await db.pool.query('SELECT user_id FROM users')).rows).toEqual([{ user_id: '7' }]);
+  });
+
+  it('counts and ignores events for another bucket, keys that are not user files, other events and records that do not parse', async () => {
+    const svc = await start();
+    const res = await notify(svc, [
+      record('s3:ObjectCreated:Put', '1.csv', 'some-other-bucket'),
+      created(svc, 'notes.txt'),
+      created(svc, 'folder/'),
+      created(svc, 'bad\u0001name.csv'),
+      record('s3:ObjectAccessed:Get', '2.csv', svc.srcBucket),
+      record('s3:ObjectCreated:Put', '3.csv', svc.srcBucket, () => '%E0%A4%A.csv'),
+      { eventName: 's3:ObjectCreated:Put' },
+      'not even an object',
+    ]);
+    expect(res.status).toBe(202);
+    expect(await res.json()).toEqual({
+      received: 8,
+      recorded: 0,
+      outcomes: { accepted: 0, other_bucket: 1, not_user_file: 2, refused_key: 1, other_event: 1, unparsable: 3 },
+    });
+    expect(await pending()).toBe(0);
+    const metrics = await (await svc.get('/metrics')).text();
+    expect(metrics).toMatch(/userjoin_events_total\{source="s3",outcome="unparsable"\} 3/);
+  });
+
+  it('answers 400 to a body that is not an S3 notification, and stores nothing', async () => {
+    const svc = await start();
+    for (const body of ['{"Records": [', 'null', '{"Records": "all"}', '{}', '[1]']) {
+      const res = await svc.post('/events/s3', { headers: { 'content-type': 'application/json' }, body });
+      expect(res.status, body).toBe(400);
+      expect(((await res.json()) as { error: { code: string } }).error.code).toBe('invalid_body');
+    }
+    const big = await svc.post('/events/s3', { body: JSON.stringify({ Records: [], pad: 'x'.repeat(2 * 1024 * 1024) }) });
+    expect(big.status).toBe(413);
+    expect(await pending()).toBe(0);
+    expect(await runs(svc)).toEqual([]);
+  });
+
+  it('takes EVENTS_TOKEN or API_TOKEN, and EVENTS_TOKEN opens nothing else', async () => {
+    const svc = await start({ API_TOKEN: 'api-secret', EVENTS_TOKEN: 'events-secret' });
+    await put(backend, svc.srcBucket, '5.csv', userCsv('Bo', 'Ek', 0));
+    const bad: Array<Record<string, string>> = [{}, { authorization: 'Bearer wrong' }, { authorization: 'Basic ZXZlbnRzLXNlY3JldA==' }];
+    for (const headers of bad) {
+      expect((await notify(svc, [created(svc, '5.csv')], headers)).status).toBe(401);
+    }
+    expect(await pending()).toBe(0);
+    expect((await notify(svc, [created(svc, '5.csv')], { authorization: 'Bearer events-secret' })).status).toBe(202);
+    expect((await notify(svc, [created(svc, '5.csv')], { authorization: 'Bearer api-secret' })).status).toBe(202);
+    expect((await svc.get('/data', { headers: { authorization: 'Bearer events-secret' } })).status).toBe(401);
+    await waitFor('user 5', async () => (await svc.get('/data/5', { headers: { authorization: 'Bearer api-secret' } })).status === 200);
+  });
+
+  it('rewrites output.csv after events at most once per EXPORT_INTERVAL, and gathers the batches into one run', async () => {
+    const svc = await start({ EXPORT_INTERVAL: '3600' });
+    await put(backend, svc.srcBucket, '1.csv', userCsv('One', 'A', 0));
+    await notify(svc, [created(svc, '1.csv')]);
+    // Never written before: the first export is due at once.
+    await waitFor('output.csv with user 1', async () => (await readText(backend, svc.resBucket, 'output.csv').catch(() => '')).includes('One'));
+
+    await put(backend, svc.srcBucket, '2.csv', userCsv('Two', 'B', 0));
+    await notify(svc, [created(svc, '2.csv')]);
+    await waitFor('user 2', () => userOf(svc, '2'));
+    await waitFor('the batch to finish', async () => (await runs(svc))[0]?.status === 'succeeded');
+    // Within the hour, the table has user 2 and output.csv does not yet.
+    expect(await readText(backend, svc.resBucket, 'output.csv')).not.toContain('Two');
+    const all = await runs(svc);
+    expect(all).toHaveLength(1);
+    expect(all[0]).toMatchObject({ trigger: 'event', output_written: true, counts: { new: 2, read: 2 } });
+
+    // A scheduled or manual run catches output.csv up at once.
+    const manual = (await (await svc.post('/data?wait=true')).json()) as Run;
+    expect(manual.output_written).toBe(true);
+    expect(await readText(backend, svc.resBucket, 'output.csv')).toContain('Two');
+  });
+
+  it('keeps events that arrive while another instance holds the run lock, and processes them once it is free', async () => {
+    const svc = await start({ EXPORT_INTERVAL: '0' });
+    await put(backend, svc.srcBucket, '2.csv', userCsv('Two', 'B', 0));
+    // Another instance's run, as far as the lock goes.
+    const other = await db.pool.connect();
+    try {
+      await other.query('SELECT pg_advisory_lock(7330102)');
+      expect((await notify(svc, [created(svc, '2.csv')])).status).toBe(202);
+      // Recorded before the answer, whoever processes it.
+      expect(await pending()).toBe(1);
+      expect(await runs(svc)).toEqual([]);
+    } finally {
+      await other.query('SELECT pg_advisory_unlock(7330102)');
+      other.release();
+    }
+    await waitFor('user 2 in output.csv', async () => (await readText(backend, svc.resBucket, 'output.csv').catch(() => '')).includes('Two'));
+    expect(await pending()).toBe(0);
+  });
+
+  if (_name === 'folder') {
+    it('watches the folder: files dropped in, in new folders too, show up in GET /data, and a removed photo goes', async () => {
+      const svc = await start({ WATCH: 'true', EXPORT_INTERVAL: '0' });
+      const src = path.join(backend.env.STORE_DIR!, svc.srcBucket);
+      await fs.writeFile(path.join(src, '11.csv'), userCsv('Cy', 'Dee', 0));
+      await fs.writeFile(path.join(src, '11.png'), await makeImage('png'));
+      await waitFor('user 11 with a photo', async () => (await userOf(svc, '11'))?.img_path);
+
+      // A folder made after the watch started, with a file in it at once, and a deeper one later.
+      await fs.mkdir(path.join(src, 'team', 'a'), { recursive: true });
+      await fs.writeFile(path.join(src, 'team', 'a', '12.csv'), userCsv('Di', 'Ek', 0));
+      await waitFor('user 12', () => userOf(svc, '12'));
+      await fs.mkdir(path.join(src, 'team', 'a', 'b'));
+      await fs.writeFile(path.join(src, 'team', 'a', 'b', '13.csv'), userCsv('Ed', 'Fo', 0));
+      await waitFor('user 13', () => userOf(svc, '13'));
+
+      await fs.rm(path.join(src, '11.png'));
+      await waitFor('the photo of 11 to go', async () => (await userOf(svc, '11'))?.img_path === null);
+      await waitFor('output.csv with user 13', async () => (await readText(backend, svc.resBucket, 'output.csv')).includes('Ed'));
+      expect((await runs(svc)).every((r) => r.trigger === 'event')).toBe(true);
+    });
+  } else {
+    it('with MINIO_NOTIFY_ARN, sets the bucket notification at start, and a server that refuses it does not stop the service', async () => {
+      const { log, messages } = recordingLogger();
+      // s3rver does not implement bucket notifications: the service says so and serves anyway.
+      const svc = await start({ MINIO_NOTIFY_ARN: 'arn:minio:sqs::userjoin:webhook' }, { log });
+      expect(messages()).toContain('could not set the bucket notifications; check MINIO_NOTIFY_ARN and the server\'s webhook target');
+      expect((await svc.get('/health')).status).toBe(200);
+    });
+  }
+});
