@@ -39,6 +39,7 @@ const { values: args } = parseArgs({
 const N = positive(args.users, '--users');
 const S3_USERS = args['s3-users'] ? positive(args['s3-users'], '--s3-users') : Math.min(10_000, N);
 const PHOTO_USERS = positive(args['photo-users'], '--photo-users');
+const EVENT_SAMPLES = N >= 10_000 ? 60 : 10;
 const API_SECONDS = args['api-seconds'] ? positive(args['api-seconds'], '--api-seconds') : N >= 10_000 ? 10 : 3;
 
 function positive(v: string | undefined, name: string): number {
@@ -51,6 +52,12 @@ const say = (msg: string) => process.stderr.write(`[bench] ${msg}\n`);
 const seconds = (ms: number) => Math.round(ms) / 1000;
 const mb = (bytes: number) => Math.round(bytes / 1024 / 1024);
 const ratio = (a: number, b: number) => Math.round((a / b) * 100) / 100;
+function percentiles(ms: number[]): { p50Ms: number; p99Ms: number; maxMs: number } {
+  const sorted = [...ms].sort((a, b) => a - b);
+  const at = (q: number) => Math.round(sorted[Math.min(sorted.length - 1, Math.ceil(q * sorted.length) - 1)]!);
+  return { p50Ms: at(0.5), p99Ms: at(0.99), maxMs: Math.round(sorted.at(-1)!) };
+}
+
 async function timed<T>(fn: () => Promise<T>): Promise<{ ms: number; value: T }> {
   const t0 = performance.now();
   const value = await fn();
@@ -363,6 +370,27 @@ async function main(): Promise<void> {
     const exportRun = await runCli(env, false);
     say(`export: GET /data ${seconds(streamed.ms)} s (+${streamed.growthMb} MB), output.csv run ${seconds(exportRun.ms)} s`);
 
+    // Event latency: a CSV written into the watched folder, until its user answers in GET
+    // /data/:user_id. One at a time, with the EXPORT_INTERVAL exports of the full table in between.
+    const latencies: number[] = [];
+    for (let i = 0; i < EVENT_SAMPLES; i++) {
+      const id = `event${i}`;
+      const t0 = performance.now();
+      await fs.writeFile(path.join(srcDir, `${id}.csv`), `first_name,last_name,birthts\nEvent${i},Latency,0\n`);
+      for (;;) {
+        const res = await fetch(`${service.url}/data/${id}`);
+        await res.arrayBuffer();
+        if (res.status === 200) break;
+        if (performance.now() - t0 > 60_000) throw new Error(`user ${id} did not appear within 60 s of its file`);
+        await new Promise((r) => setTimeout(r, 5));
+      }
+      latencies.push(performance.now() - t0);
+      // A pause, so the samples fall at different points of the export cycle.
+      await new Promise((r) => setTimeout(r, 50 + ((i * 37) % 200)));
+    }
+    const eventLatency = percentiles(latencies);
+    say(`event latency: p50 ${eventLatency.p50Ms} ms, p99 ${eventLatency.p99Ms} ms over ${EVENT_SAMPLES} files`);
+
     // S3 path: the same full run and floor at S3_USERS users against s3rver.
     say(`S3: ${S3_USERS} users on s3rver`);
     const s3Dir = path.join(work, 's3rver');
@@ -432,6 +460,7 @@ async function main(): Promise<void> {
         getDataCsv: { seconds: seconds(csvStreamed.ms), bytes: csvStreamed.value, rssGrowthMb: csvStreamed.growthMb },
         outputCsvRun: { seconds: seconds(exportRun.ms), peakRssMb: exportRun.peakRssMb },
       },
+      events: { samples: EVENT_SAMPLES, exportIntervalSeconds: config.events.exportIntervalMs / 1000, ...eventLatency },
       s3: { users: S3_USERS, seconds: seconds(s3Full.ms), floorSeconds: seconds(s3Floor), ratioToFloor: ratio(s3Full.ms, s3Floor), peakRssMb: s3Full.peakRssMb },
       photoMix,
     });
@@ -462,6 +491,7 @@ type Results = {
   api: { filtered: Load; trivial: Load; ratioOfTrivial: number; seconds: number };
   export: { getDataJson: { seconds: number; rssGrowthMb: number }; getDataCsv: { seconds: number; rssGrowthMb: number }; outputCsvRun: { seconds: number; peakRssMb: number } };
   s3: { users: number; seconds: number; floorSeconds: number; ratioToFloor: number };
+  events: { samples: number; p50Ms: number; p99Ms: number; maxMs: number; exportIntervalSeconds: number };
   photoMix: { users: number; photos: number; seconds: number; floorSeconds: number; ratioToFloor: number; peakRssMb: number } | null;
 };
 
@@ -474,6 +504,7 @@ function markdown(r: Results): string {
     ['GET /data filtered page', `p50 ${r.api.filtered.p50Ms} ms, p99 ${r.api.filtered.p99Ms} ms, ${r.api.filtered.requestsPerSec} req/s`, `trivial Koa route ${r.api.trivial.requestsPerSec} req/s`, `${r.api.ratioOfTrivial}`, 'p99 ≤ 20 ms, ≥ 0.4'],
     ['GET /data, all users (JSON)', `${r.export.getDataJson.seconds} s, RSS +${r.export.getDataJson.rssGrowthMb} MB`, '', '', '≤ +50 MB'],
     ['GET /data, all users (CSV)', `${r.export.getDataCsv.seconds} s, RSS +${r.export.getDataCsv.rssGrowthMb} MB`, '', '', '≤ +50 MB'],
+    [`event latency (${r.events.samples} files, folder watch → GET /data)`, `p50 ${r.events.p50Ms} ms, p99 ${r.events.p99Ms} ms, max ${r.events.maxMs} ms`, `EXPORT_INTERVAL ${r.events.exportIntervalSeconds} s`, '', 'p99 ≤ 2 s'],
     ['run that only writes output.csv', `${r.export.outputCsvRun.seconds} s, peak RSS ${r.export.outputCsvRun.peakRssMb} MB`, '', '', ''],
     [`S3 full run (${r.s3.users} users, s3rver)`, `${r.s3.seconds} s`, `floor ${r.s3.floorSeconds} s`, `${r.s3.ratioToFloor}`, '≤ 1.2'],
     ...(r.photoMix

@@ -35,8 +35,9 @@ describe('npm run bench (small mode)', () => {
       r.full!.seconds, r.full!.floorSeconds, r.full!.ratioToFloor, r.full!.peakRssMb,
       r.noChange!.seconds, r.noChange!.listingFloorSeconds, r.onePercent!.seconds, r.onePercent!.budgetSeconds,
       (r.api!.filtered as Record<string, number>).p99Ms, (r.api!.trivial as Record<string, number>).requestsPerSec,
-      r.s3!.seconds, r.s3!.floorSeconds,
+      r.s3!.seconds, r.s3!.floorSeconds, r.events!.p50Ms, r.events!.p99Ms,
     ];
+    expect(r.events!.samples).toBe(10);
     for (const n of numbers) expect(Number.isFinite(n) && (n as number) > 0, String(n)).toBe(true);
     expect((r.api!.filtered as Record<string, number>).non2xx).toBe(0);
     // Photo mix: users 7 and 27 get a 12-megapixel JPEG. Rejected: the invalid CSV of user 37 and
@@ -47,6 +48,7 @@ describe('npm run bench (small mode)', () => {
     const md = await fs.readFile(path.join(out, files[1]!), 'utf8');
     expect(md).toContain('| full run |');
     expect(md).toContain('| S3 full run (100 users, s3rver) |');
+    expect(md).toContain('| event latency (10 files, folder watch → GET /data) |');
     expect(md).toContain('| photo mix full run (40 users, 2 12 MP JPEGs) |');
   }, 300_000);
 });
