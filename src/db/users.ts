@@ -1,6 +1,22 @@
 import type { UserRow } from '../model.js';
 import type { Queryable } from './pool.js';
 
+// Class of the per-user locks, apart from the run lock: two-key advisory locks are their own space.
+const USER_LOCK_CLASS = 7_330_103;
+
+/**
+ * Takes a transaction-level lock per user, in a fixed order (so two transactions never wait
+ * on each other in a circle), held until commit: two work items never commit the same user
+ * at once. One lock per user counts against max_locks_per_transaction, so BATCH_SIZE bounds it.
+ */
+export async function lockUsers(tx: Queryable, userIds: string[]): Promise<void> {
+  if (userIds.length === 0) return;
+  await tx.query(
+    `SELECT pg_advisory_xact_lock($2, k) FROM (SELECT DISTINCT hashtext(u) AS k FROM unnest($1::text[]) AS u ORDER BY 1) AS s`,
+    [userIds, USER_LOCK_CLASS],
+  );
+}
+
 export interface UpsertResult {
   inserted: string[];
   updated: string[];

@@ -3,7 +3,8 @@ import { describeDataError, isDataError, withSavepoint, withTransaction } from '
 import { notifyUsersChanged } from '../db/changeFeed.js';
 import { addRunIssues, markOutputStale } from '../db/runs.js';
 import { deleteFileStates, saveFileStates } from '../db/sourceFiles.js';
-import { upsertUsers } from '../db/users.js';
+import { claimItem, recordItemCounts } from '../db/runItems.js';
+import { lockUsers, upsertUsers } from '../db/users.js';
 import type { Logger } from '../log.js';
 import type { RunIssue } from '../model.js';
 import { MAX_REASON_CHARS } from '../model.js';
@@ -27,16 +28,65 @@ export interface CommitResult {
  * rejected with the reason and the others are committed. Any other error fails the batch.
  */
 export async function commitBatch(db: Database, runId: number, plan: BatchPlan, log: Logger): Promise<CommitResult> {
+  return (await commit(db, runId, async () => plan, log, {}))!;
+}
+
+/** A work item's commit: who commits it, and its number within the run. */
+export interface ItemClaim {
+  no: number;
+  instance: string;
+}
+
+/**
+ * Commits a batch whose plan is made inside the transaction, once its users are locked: the
+ * file states it joins are then the latest committed, whichever instance committed them. With
+ * a claim, the item is claimed first, and null is returned when it was committed already.
+ */
+export async function commitItem(
+  db: Database,
+  runId: number,
+  users: string[],
+  prepare: (tx: DbClient) => Promise<BatchPlan>,
+  log: Logger,
+  claim?: ItemClaim,
+): Promise<(CommitResult & { read: number }) | null> {
+  return commit(db, runId, prepare, log, { lock: users, claim });
+}
+
+async function commit(
+  db: Database,
+  runId: number,
+  prepare: (tx: DbClient) => Promise<BatchPlan>,
+  log: Logger,
+  opts: { lock?: string[]; claim?: ItemClaim },
+): Promise<(CommitResult & { read: number }) | null> {
+  // Claim, lock, then plan: in this order in each transaction, the fallback's included.
+  const begin = async (tx: DbClient): Promise<BatchPlan | null> => {
+    if (opts.claim && !(await claimItem(tx, runId, opts.claim.no, opts.claim.instance))) return null;
+    if (opts.lock) await lockUsers(tx, opts.lock);
+    return prepare(tx);
+  };
+  const end = async (tx: DbClient, plan: BatchPlan, result: CommitResult) => {
+    if (opts.claim) {
+      const rejected = result.rejected.length + result.issues.length;
+      await recordItemCounts(tx, runId, opts.claim.no, { users: plan.users.length, read: plan.read, new: result.inserted, updated: result.updated, rejected });
+    }
+    return { ...result, read: plan.read };
+  };
   try {
     return await withTransaction(db, async (tx) => {
+      const plan = await begin(tx);
+      if (!plan) return null;
       const up = await writeUsers(tx, runId, plan.users);
-      return finish(tx, runId, plan, up, []);
+      return end(tx, plan, await finish(tx, runId, plan, up, []));
     });
   } catch (err) {
     if (!isDataError(err)) throw err;
-    log.warn({ err, runId, users: plan.users.length }, 'the database refused a batch for its data; committing it user by user');
+    log.warn({ err, runId }, 'the database refused a batch for its data; committing it user by user');
   }
   return withTransaction(db, async (tx) => {
+    const plan = await begin(tx);
+    if (!plan) return null;
     const up: Written = { inserted: 0, updated: 0, changed: 0 };
     const refused: RunIssue[] = [];
     for (const user of plan.users) {
@@ -59,7 +109,7 @@ export async function commitBatch(db: Database, runId: number, plan: BatchPlan, 
         });
       }
     }
-    return finish(tx, runId, plan, up, refused);
+    return end(tx, plan, await finish(tx, runId, plan, up, refused));
   });
 }
 

@@ -15,12 +15,13 @@ import {
   tryAcquireRunLock,
   updateRunProgress,
 } from '../db/runs.js';
-import { countUsersWithValidCsv, fingerprintsOf, iterateFingerprints, loadFileStates } from '../db/sourceFiles.js';
+import { itemTotals } from '../db/runItems.js';
+import { countUsersWithValidCsv, fingerprintsOf, iterateFingerprints } from '../db/sourceFiles.js';
+import type { WorkQueue } from '../db/workQueue.js';
 import type { Logger } from '../log.js';
 import type { RunCounts, RunProgress, RunReport, RunTrigger } from '../model.js';
 import { emptyCounts } from '../model.js';
 import type { ObjectStore } from '../storage/index.js';
-import { commitBatch } from './commitBatch.js';
 import type { SourceChange } from './diffSource.js';
 import { batchByUser, diffSource } from './diffSource.js';
 import { changesForKeys } from './eventChanges.js';
@@ -28,14 +29,18 @@ import { ExportReadError, exportOutput, OUTPUT_KEY } from './exportOutput.js';
 import { describeFailure, StoreFailure } from './failures.js';
 import type { ListCounts } from './listSource.js';
 import { listSource } from './listSource.js';
-import { planBatch } from './planBatch.js';
-import { processObject } from './processObject.js';
+import type { WorkItem } from './processItem.js';
+import { processItem } from './processItem.js';
 
 export interface RunDeps {
   db: Database;
   store: ObjectStore;
   config: Config;
   log: Logger;
+  /** Who commits the work, in run_items and GET /runs/:id; by default host name and process id. */
+  instance?: string;
+  /** Spreads a full run's items over every replica; without it, this process does them all. */
+  queue?: WorkQueue<WorkItem>;
 }
 
 export interface RunOptions {
@@ -81,7 +86,7 @@ export async function runPipeline(deps: RunDeps, opts: RunOptions): Promise<RunO
       const listed = { listed: 0, scanned: 0, ignored: 0 };
       const diffStats = { outOfOrder: 0 };
       const changes = diffSource(listSource(deps.store, deps.config.srcBucket, listed), iterateFingerprints(db), { full, stats: diffStats });
-      await commitChanges(deps, opts, run, changes, listed);
+      await commitChanges(deps, opts, run, changes, listed, true);
       run.log.info(
         { scanned: listed.scanned, ignored: listed.ignored, affectedUsers: run.st.affectedUsers, outOfOrder: diffStats.outOfOrder },
         'source bucket processed',
@@ -158,7 +163,8 @@ export async function runEventBatch(deps: RunDeps, opts: EventBatchOptions): Pro
         concurrency: config.readConcurrency,
         counts: listed,
       });
-      await commitChanges(deps, opts, run, toAsync(changes), listed);
+      // Events concern a few users and want them soon: this process does them itself.
+      await commitChanges(deps, opts, run, toAsync(changes), listed, false);
       run.st.counts.scanned = listed.scanned;
       run.st.counts.ignored = listed.ignored;
       // Only after the users are committed: a crash before this processes the keys again.
@@ -250,49 +256,90 @@ async function carryOut(
   return report;
 }
 
+/** This process, as run_items and GET /runs/:id name it. */
+export const thisInstance = () => `${os.hostname()}:${process.pid}`;
+
+// Items of this process in progress at once: one is read while another commits.
+const LOCAL_ITEMS = 2;
+// The queue holds at most this many items of a run that no one has finished yet.
+const QUEUED_ITEMS = 16;
+const QUEUE_POLL_MS = 200;
+
 /**
- * Reads, checks and commits the changes batch by batch. Listing, diffing, reading and
- * committing overlap: the changes are pulled as batches are needed, and batch i+1 is read
- * while batch i commits. Only the batches in flight are in memory, however large the bucket.
+ * Reads, checks and commits the changes batch by batch, each batch a work item. Listing,
+ * diffing, reading and committing overlap, and only the items in flight are in memory,
+ * however large the bucket. Without a work queue, this process carries the items out, two
+ * at a time; with one, every replica does, and this waits for them. Either way the counts
+ * come from what the items recorded (run_items).
  */
-async function commitChanges(deps: RunDeps, opts: { signal?: AbortSignal }, run: ActiveRun, changes: AsyncIterable<SourceChange>, listed: ListCounts): Promise<void> {
-  const { db, store, config } = deps;
-  const { st, log } = run;
+async function commitChanges(deps: RunDeps, opts: { signal?: AbortSignal }, run: ActiveRun, changes: AsyncIterable<SourceChange>, listed: ListCounts, queued: boolean): Promise<void> {
+  const { db, config } = deps;
+  const { st } = run;
   st.progress = { phase: 'processing', done: 0, total: null };
   await run.report(true);
+  const base = { ...st.counts };
+  const before = await itemTotals(db, run.id);
+  let made = before.lastItemNo;
+  const refresh = async () => {
+    const t = await itemTotals(db, run.id);
+    st.counts = {
+      ...st.counts,
+      scanned: listed.scanned,
+      ignored: listed.ignored,
+      read: base.read + t.read - before.read,
+      new: base.new + t.new - before.new,
+      updated: base.updated + t.updated - before.updated,
+      rejected: base.rejected + t.rejected - before.rejected,
+    };
+    st.affectedUsers = t.users - before.users;
+    st.progress = { phase: 'processing', done: st.affectedUsers, total: null };
+    await run.report(true);
+    return t.items - before.items;
+  };
+
+  if (queued && deps.queue) {
+    const queue = deps.queue;
+    let done = 0;
+    const waitUntil = async (enough: () => boolean) => {
+      while (!enough()) {
+        opts.signal?.throwIfAborted();
+        await new Promise((r) => setTimeout(r, QUEUE_POLL_MS));
+        done = await refresh();
+        if ((await queue.failedItems(run.id)) > 0) throw new Error('a work item of the run failed on every try');
+      }
+    };
+    for await (const batch of batchByUser(changes, config.batchSize)) {
+      opts.signal?.throwIfAborted();
+      await queue.enqueue({ runId: run.id, no: ++made, batch });
+      await waitUntil(() => made - before.lastItemNo - done < QUEUED_ITEMS);
+    }
+    await waitUntil(() => done >= made - before.lastItemNo);
+    if (made === before.lastItemNo) await refresh();
+    return;
+  }
+
   const limit = pLimit(config.readConcurrency);
-  let committing: Promise<void> | null = null;
+  const inFlight = new Set<Promise<unknown>>();
   try {
     for await (const batch of batchByUser(changes, config.batchSize)) {
       opts.signal?.throwIfAborted();
-      const results = await Promise.all(
-        batch.changed.map((object) => limit(() => processObject(object, store, config.srcBucket, { limits: config.limits, log }))),
+      const p: Promise<unknown> = processItem(deps, { runId: run.id, no: ++made, batch }, deps.instance ?? thisInstance(), limit).then(refresh);
+      inFlight.add(p);
+      void p.then(
+        () => inFlight.delete(p),
+        () => undefined,
       );
-      if (committing) await committing;
-      committing = (async () => {
-        // Loaded only now: the batch before may have just recorded files of the same user.
-        const plan = planBatch(batch, results, await loadFileStates(db, batch.users), config.srcBucket);
-        const r = await commitBatch(db, run.id, plan, log);
-        st.counts.scanned = listed.scanned;
-        st.counts.ignored = listed.ignored;
-        st.counts.read += plan.read;
-        st.counts.new += r.inserted;
-        st.counts.updated += r.updated;
-        st.counts.rejected += r.rejected.length + r.issues.length;
-        st.affectedUsers += batch.users.length;
-        st.progress = { phase: 'processing', done: st.affectedUsers, total: null };
-        for (const i of [...r.rejected, ...r.issues]) log.warn({ key: i.key, reason: i.reason }, 'file rejected');
-        await run.report(true);
-      })();
-      // Awaited before the next commit or below; this only keeps it from being unhandled meanwhile.
-      committing.catch(() => undefined);
+      // Awaited below; this only keeps a failure from being unhandled meanwhile.
+      p.catch(() => undefined);
+      if (inFlight.size >= LOCAL_ITEMS) await Promise.race(inFlight);
     }
+    await Promise.all(inFlight);
   } finally {
-    // Even when the loop fails, let the commit in flight settle before the run is recorded as
-    // finished, so its progress update cannot land after the final status.
-    await committing?.catch(() => undefined);
+    // Even when the loop fails, let the commits in flight settle before the run is recorded as
+    // finished, so their progress updates cannot land after the final status.
+    await Promise.allSettled(inFlight);
   }
-  if (committing) await committing;
+  // Each item reported as it finished; the listing's counts may have moved since.
   st.counts.scanned = listed.scanned;
   st.counts.ignored = listed.ignored;
 }

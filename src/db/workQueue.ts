@@ -1,0 +1,81 @@
+import PgBoss from 'pg-boss';
+
+const QUEUE = 'userjoin-items';
+
+export interface WorkQueueOptions {
+  /** An item not finished this long after a worker took it is given to another worker. */
+  leaseSeconds: number;
+  /** Tries of an item before the run that made it fails. */
+  tries: number;
+  /** Workers of this process, each taking one item at a time. */
+  workers: number;
+}
+
+/**
+ * Work items of runs, shared by every replica of the database through pg-boss (10.x: the
+ * last major that runs on Node 20). A job is an item; a job a killed replica held is failed
+ * by pg-boss's maintenance once its lease runs out, and retried by another replica.
+ */
+export class WorkQueue<T extends object> {
+  private readonly workerIds: string[] = [];
+
+  private constructor(
+    private readonly boss: PgBoss,
+    private readonly opts: WorkQueueOptions,
+  ) {}
+
+  static async open<T extends object>(url: string, opts: WorkQueueOptions, onError: (err: Error) => void): Promise<WorkQueue<T>> {
+    const boss = new PgBoss({
+      connectionString: url,
+      application_name: 'userjoin-queue',
+      max: opts.workers + 2,
+      // Runs are scheduled by node-cron; pg-boss only moves items.
+      schedule: false,
+      supervise: true,
+      // Expired items are found at this pace: at most a lease past the lease itself.
+      maintenanceIntervalSeconds: Math.max(1, Math.min(10, opts.leaseSeconds)),
+      // Finished items are only history; the run keeps its own record (run_items).
+      deleteAfterDays: 1,
+    });
+    boss.on('error', onError);
+    await boss.start();
+    await boss.createQueue(QUEUE, {
+      name: QUEUE,
+      policy: 'standard',
+      retryLimit: opts.tries - 1,
+      retryDelay: 0,
+      expireInSeconds: opts.leaseSeconds,
+    });
+    return new WorkQueue<T>(boss, opts);
+  }
+
+  async enqueue(item: T): Promise<void> {
+    await this.boss.send(QUEUE, item);
+    // This process's workers take it at once; the others within their polling interval.
+    for (const id of this.workerIds) this.boss.notifyWorker(id);
+  }
+
+  /** Starts this process's workers. A handler that throws fails the try; the item is retried. */
+  async work(handler: (item: T) => Promise<void>): Promise<void> {
+    for (let i = 0; i < this.opts.workers; i++) {
+      const id = await this.boss.work<T>(QUEUE, { batchSize: 1, pollingIntervalSeconds: 0.5 }, async ([job]) => {
+        if (job) await handler(job.data);
+      });
+      this.workerIds.push(id);
+    }
+  }
+
+  /** Items of the run that failed on every try. */
+  async failedItems(runId: number): Promise<number> {
+    const { rows } = (await this.boss.getDb().executeSql(
+      `SELECT count(*)::int AS n FROM pgboss.job WHERE name = $1 AND state = 'failed' AND data->>'runId' = $2`,
+      [QUEUE, String(runId)],
+    )) as { rows: Array<{ n: number }> };
+    return rows[0]?.n ?? 0;
+  }
+
+  /** Stops taking items, lets the ones in progress finish for up to timeoutMs, and closes. */
+  async stop(timeoutMs: number): Promise<void> {
+    await this.boss.stop({ graceful: true, wait: true, timeout: Math.max(1000, timeoutMs) });
+  }
+}
