@@ -52,6 +52,8 @@ export interface Config {
   /** node-cron expression, or null when scheduling is off. */
   schedule: string | null;
   events: EventsConfig;
+  /** How a full run's work items are carried out: by this process, or by every replica. */
+  work: { queue: 'local' | 'pgboss'; leaseSeconds: number };
   logLevel: string;
 }
 
@@ -130,6 +132,10 @@ const envSchema = z.object({
     .default('*/15 * * * *')
     .transform((v) => v.trim())
     .refine((v) => v.toLowerCase() === 'off' || cron.validate(v), { error: (i) => `"${String(i.input)}" is not a valid cron expression (or "off")` }),
+  // pgboss: every replica sharing the database takes a full run's work items (pg-boss 10.x).
+  WORK_QUEUE: z.enum(['local', 'pgboss'], { error: 'must be local or pgboss' }).default('local'),
+  // A replica killed with an item in hand: another takes it this long after.
+  ITEM_LEASE_SECONDS: z.coerce.number().int().min(1).max(3600).default(300),
   WATCH: z.enum(['true', 'false'], { error: 'must be true or false' }).default('true'),
   MINIO_NOTIFY_ARN: optionalText,
   // Seconds. Each export rewrites the whole file, so a stream of events must not rewrite it each time.
@@ -230,6 +236,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       maxKeys: 1000,
       coalesceMs: 60_000,
     },
+    work: { queue: e.WORK_QUEUE, leaseSeconds: e.ITEM_LEASE_SECONDS },
     logLevel: e.LOG_LEVEL,
   };
 }

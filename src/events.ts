@@ -51,6 +51,8 @@ export class EventIntake {
   }
 }
 
+const MAX_BACKOFF_MS = 5 * 60_000;
+
 /**
  * Takes pending events in batches, on every instance: right away when this instance recorded
  * some, otherwise every pollMs (another instance may have). Only the run-lock holder works,
@@ -61,8 +63,8 @@ export class EventProcessor {
   private woken = false;
   private stopped = false;
   private loop: Promise<void> | null = null;
-  /** This instance's event batches changed users since output.csv was last written. */
-  private exportOwed = false;
+  /** Failed batches in a row: the pause before the next try grows with them. */
+  private failures = 0;
 
   constructor(
     private readonly runner: Runner,
@@ -77,7 +79,8 @@ export class EventProcessor {
 
   wake(): void {
     this.woken = true;
-    this.wakeUp?.();
+    // While failing, the pause holds (see run).
+    if (this.failures === 0) this.wakeUp?.();
   }
 
   async stop(): Promise<void> {
@@ -95,21 +98,24 @@ export class EventProcessor {
           maxKeys: this.config.maxKeys,
           exportIntervalMs: this.config.exportIntervalMs,
           coalesceMs: this.config.coalesceMs,
-          exportOwed: this.exportOwed,
         });
+        this.failures = 0;
         if (out.kind === 'finished') {
           this.metrics.eventBatch(out.counts);
-          // Whoever exports next (this batch, a later one, a scheduled run) writes every change.
-          this.exportOwed = out.exportInMs !== null;
           if (out.more) continue;
         }
         // Not sooner than every 50 ms, whatever the clocks say.
         if (out.kind !== 'busy' && out.exportInMs !== null) waitMs = Math.max(50, Math.min(waitMs, out.exportInMs));
       } catch (err) {
-        // Recorded in the run's row already; the events stay pending and are tried again.
-        this.log.error({ err }, 'event batch failed; its events stay pending');
+        // Recorded in a run's row already; the events stay pending and are tried again, after
+        // a pause that doubles with each failure in a row (1 s to 5 min): an outage must not
+        // write a failed run every second.
+        this.failures++;
+        waitMs = Math.min(MAX_BACKOFF_MS, this.config.pollMs * 2 ** (this.failures - 1));
+        this.log.error({ err, retryInMs: waitMs }, 'event batch failed; its events stay pending');
       }
-      if (!this.woken && !this.stopped) await this.sleep(waitMs);
+      // After a failure, new events do not cut the pause short.
+      if ((!this.woken || this.failures > 0) && !this.stopped) await this.sleep(waitMs);
     }
   }
 

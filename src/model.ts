@@ -99,6 +99,8 @@ export interface RunReport {
   rejected: RunIssue[];
   /** Not errors, but worth an operator's eye (e.g. one user_id in two folders). */
   warnings: RunIssue[];
+  /** Which instances committed the run's work items, and how many each. */
+  workers: Array<{ instance: string; items: number }>;
 }
 
 export const emptyCounts = (): RunCounts => ({

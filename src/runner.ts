@@ -19,6 +19,8 @@ export interface Triggered {
 // How long to wait for another instance's run, which holds the lock, to record its row.
 const REMOTE_RUN_APPEAR_MS = 2000;
 const REMOTE_POLL_MS = 200;
+// How long a trigger keeps trying while another process holds the lock without a run to join.
+const START_WAIT_MS = 30_000;
 
 /**
  * Makes sure runs never overlap: within this process a trigger during a run joins that run;
@@ -89,10 +91,28 @@ export class Runner {
   }
 
   private async start(opts: { trigger: RunTrigger; full?: boolean }): Promise<Triggered> {
-    const { db, log } = this.deps;
     await this.eventBatch?.catch(() => undefined);
     await this.recordUnrecorded();
+    const deadline = Date.now() + START_WAIT_MS;
+    for (;;) {
+      const attempt = await this.attempt(opts);
+      if (!('busy' in attempt)) return attempt;
+      // Another process holds the lock. Join its run, unless it is a batch of events, which
+      // is not the run asked for: wait for that to end, then try again.
+      const runId = attempt.busy ?? (await this.waitForRemoteRun());
+      const run = runId === null ? null : await getRun(this.deps.db, runId, 0);
+      if (run?.status === 'running' && run.trigger !== 'event') return { runId: run.id, started: false, done: this.waitForRemoteFinish(run.id) };
+      if (run?.status === 'running') {
+        this.deps.log.info({ eventRunId: run.id }, 'waiting for a batch of events to end before the run');
+        await this.waitForRemoteFinish(run.id);
+      }
+      if (Date.now() > deadline) throw new RunInProgressElsewhereError('another instance holds the run lock without running a run');
+    }
+  }
 
+  /** One try at starting a run: it started (or finished at once), or another process is busy. */
+  private async attempt(opts: { trigger: RunTrigger; full?: boolean }): Promise<Triggered | { busy: number | null }> {
+    const { db, log } = this.deps;
     let announce!: (id: number) => void;
     const started = new Promise<number>((resolve) => (announce = resolve));
     const outcome = runPipeline(this.deps, { ...opts, signal: this.abort.signal, onStart: (id) => announce(id) });
@@ -116,14 +136,12 @@ export class Runner {
       done.then(this.onFinished, () => undefined);
       return { runId: first.id, started: true, done };
     }
-    // The pipeline returned without starting: another process holds the lock.
     const o = first.o;
     if (o.kind === 'finished') {
       this.onFinished(o.report);
       return { runId: o.report.id, started: true, done: Promise.resolve(o.report) };
     }
-    const runId = o.runId ?? (await this.waitForRemoteRun());
-    return { runId, started: false, done: this.waitForRemoteFinish(runId) };
+    return { busy: o.runId };
   }
 
   private async recordUnrecorded(): Promise<void> {
@@ -133,14 +151,15 @@ export class Runner {
     }
   }
 
-  private async waitForRemoteRun(): Promise<number> {
+  /** The run of the process holding the lock, once it records one; null if none shows within a while. */
+  private async waitForRemoteRun(): Promise<number | null> {
     const deadline = Date.now() + REMOTE_RUN_APPEAR_MS;
     while (Date.now() < deadline) {
       const id = await getRunningRunId(this.deps.db);
       if (id !== null) return id;
       await sleep(REMOTE_POLL_MS / 4);
     }
-    throw new RunInProgressElsewhereError('another instance is starting a run');
+    return null;
   }
 
   private async waitForRemoteFinish(runId: number): Promise<RunReport> {
@@ -167,6 +186,7 @@ export class Runner {
       counts: emptyCounts(),
       rejected: [],
       warnings: [],
+      workers: [],
     };
   }
 }

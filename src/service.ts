@@ -1,18 +1,25 @@
 import type { Server } from 'node:http';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import pLimit from 'p-limit';
 import type { App } from './app.js';
 import { openApp } from './app.js';
 import type { Config } from './config.js';
 import { listenForUserChanges } from './db/changeFeed.js';
+import { isRunActive } from './db/runItems.js';
 import { readClusterStats } from './db/stats.js';
+import { WorkQueue } from './db/workQueue.js';
+import { EventIntake, EventProcessor } from './events.js';
 import { createHttpApp } from './http/app.js';
 import { loadConsoleAssets } from './http/console.js';
 import { PageCache } from './http/pageCache.js';
 import type { Logger } from './log.js';
 import { Metrics } from './metrics.js';
 import { Photos } from './photos.js';
-import { EventIntake, EventProcessor } from './events.js';
+import type { WorkItem } from './pipeline/processItem.js';
+import { processItem } from './pipeline/processItem.js';
+import type { RunDeps } from './pipeline/run.js';
+import { thisInstance } from './pipeline/run.js';
 import { Runner } from './runner.js';
 import type { Scheduler } from './scheduler.js';
 import { startScheduler } from './scheduler.js';
@@ -57,7 +64,16 @@ export async function startService(config: Config, log: Logger, opts: ServiceOpt
   const store = opts.wrapStore ? opts.wrapStore(app.store) : app.store;
   const db = app.database.pool;
   const metrics = new Metrics((timeoutMs) => readClusterStats(db, timeoutMs), log);
-  const runner = new Runner({ db, store, config, log }, (report) => metrics.runFinished(report));
+  const instance = thisInstance();
+  let queue: WorkQueue<WorkItem> | undefined;
+  try {
+    queue = config.work.queue === 'pgboss' ? await openWorkQueue(app.database.url, config, log) : undefined;
+  } catch (err) {
+    await app.close();
+    throw err;
+  }
+  const deps = { db, store, config, log, instance, queue };
+  const runner = new Runner(deps, (report) => metrics.runFinished(report));
   const processor = new EventProcessor(runner, metrics, config.events, log.child({ component: 'events' }));
   const intake = new EventIntake(db, metrics, processor);
   const pageCache = new PageCache();
@@ -85,6 +101,7 @@ export async function startService(config: Config, log: Logger, opts: ServiceOpt
     });
   } catch (err) {
     await feed.close();
+    await queue?.stop(0);
     await app.close();
     throw err;
   }
@@ -104,6 +121,7 @@ export async function startService(config: Config, log: Logger, opts: ServiceOpt
     });
   } catch (err) {
     await feed.close();
+    await queue?.stop(0);
     await app.close();
     throw err;
   }
@@ -112,6 +130,7 @@ export async function startService(config: Config, log: Logger, opts: ServiceOpt
   const url = `http://${host}:${port}`;
   const scheduler: Scheduler | null = config.schedule ? startScheduler(config.schedule, runner, log) : null;
   processor.start();
+  await queue?.work((item) => carryOutItem(deps, item));
   const watch = await startWatch(config, store, intake, log);
   await setUpNotifications(config, store, log);
   log.info({ url, schedule: config.schedule ?? 'off', auth: config.http.apiToken ? 'bearer' : 'none' }, 'listening');
@@ -127,8 +146,10 @@ export async function startService(config: Config, log: Logger, opts: ServiceOpt
       server.closeIdleConnections();
       await scheduler?.stop();
       watch?.close();
-      await processor.stop();
-      await runner.shutdown(graceMs);
+      // Together: the grace period also bounds an event batch in progress.
+      await Promise.all([processor.stop(), runner.shutdown(graceMs)]);
+      // Items in hand are finished, or left to the lease if they take longer.
+      await queue?.stop(graceMs);
       // Requests still in flight (e.g. a POST /data?wait=true) end with the run; then go.
       server.closeAllConnections();
       await closed;
@@ -174,4 +195,25 @@ async function setUpNotifications(config: Config, store: ObjectStore, log: Logge
     // The scheduled runs still find every change, only later.
     log.error({ err, bucket: config.srcBucket, arn }, 'could not set the bucket notifications; check MINIO_NOTIFY_ARN and the server\'s webhook target');
   }
+}
+
+// Each replica takes two items at a time: one is read while the other commits.
+const QUEUE_WORKERS = 2;
+
+function openWorkQueue(url: string, config: Config, log: Logger): Promise<WorkQueue<WorkItem>> {
+  return WorkQueue.open<WorkItem>(url, { leaseSeconds: config.work.leaseSeconds, tries: 4, workers: QUEUE_WORKERS }, (err) =>
+    log.warn({ err }, 'work queue: an error in its background work; it goes on'),
+  );
+}
+
+const readLimits = new WeakMap<object, ReturnType<typeof pLimit>>();
+
+/** One work item taken from the queue; an item of a run that is over (aborted) is dropped. */
+async function carryOutItem(deps: RunDeps, item: WorkItem): Promise<void> {
+  if (!(await isRunActive(deps.db, item.runId))) return;
+  // One read limit for the process, whichever worker reads.
+  let limit = readLimits.get(deps);
+  if (!limit) readLimits.set(deps, (limit = pLimit(deps.config.readConcurrency)));
+  const r = await processItem(deps, item, deps.instance ?? thisInstance(), limit);
+  deps.log.debug({ runId: item.runId, item: item.no, users: item.batch.users.length, committed: r !== null }, 'work item done');
 }

@@ -4,6 +4,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { TestDatabase } from './support/database.js';
 import { createTestDatabase } from './support/database.js';
 import { makeImage, put, readText, remove, userCsv, waitFor } from './support/fixtures.js';
+import { ObservedStore } from './support/harness.js';
 import type { TestService } from './support/service.js';
 import { recordingLogger, startTestService } from './support/service.js';
 import type { Backend } from './support/stores.js';
@@ -165,6 +166,11 @@ describe.each(backends)('events (%s)', (_name, startBackend) => {
     for (const headers of bad) {
       expect((await notify(svc, [created(svc, '5.csv')], headers)).status).toBe(401);
     }
+    // The router takes other spellings of the path; the token check must too.
+    for (const spelling of ['/EVENTS/S3', '/Events/s3', '/events/s3/']) {
+      const res = await svc.post(spelling, { headers: { 'content-type': 'application/json' }, body: JSON.stringify({ Records: [created(svc, '5.csv')] }) });
+      expect(res.status, spelling).toBe(401);
+    }
     expect(await pending()).toBe(0);
     expect((await notify(svc, [created(svc, '5.csv')], { authorization: 'Bearer events-secret' })).status).toBe(202);
     expect((await notify(svc, [created(svc, '5.csv')], { authorization: 'Bearer api-secret' })).status).toBe(202);
@@ -214,6 +220,51 @@ describe.each(backends)('events (%s)', (_name, startBackend) => {
     expect(await pending()).toBe(0);
   });
 
+  it('a run asked for while another instance runs a batch of events waits for it, then runs, instead of joining it', async () => {
+    const { log, messages } = recordingLogger();
+    const svc = await start({}, { log });
+    await put(backend, svc.srcBucket, 'noevent.csv', userCsv('No', 'Event', 0));
+    // Another instance's event batch, as far as the lock and the history go.
+    const other = await db.pool.connect();
+    let asked: Promise<Run> | null = null;
+    try {
+      await other.query('SELECT pg_advisory_lock(7330102)');
+      const { rows } = await other.query<{ id: number }>(`INSERT INTO runs (trigger, host) VALUES ('event', 'elsewhere') RETURNING id`);
+      asked = svc.post('/data?wait=true').then(async (r) => (await r.json()) as Run);
+      await waitFor('the run to wait for the batch', () => messages().includes('waiting for a batch of events to end before the run'));
+      await other.query(`UPDATE runs SET status = 'succeeded', finished_at = now() WHERE id = $1`, [rows[0]!.id]);
+    } finally {
+      await other.query('SELECT pg_advisory_unlock(7330102)');
+      other.release();
+    }
+    const run = await asked;
+    expect(run).toMatchObject({ trigger: 'http', status: 'succeeded', counts: { new: 1 } });
+    expect(await userOf(svc, 'noevent')).toBeDefined();
+  });
+
+  it('rewrites an output.csv that failed to be written, and a failed batch leaves the run it continued as it was', async () => {
+    let observed!: ObservedStore;
+    const svc = await start({ EXPORT_INTERVAL: '0' }, { wrapStore: (s) => (observed = new ObservedStore(s)) });
+    await put(backend, svc.srcBucket, '1.csv', userCsv('One', 'A', 0));
+    await notify(svc, [created(svc, '1.csv')]);
+    await waitFor('output.csv with user 1', async () => (await readText(backend, svc.resBucket, 'output.csv').catch(() => '')).includes('One'));
+    await waitFor('the first batch to finish', async () => (await runs(svc))[0]?.status === 'succeeded');
+
+    observed.failWrites = new Error('the store refuses writes');
+    await put(backend, svc.srcBucket, '2.csv', userCsv('Two', 'B', 0));
+    await notify(svc, [created(svc, '2.csv')]);
+    const failed = await waitFor('a failed batch', async () => (await runs(svc)).find((r) => r.status === 'failed'));
+    expect(failed.trigger).toBe('event');
+    // The run the batch continued keeps its success, with what the batch committed.
+    const first = (await runs(svc)).find((r) => r.id !== failed.id)!;
+    expect(first).toMatchObject({ status: 'succeeded', output_written: true, counts: { new: 2 } });
+    expect(await userOf(svc, '2')).toBeDefined();
+
+    // No new event: output.csv lags, and that alone gets it written once the store takes writes.
+    observed.failWrites = null;
+    await waitFor('output.csv with user 2', async () => (await readText(backend, svc.resBucket, 'output.csv')).includes('Two'));
+  });
+
   if (_name === 'folder') {
     it('watches the folder: files dropped in, in new folders too, show up in GET /data, and a removed photo goes', async () => {
       const svc = await start({ WATCH: 'true', EXPORT_INTERVAL: '0' });
@@ -230,10 +281,29 @@ describe.each(backends)('events (%s)', (_name, startBackend) => {
       await fs.writeFile(path.join(src, 'team', 'a', 'b', '13.csv'), userCsv('Ed', 'Fo', 0));
       await waitFor('user 13', () => userOf(svc, '13'));
 
+      // A folder removed and made again is watched again; one moved away and back, too.
+      await fs.rm(path.join(src, 'team'), { recursive: true });
+      await fs.mkdir(path.join(src, 'team'));
+      await fs.writeFile(path.join(src, 'team', '14.csv'), userCsv('Fa', 'Ge', 0));
+      await waitFor('user 14', () => userOf(svc, '14'));
+      const away = path.join(backend.env.STORE_DIR!, 'away');
+      await fs.rename(path.join(src, 'team'), away);
+      await fs.mkdir(path.join(src, 'team'));
+      await fs.writeFile(path.join(src, 'team', '15.csv'), userCsv('Gi', 'Ho', 0));
+      await waitFor('user 15', () => userOf(svc, '15'));
+
+      // A link to a folder is not followed, by the watch or by an event naming a key through it.
+      await fs.mkdir(path.join(backend.env.STORE_DIR!, 'outside'));
+      await fs.writeFile(path.join(backend.env.STORE_DIR!, 'outside', '16.csv'), userCsv('Hu', 'Io', 0));
+      await fs.symlink(path.join(backend.env.STORE_DIR!, 'outside'), path.join(src, 'lnk'));
+      await notify(svc, [created(svc, 'lnk/16.csv')]);
+
       await fs.rm(path.join(src, '11.png'));
       await waitFor('the photo of 11 to go', async () => (await userOf(svc, '11'))?.img_path === null);
       await waitFor('output.csv with user 13', async () => (await readText(backend, svc.resBucket, 'output.csv')).includes('Ed'));
       expect((await runs(svc)).every((r) => r.trigger === 'event')).toBe(true);
+      await waitFor('the events to be processed', async () => (await pending()) === 0);
+      expect(await userOf(svc, '16')).toBeUndefined();
     });
   } else {
     it('with MINIO_NOTIFY_ARN, sets the bucket notification at start, and a server that refuses it does not stop the service', async () => {

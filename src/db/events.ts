@@ -41,3 +41,8 @@ export async function countPendingEvents(db: Queryable): Promise<number> {
   const { rows } = await db.query<{ n: number }>(`SELECT count(*)::int AS n FROM pending_events`);
   return rows[0]?.n ?? 0;
 }
+
+export async function hasPendingEvents(db: Queryable): Promise<boolean> {
+  const { rows } = await db.query<{ any: boolean }>(`SELECT EXISTS (SELECT 1 FROM pending_events) AS any`);
+  return rows[0]?.any ?? false;
+}

@@ -12,6 +12,8 @@ export { migrate } from './migrate.js';
 
 export interface OpenDatabase {
   pool: Database;
+  /** Where it is, for clients with a pool of their own (the work queue). */
+  url: string;
   /** "embedded" or "external", for logs. */
   kind: 'embedded' | 'external';
   close(): Promise<void>;
@@ -60,6 +62,7 @@ export async function openDatabase(config: DatabaseConfig, opts: OpenOptions = {
   }
   return {
     pool,
+    url,
     kind: stopEmbedded ? 'embedded' : 'external',
     close: async () => {
       await pool.end();

@@ -1,6 +1,7 @@
 import type { RunCounts, RunIssue, RunProgress, RunReport, RunStatus, RunTrigger } from '../model.js';
 import type { Database, Queryable } from './pool.js';
 import { connectClient } from './pool.js';
+import { runWorkers } from './runItems.js';
 
 // Arbitrary constant shared by every instance: at most one holder processes the bucket.
 const RUN_LOCK_KEY = 7_330_102;
@@ -111,7 +112,7 @@ interface RunRow {
   error: string | null;
 }
 
-function toReport(r: RunRow, rejected: RunIssue[], warnings: RunIssue[]): RunReport {
+function toReport(r: RunRow, rejected: RunIssue[], warnings: RunIssue[], workers: RunReport['workers'] = []): RunReport {
   return {
     id: r.id,
     trigger: r.trigger,
@@ -133,6 +134,7 @@ function toReport(r: RunRow, rejected: RunIssue[], warnings: RunIssue[]): RunRep
     },
     rejected,
     warnings,
+    workers,
   };
 }
 
@@ -148,7 +150,7 @@ export async function getRun(db: Queryable, id: number, issueLimit = 10_000): Pr
     [id, issueLimit],
   );
   const pick = (s: string) => issues.filter((i) => i.severity === s).map(({ key, reason }) => ({ key, reason }));
-  return toReport(row, pick('rejected'), pick('warning'));
+  return toReport(row, pick('rejected'), pick('warning'), await runWorkers(db, id));
 }
 
 /** Recent runs, newest first, without their file lists. */
@@ -173,15 +175,24 @@ export async function markOutputStale(db: Queryable): Promise<void> {
 
 /** Records a successful export of output.csv. */
 export async function markOutputExported(db: Queryable): Promise<void> {
-  await db.query('UPDATE pipeline_state SET output_stale = false, exported_at = now() WHERE id = 1');
+  await db.query('UPDATE pipeline_state SET output_stale = false, events_owe_export = false, exported_at = now() WHERE id = 1');
 }
 
-/** Whether output.csv lags behind the table, and how long ago it was last written (null: never). */
-export async function getOutputState(db: Queryable): Promise<{ stale: boolean; msSinceExport: number | null }> {
-  const { rows } = await db.query<{ output_stale: boolean; ms: number | null }>(
-    `SELECT output_stale, (extract(epoch FROM now() - exported_at) * 1000)::float8 AS ms FROM pipeline_state WHERE id = 1`,
+/** An event batch left output.csv behind the table: event processing writes it, in time. */
+export async function markEventsOweExport(db: Queryable): Promise<void> {
+  await db.query('UPDATE pipeline_state SET events_owe_export = output_stale WHERE id = 1');
+}
+
+/**
+ * Whether output.csv lags behind the table, whether event batches made it lag (then they owe
+ * the export), and how long ago it was last written (null: never).
+ */
+export async function getOutputState(db: Queryable): Promise<{ stale: boolean; eventsOwe: boolean; msSinceExport: number | null }> {
+  const { rows } = await db.query<{ output_stale: boolean; events_owe_export: boolean; ms: number | null }>(
+    `SELECT output_stale, events_owe_export, (extract(epoch FROM now() - exported_at) * 1000)::float8 AS ms FROM pipeline_state WHERE id = 1`,
   );
-  return { stale: rows[0]?.output_stale ?? true, msSinceExport: rows[0]?.ms ?? null };
+  const r = rows[0];
+  return { stale: r?.output_stale ?? true, eventsOwe: r?.events_owe_export ?? false, msSinceExport: r?.ms ?? null };
 }
 
 /**

@@ -39,13 +39,19 @@ export class WorkQueue<T extends object> {
     });
     boss.on('error', onError);
     await boss.start();
-    await boss.createQueue(QUEUE, {
-      name: QUEUE,
-      policy: 'standard',
-      retryLimit: opts.tries - 1,
-      retryDelay: 0,
-      expireInSeconds: opts.leaseSeconds,
-    });
+    const queue = { name: QUEUE, policy: 'standard' as const, retryLimit: opts.tries - 1, retryDelay: 0, expireInSeconds: opts.leaseSeconds };
+    // Replicas starting together can deadlock in pg-boss's create_queue; the loser tries again
+    // and finds the queue there.
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await boss.createQueue(QUEUE, queue);
+        break;
+      } catch (err) {
+        if ((err as { code?: string }).code !== '40P01' || attempt >= 5) throw err;
+      }
+    }
+    // The lease of an existing queue follows the configuration.
+    await boss.updateQueue(QUEUE, queue);
     return new WorkQueue<T>(boss, opts);
   }
 
@@ -67,11 +73,11 @@ export class WorkQueue<T extends object> {
 
   /** Items of the run that failed on every try. */
   async failedItems(runId: number): Promise<number> {
-    const { rows } = (await this.boss.getDb().executeSql(
+    const { rows } = await this.boss.getDb().executeSql(
       `SELECT count(*)::int AS n FROM pgboss.job WHERE name = $1 AND state = 'failed' AND data->>'runId' = $2`,
       [QUEUE, String(runId)],
-    )) as { rows: Array<{ n: number }> };
-    return rows[0]?.n ?? 0;
+    );
+    return (rows[0] as { n: number } | undefined)?.n ?? 0;
   }
 
   /** Stops taking items, lets the ones in progress finish for up to timeoutMs, and closes. */

@@ -112,8 +112,10 @@ export function createHttpApp(deps: HttpDeps): Koa {
   const eventPaths = pathsOf('events');
   // The event webhook takes EVENTS_TOKEN or API_TOKEN. With neither, it is guarded as the rest.
   const eventTokens = [deps.eventsToken, deps.apiToken].filter((t): t is string => !!t);
-  const eventsGuarded = (path: string) => eventTokens.length > 0 && eventPaths.has(path);
-  if (eventTokens.length > 0) app.use(bearerAuth(eventTokens, (path) => !eventPaths.has(path)));
+  // The router matches paths case-insensitively and with a trailing slash: so must this.
+  const isEventPath = (path: string) => eventPaths.has(path.toLowerCase().replace(/\/+$/, ''));
+  const eventsGuarded = (path: string) => eventTokens.length > 0 && isEventPath(path);
+  if (eventTokens.length > 0) app.use(bearerAuth(eventTokens, (path) => !isEventPath(path)));
   // A token already stops other web pages (they cannot send the header), so the browser
   // checks matter only without one. The console's files hold no data: the page must load to
   // ask for the token.

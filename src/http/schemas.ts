@@ -60,6 +60,9 @@ export const runSchema = z
     }),
     rejected: z.array(issueSchema).meta({ description: 'Files rejected this run, with the reason; empty in lists' }),
     warnings: z.array(issueSchema).meta({ description: 'Files worth a look, with the reason; empty in lists' }),
+    workers: z
+      .array(z.object({ instance: z.string().meta({ description: 'host name:process id' }), items: countSchema }))
+      .meta({ description: 'Which instances committed the work items (batches of users), and how many each; empty in lists' }),
     url: z.string().meta({ description: 'Where to follow the run' }),
   })
   .meta({ id: 'Run' });

@@ -28,7 +28,7 @@ export interface CommitResult {
  * rejected with the reason and the others are committed. Any other error fails the batch.
  */
 export async function commitBatch(db: Database, runId: number, plan: BatchPlan, log: Logger): Promise<CommitResult> {
-  return (await commit(db, runId, async () => plan, log, {}))!;
+  return (await commit(db, runId, () => Promise.resolve(plan), log, {}))!;
 }
 
 /** A work item's commit: who commits it, and its number within the run. */

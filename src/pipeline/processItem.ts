@@ -27,11 +27,18 @@ export async function processItem(
   item: WorkItem,
   instance: string,
   limit: ReturnType<typeof pLimit>,
+  signal?: AbortSignal,
 ): Promise<(CommitResult & { read: number }) | null> {
   const { db, store, config, log } = deps;
   const { batch } = item;
   const results = await Promise.all(
-    batch.changed.map((object) => limit(() => processObject(object, store, config.srcBucket, { limits: config.limits, log }))),
+    batch.changed.map((object) =>
+      limit(() => {
+        // Stopping: the objects not started yet are not read, and the item is not committed.
+        signal?.throwIfAborted();
+        return processObject(object, store, config.srcBucket, { limits: config.limits, log });
+      }),
+    ),
   );
   const r = await commitItem(
     db,

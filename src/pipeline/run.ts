@@ -2,7 +2,7 @@ import os from 'node:os';
 import pLimit from 'p-limit';
 import type { Config } from '../config.js';
 import type { Database } from '../db/index.js';
-import { forgetEvents, takePendingEvents } from '../db/events.js';
+import { forgetEvents, hasPendingEvents, takePendingEvents } from '../db/events.js';
 import {
   abortStaleRuns,
   createRun,
@@ -10,6 +10,7 @@ import {
   getOutputState,
   getRun,
   getRunningRunId,
+  markEventsOweExport,
   markOutputExported,
   reopenEventRun,
   tryAcquireRunLock,
@@ -113,11 +114,6 @@ export interface EventBatchOptions {
   exportIntervalMs: number;
   /** An event batch continues the newest run when that is an event run younger than this. */
   coalesceMs: number;
-  /**
-   * Events this caller processed changed output.csv's content and it is not written yet; with
-   * nothing pending, a batch is then run only to export once the interval has passed.
-   */
-  exportOwed: boolean;
   onStart?: (runId: number) => void;
 }
 
@@ -143,15 +139,24 @@ export type EventBatchOutcome =
  */
 export async function runEventBatch(deps: RunDeps, opts: EventBatchOptions): Promise<EventBatchOutcome> {
   const { db, config } = deps;
+  // Event processing writes output.csv only when event batches made it lag; a run that failed
+  // to export leaves it to the next run, as without events.
+  const exportIn = (o: { stale: boolean; eventsOwe: boolean; msSinceExport: number | null }) =>
+    !o.stale || !o.eventsOwe ? null : Math.max(0, opts.exportIntervalMs - (o.msSinceExport ?? Number.POSITIVE_INFINITY));
+  // Looked at before taking the lock, so an idle instance never holds it: a run asked for
+  // elsewhere would find it taken by no run at all.
+  if (!(await hasPendingEvents(db))) {
+    const due = exportIn(await getOutputState(db));
+    if (due !== 0) return { kind: 'idle', exportInMs: due };
+  }
   const lock = await tryAcquireRunLock(db);
   if (!lock) return { kind: 'busy' };
   try {
     const pending = await takePendingEvents(db, opts.maxKeys);
     const output = await getOutputState(db);
-    const exportIn = (o: typeof output) => (!o.stale ? null : Math.max(0, opts.exportIntervalMs - (o.msSinceExport ?? Number.POSITIVE_INFINITY)));
-    if (pending.length === 0 && !(opts.exportOwed && exportIn(output) === 0)) {
-      return { kind: 'idle', exportInMs: opts.exportOwed ? exportIn(output) : null };
-    }
+    // output.csv lags after event batches (here or elsewhere, before a restart or a failed
+    // export): it is rewritten once EXPORT_INTERVAL has passed since it was last written.
+    if (pending.length === 0 && exportIn(output) !== 0) return { kind: 'idle', exportInMs: exportIn(output) };
 
     let before = emptyCounts();
     const report = await carryOut(deps, opts, { trigger: 'event', full: false, reopenWindowMs: opts.coalesceMs }, async (run) => {
@@ -169,6 +174,7 @@ export async function runEventBatch(deps: RunDeps, opts: EventBatchOptions): Pro
       run.st.counts.ignored = listed.ignored;
       // Only after the users are committed: a crash before this processes the keys again.
       await forgetEvents(db, pending);
+      await markEventsOweExport(db);
       run.log.info({ keys: pending.length, affectedUsers: run.st.affectedUsers }, 'event batch processed');
       opts.signal?.throwIfAborted();
       if (exportIn(await getOutputState(db)) === 0) await exportNow(deps, opts, run);
@@ -246,10 +252,12 @@ async function carryOut(
     const aborted = opts.signal?.aborted === true;
     const reason = aborted ? 'aborted: the service is shutting down' : describeFailure(err);
     runLog.error({ err, phase: st.progress.phase }, aborted ? 'run aborted' : 'run failed');
-    await finishRun(db, runId, { ...outcomeOf(st), status: aborted ? 'aborted' : 'failed', error: reason }).catch((e: unknown) =>
-      runLog.error({ err: e }, 'could not record the run outcome'),
-    );
-    throw new RunFailedError(runId, reason, { cause: err });
+    const status = aborted ? 'aborted' : 'failed';
+    const failedId = await recordFailure(db, runId, reopened !== null, { ...outcomeOf(st), status, error: reason }, how).catch((e: unknown) => {
+      runLog.error({ err: e }, 'could not record the run outcome');
+      return runId;
+    });
+    throw new RunFailedError(failedId, reason, { cause: err });
   }
   const report = (await getRun(db, runId)) as RunReport;
   if (how.trigger !== 'event') runLog.info({ counts: report.counts, output_written: report.output_written }, 'run finished');
@@ -264,6 +272,27 @@ const LOCAL_ITEMS = 2;
 // The queue holds at most this many items of a run that no one has finished yet.
 const QUEUED_ITEMS = 16;
 const QUEUE_POLL_MS = 200;
+
+/**
+ * Records a run's failure. A continued event run keeps the success it had, with what this
+ * batch committed before it failed; the failure gets a row of its own. Returns that row.
+ */
+async function recordFailure(
+  db: Database,
+  runId: number,
+  continued: boolean,
+  end: Parameters<typeof finishRun>[2],
+  how: { trigger: RunTrigger; full: boolean },
+): Promise<number> {
+  if (!continued) {
+    await finishRun(db, runId, end);
+    return runId;
+  }
+  await finishRun(db, runId, { ...end, status: 'succeeded', error: null, progress: { phase: 'done', done: end.progress.done, total: end.progress.done } });
+  const failed = await createRun(db, { trigger: how.trigger, full: how.full, host: os.hostname() });
+  await finishRun(db, failed, { ...end, counts: emptyCounts(), outputWritten: false });
+  return failed;
+}
 
 /**
  * Reads, checks and commits the changes batch by batch, each batch a work item. Listing,
@@ -323,7 +352,7 @@ async function commitChanges(deps: RunDeps, opts: { signal?: AbortSignal }, run:
   try {
     for await (const batch of batchByUser(changes, config.batchSize)) {
       opts.signal?.throwIfAborted();
-      const p: Promise<unknown> = processItem(deps, { runId: run.id, no: ++made, batch }, deps.instance ?? thisInstance(), limit).then(refresh);
+      const p: Promise<unknown> = processItem(deps, { runId: run.id, no: ++made, batch }, deps.instance ?? thisInstance(), limit, opts.signal).then(refresh);
       inFlight.add(p);
       void p.then(
         () => inFlight.delete(p),

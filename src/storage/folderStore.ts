@@ -59,6 +59,12 @@ export class FolderStore implements ObjectStore {
       // "a//b.csv" or "../x.csv" can be an S3 key, but never a file in this bucket.
       return null;
     }
+    // As in read(): a folder on the way that is a link would lead elsewhere, and the listing
+    // never follows one. Such a key names no object of this bucket.
+    if (key.includes('/')) {
+      const parent = await fs.realpath(path.dirname(file)).catch(() => null);
+      if (parent !== path.join(await this.realBucketDir(bucket), ...key.split('/').slice(0, -1))) return null;
+    }
     const info = await entryInfo(Buffer.from(file), key);
     // A folder is walked by list(), never reported as an object; so here.
     if (info?.problem && (await fs.lstat(file).then((st) => st.isDirectory(), () => false))) return null;

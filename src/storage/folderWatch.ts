@@ -22,7 +22,9 @@ const TMP_NAME = /^\.userjoin-tmp-[0-9a-f]{12}$/;
  * its files) is left to the periodic listing, which catches every change in the end.
  */
 export async function watchFolder(root: string, onKeys: (keys: string[]) => void, onError: (err: Error) => void): Promise<StoreWatch> {
-  const watchers = new Map<string, FSWatcher>();
+  // Folder path -> its watch, and the folder's inode: a folder removed or moved away and then
+  // made again under the same name is another folder, to watch anew.
+  const watchers = new Map<string, { watcher: FSWatcher; ino: number }>();
   let pending = new Set<string>();
   let quiet: NodeJS.Timeout | undefined;
   let deadline: NodeJS.Timeout | undefined;
@@ -39,18 +41,31 @@ export async function watchFolder(root: string, onKeys: (keys: string[]) => void
     void settle(keys);
   };
 
-  // Folders among the keys are watched (and their files reported) instead of being reported.
+  // Folders among the keys are watched (and their files reported) instead of being reported;
+  // a watched folder that is gone, or is another folder now, is dropped with those below it.
   const settle = async (keys: string[]) => {
     const files: string[] = [];
     await Promise.all(
       keys.map(async (key) => {
         const file = path.join(root, ...key.split('/'));
-        const isDir = await fs.lstat(file).then((st) => st.isDirectory(), () => false);
-        if (isDir) await addTree(file, `${key}/`, true);
-        else files.push(key);
+        const st = await fs.lstat(file).catch(() => null);
+        const known = watchers.get(file);
+        if (known && (!st?.isDirectory() || st.ino !== known.ino)) unwatchTree(file);
+        if (st?.isDirectory()) {
+          if (!known || st.ino !== known.ino) await addTree(file, `${key}/`, true);
+        } else files.push(key);
       }),
     );
     if (!closed && files.length > 0) onKeys(files);
+  };
+
+  const unwatchTree = (dir: string) => {
+    for (const [d, { watcher }] of watchers) {
+      if (d === dir || d.startsWith(dir + path.sep)) {
+        watcher.close();
+        watchers.delete(d);
+      }
+    }
   };
 
   const report = (key: string) => {
@@ -60,7 +75,7 @@ export async function watchFolder(root: string, onKeys: (keys: string[]) => void
     deadline ??= setTimeout(flush, MAX_WAIT_MS);
   };
 
-  const watchOne = (dir: string, prefix: string): boolean => {
+  const watchOne = (dir: string, prefix: string, ino: number): boolean => {
     if (closed || watchers.has(dir)) return false;
     let w: FSWatcher;
     try {
@@ -80,9 +95,9 @@ export async function watchFolder(root: string, onKeys: (keys: string[]) => void
     w.on('error', () => {
       // The folder is gone (its removal is reported by its parent's watch).
       w.close();
-      watchers.delete(dir);
+      if (watchers.get(dir)?.watcher === w) watchers.delete(dir);
     });
-    watchers.set(dir, w);
+    watchers.set(dir, { watcher: w, ino });
     return true;
   };
 
@@ -91,7 +106,8 @@ export async function watchFolder(root: string, onKeys: (keys: string[]) => void
     const stack: Array<[string, string]> = [[dir, prefix]];
     while (stack.length > 0 && !closed) {
       const [d, p] = stack.pop()!;
-      if (!watchOne(d, p)) continue;
+      const st = await fs.lstat(d).catch(() => null);
+      if (!st?.isDirectory() || !watchOne(d, p, st.ino)) continue;
       try {
         // Streamed: a flat folder of a million files is never held as one array.
         // @types/node leaves out 'buffer' here, but Node supports it: names stay raw bytes.
@@ -114,7 +130,7 @@ export async function watchFolder(root: string, onKeys: (keys: string[]) => void
       closed = true;
       clearTimeout(quiet);
       clearTimeout(deadline);
-      for (const w of watchers.values()) w.close();
+      for (const { watcher } of watchers.values()) watcher.close();
       watchers.clear();
     },
   };

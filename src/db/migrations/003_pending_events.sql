@@ -9,5 +9,7 @@ CREATE TABLE pending_events (
 );
 CREATE INDEX pending_events_seq_idx ON pending_events (seq);
 
--- When output.csv was last written, so event-driven exports can be spaced out (EXPORT_INTERVAL).
+-- When output.csv was last written, so event-driven exports can be spaced out (EXPORT_INTERVAL),
+-- and whether event batches changed users since: then event processing owes the export.
 ALTER TABLE pipeline_state ADD COLUMN exported_at timestamptz;
+ALTER TABLE pipeline_state ADD COLUMN events_owe_export boolean NOT NULL DEFAULT false;
