@@ -40,6 +40,8 @@ const N = positive(args.users, '--users');
 const S3_USERS = args['s3-users'] ? positive(args['s3-users'], '--s3-users') : Math.min(10_000, N);
 const PHOTO_USERS = positive(args['photo-users'], '--photo-users');
 const EVENT_SAMPLES = N >= 10_000 ? 60 : 10;
+// Users per work item in the replica runs: the default, or smaller so a small run has several.
+const REPLICA_BATCH = Math.min(1000, Math.max(10, Math.floor(N / 20)));
 const API_SECONDS = args['api-seconds'] ? positive(args['api-seconds'], '--api-seconds') : N >= 10_000 ? 10 : 3;
 
 function positive(v: string | undefined, name: string): number {
@@ -249,6 +251,33 @@ interface Load {
   non2xx: number;
 }
 
+/** `npm start` as its own process (from dist/), on a free port; stop() sends SIGTERM and waits. */
+async function startServiceProcess(env: Record<string, string>): Promise<{ url: string; stop(): Promise<void> }> {
+  const child = spawn(process.execPath, [path.join(ROOT, 'dist/main.js')], {
+    env: { PATH: process.env.PATH ?? '', HOST: '127.0.0.1', PORT: '0', SCHEDULE: 'off', WATCH: 'false', LOG_LEVEL: 'info', ...env },
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
+  let stderr = '';
+  const url = await new Promise<string>((resolve, reject) => {
+    child.stderr.on('data', (d: Buffer) => {
+      stderr += d.toString();
+      const m = /"url":"(http:\/\/[^"]+)","schedule"/.exec(stderr);
+      if (m) resolve(m[1]!);
+      // Only the start is needed; the rest of the log is dropped.
+      if (stderr.length > 1_000_000) stderr = stderr.slice(-10_000);
+    });
+    child.once('exit', (code) => reject(new Error(`service exited with ${code}: ${stderr.slice(-2000)}`)));
+  });
+  return {
+    url,
+    stop: async () => {
+      const exited = new Promise((r) => child.once('exit', r));
+      child.kill('SIGTERM');
+      await exited;
+    },
+  };
+}
+
 async function autocannon(url: string): Promise<Load> {
   const { stdout } = await exec(process.execPath, [path.join(ROOT, 'node_modules/autocannon/autocannon.js'), '-c', '10', '-d', String(API_SECONDS), '-j', url], {
     maxBuffer: 64 * 1024 * 1024,
@@ -340,6 +369,7 @@ async function main(): Promise<void> {
     const config = loadConfig({ ...env, HOST: '127.0.0.1', PORT: '0', SCHEDULE: 'off', LOG_LEVEL: 'silent' });
     const service = await startService(config, silentLogger());
     cleanup.push(() => service.stop());
+    // Its folder watch, for the event latency below.
     const trivial = new Koa();
     trivial.use((ctx) => {
       ctx.body = { ok: true };
@@ -390,6 +420,30 @@ async function main(): Promise<void> {
     }
     const eventLatency = percentiles(latencies);
     say(`event latency: p50 ${eventLatency.p50Ms} ms, p99 ${eventLatency.p99Ms} ms over ${EVENT_SAMPLES} files`);
+
+    await service.stop();
+    // Replicas: the same full run (fresh database, so every user is inserted) with the work
+    // queue, by one service process and then by two; the run is asked of the first.
+    const replicaRun = async (processes: number) => {
+      const dbUrl = await database(`bench_replicas_${processes}`);
+      const procs = await Promise.all(
+        Array.from({ length: processes }, () => startServiceProcess({ STORE_DIR: storeDir, DATABASE_URL: dbUrl, WORK_QUEUE: 'pgboss', BATCH_SIZE: String(REPLICA_BATCH) })),
+      );
+      try {
+        const t0 = performance.now();
+        const res = await fetch(`${procs[0]!.url}/data?wait=true`, { method: 'POST' });
+        const run = (await res.json()) as { status: string; counts: { new: number }; id: number };
+        const ms = performance.now() - t0;
+        if (run.status !== 'succeeded' || run.counts.new < N - data.invalidCsv) throw new Error(`replica run: ${JSON.stringify(run).slice(0, 300)}`);
+        const { workers } = (await (await fetch(`${procs[0]!.url}/runs/${run.id}?issues=0`)).json()) as { workers: Array<{ items: number }> };
+        return { ms, items: workers.map((w) => w.items) };
+      } finally {
+        await Promise.all(procs.map((p) => p.stop()));
+      }
+    };
+    const oneReplica = await replicaRun(1);
+    const twoReplicas = await replicaRun(2);
+    say(`replicas: 1 process ${seconds(oneReplica.ms)} s, 2 processes ${seconds(twoReplicas.ms)} s (items ${twoReplicas.items.join(' + ')})`);
 
     // S3 path: the same full run and floor at S3_USERS users against s3rver.
     say(`S3: ${S3_USERS} users on s3rver`);
@@ -460,6 +514,12 @@ async function main(): Promise<void> {
         getDataCsv: { seconds: seconds(csvStreamed.ms), bytes: csvStreamed.value, rssGrowthMb: csvStreamed.growthMb },
         outputCsvRun: { seconds: seconds(exportRun.ms), peakRssMb: exportRun.peakRssMb },
       },
+      replicas: {
+        oneSeconds: seconds(oneReplica.ms),
+        twoSeconds: seconds(twoReplicas.ms),
+        speedup: ratio(oneReplica.ms, twoReplicas.ms),
+        itemsByProcess: twoReplicas.items,
+      },
       events: { samples: EVENT_SAMPLES, exportIntervalSeconds: config.events.exportIntervalMs / 1000, ...eventLatency },
       s3: { users: S3_USERS, seconds: seconds(s3Full.ms), floorSeconds: seconds(s3Floor), ratioToFloor: ratio(s3Full.ms, s3Floor), peakRssMb: s3Full.peakRssMb },
       photoMix,
@@ -492,6 +552,7 @@ type Results = {
   export: { getDataJson: { seconds: number; rssGrowthMb: number }; getDataCsv: { seconds: number; rssGrowthMb: number }; outputCsvRun: { seconds: number; peakRssMb: number } };
   s3: { users: number; seconds: number; floorSeconds: number; ratioToFloor: number };
   events: { samples: number; p50Ms: number; p99Ms: number; maxMs: number; exportIntervalSeconds: number };
+  replicas: { oneSeconds: number; twoSeconds: number; speedup: number; itemsByProcess: number[] };
   photoMix: { users: number; photos: number; seconds: number; floorSeconds: number; ratioToFloor: number; peakRssMb: number } | null;
 };
 
@@ -505,6 +566,7 @@ function markdown(r: Results): string {
     ['GET /data, all users (JSON)', `${r.export.getDataJson.seconds} s, RSS +${r.export.getDataJson.rssGrowthMb} MB`, '', '', '≤ +50 MB'],
     ['GET /data, all users (CSV)', `${r.export.getDataCsv.seconds} s, RSS +${r.export.getDataCsv.rssGrowthMb} MB`, '', '', '≤ +50 MB'],
     [`event latency (${r.events.samples} files, folder watch → GET /data)`, `p50 ${r.events.p50Ms} ms, p99 ${r.events.p99Ms} ms, max ${r.events.maxMs} ms`, `EXPORT_INTERVAL ${r.events.exportIntervalSeconds} s`, '', 'p99 ≤ 2 s'],
+    ['full run with WORK_QUEUE=pgboss, 2 processes against 1', `${r.replicas.twoSeconds} s (items ${r.replicas.itemsByProcess.join(' + ')})`, `1 process ${r.replicas.oneSeconds} s`, `${r.replicas.speedup} × faster`, ''],
     ['run that only writes output.csv', `${r.export.outputCsvRun.seconds} s, peak RSS ${r.export.outputCsvRun.peakRssMb} MB`, '', '', ''],
     [`S3 full run (${r.s3.users} users, s3rver)`, `${r.s3.seconds} s`, `floor ${r.s3.floorSeconds} s`, `${r.s3.ratioToFloor}`, '≤ 1.2'],
     ...(r.photoMix

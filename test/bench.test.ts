@@ -38,6 +38,9 @@ describe('npm run bench (small mode)', () => {
       r.s3!.seconds, r.s3!.floorSeconds, r.events!.p50Ms, r.events!.p99Ms,
     ];
     expect(r.events!.samples).toBe(10);
+    // Which process takes the few items of a small run is the scheduler's business.
+    expect((r.replicas!.itemsByProcess as number[]).reduce((a, b) => a + b, 0)).toBeGreaterThan(0);
+    for (const n of [r.replicas!.oneSeconds, r.replicas!.twoSeconds, r.replicas!.speedup]) expect(Number.isFinite(n) && (n as number) > 0, String(n)).toBe(true);
     for (const n of numbers) expect(Number.isFinite(n) && (n as number) > 0, String(n)).toBe(true);
     expect((r.api!.filtered as Record<string, number>).non2xx).toBe(0);
     // Photo mix: users 7 and 27 get a 12-megapixel JPEG. Rejected: the invalid CSV of user 37 and
