@@ -130,7 +130,10 @@ export async function startService(config: Config, log: Logger, opts: ServiceOpt
   const url = `http://${host}:${port}`;
   const scheduler: Scheduler | null = config.schedule ? startScheduler(config.schedule, runner, log) : null;
   processor.start();
-  await queue?.work((item) => carryOutItem(deps, item));
+  // Aborted once shutdown's grace period is over: items in hand stop reading, commit nothing,
+  // and go back to the queue.
+  const itemsAbort = new AbortController();
+  await queue?.work((item) => carryOutItem(deps, item, itemsAbort.signal));
   const watch = await startWatch(config, store, intake, log);
   await setUpNotifications(config, store, log);
   log.info({ url, schedule: config.schedule ?? 'off', auth: config.http.apiToken ? 'bearer' : 'none' }, 'listening');
@@ -146,10 +149,13 @@ export async function startService(config: Config, log: Logger, opts: ServiceOpt
       server.closeIdleConnections();
       await scheduler?.stop();
       watch?.close();
-      // Together: the grace period also bounds an event batch in progress.
+      // All within one grace period: an event batch and a run (this process's queue workers
+      // still help it finish), then the work items still in hand, aborted when it is over.
+      const deadline = Date.now() + graceMs;
+      const graceOver = setTimeout(() => itemsAbort.abort(), graceMs);
       await Promise.all([processor.stop(), runner.shutdown(graceMs)]);
-      // Items in hand are finished, or left to the lease if they take longer.
-      await queue?.stop(graceMs);
+      await queue?.stop(Math.max(0, deadline - Date.now()));
+      clearTimeout(graceOver);
       // Requests still in flight (e.g. a POST /data?wait=true) end with the run; then go.
       server.closeAllConnections();
       await closed;
@@ -209,11 +215,11 @@ function openWorkQueue(url: string, config: Config, log: Logger): Promise<WorkQu
 const readLimits = new WeakMap<object, ReturnType<typeof pLimit>>();
 
 /** One work item taken from the queue; an item of a run that is over (aborted) is dropped. */
-async function carryOutItem(deps: RunDeps, item: WorkItem): Promise<void> {
+async function carryOutItem(deps: RunDeps, item: WorkItem, signal: AbortSignal): Promise<void> {
   if (!(await isRunActive(deps.db, item.runId))) return;
   // One read limit for the process, whichever worker reads.
   let limit = readLimits.get(deps);
   if (!limit) readLimits.set(deps, (limit = pLimit(deps.config.readConcurrency)));
-  const r = await processItem(deps, item, deps.instance ?? thisInstance(), limit);
+  const r = await processItem(deps, item, deps.instance ?? thisInstance(), limit, signal);
   deps.log.debug({ runId: item.runId, item: item.no, users: item.batch.users.length, committed: r !== null }, 'work item done');
 }

@@ -2,7 +2,7 @@ import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from
 import type { Config } from '../src/config.js';
 import { createRun } from '../src/db/runs.js';
 import { silentLogger } from '../src/log.js';
-import { commitBatch } from '../src/pipeline/commitBatch.js';
+import { commitBatch, commitItem } from '../src/pipeline/commitBatch.js';
 import type { BatchPlan, UserChange } from '../src/pipeline/planBatch.js';
 import type { TestDatabase } from './support/database.js';
 import { createTestDatabase } from './support/database.js';
@@ -105,5 +105,45 @@ describe('a run where the database refuses one user', () => {
     store.reset();
     const again = await runToCompletion(store, db, config);
     expect(again).toMatchObject({ status: 'succeeded', counts: { read: 0, new: 0, rejected: 0 } });
+  });
+});
+
+describe('commitItem: a work item of a run', () => {
+  let db: TestDatabase;
+  beforeEach(async () => {
+    db = await createTestDatabase();
+  });
+  afterEach(() => db.drop());
+
+  const plan = (userId: string): BatchPlan => ({
+    users: [
+      {
+        userId,
+        files: [],
+        gone: [],
+        row: { userId, firstName: 'F', lastName: 'L', birthts: 1, imgPath: null, imgFormat: null, imgWidth: null, imgHeight: null },
+        rejected: [],
+        warnings: [],
+      },
+    ],
+    issues: [],
+    read: 1,
+  });
+  const commit = (runId: number, no: number, userId: string) => commitItem(db.pool, runId, [userId], () => Promise.resolve(plan(userId)), silentLogger(), { no, instance: 'here:1' });
+
+  it('commits once however often it is tried, and records its counts and who committed it', async () => {
+    const runId = await createRun(db.pool, { trigger: 'test', full: false, host: 'h' });
+    expect(await commit(runId, 1, 'u1')).toMatchObject({ inserted: 1, read: 1 });
+    // A retry after the lease ran out on a worker that had committed.
+    expect(await commit(runId, 1, 'u1')).toBeNull();
+    expect((await db.pool.query('SELECT item_no, instance, users, read, new FROM run_items')).rows).toEqual([{ item_no: 1, instance: 'here:1', users: 1, read: 1, new: 1 }]);
+  });
+
+  it('commits nothing for a run that has ended (an item still in hand when its run was aborted)', async () => {
+    const runId = await createRun(db.pool, { trigger: 'test', full: false, host: 'h' });
+    await db.pool.query(`UPDATE runs SET status = 'aborted' WHERE id = $1`, [runId]);
+    expect(await commit(runId, 1, 'late')).toBeNull();
+    expect((await db.pool.query('SELECT count(*)::int AS n FROM users')).rows[0]).toEqual({ n: 0 });
+    expect((await db.pool.query('SELECT count(*)::int AS n FROM run_items')).rows[0]).toEqual({ n: 0 });
   });
 });

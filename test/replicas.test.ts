@@ -36,7 +36,11 @@ async function startInstance(env: Record<string, string>): Promise<Instance> {
       return /"url":"(http:\/\/[^"]+)","schedule"/.exec(stderr)?.[1];
     },
     60_000,
-  );
+  ).catch((err: unknown) => {
+    // Never left running past a failed start.
+    child.kill('SIGKILL');
+    throw err;
+  });
   return { child, url, pid: child.pid!, logs: () => stderr };
 }
 
@@ -51,7 +55,7 @@ interface Run {
 describe.each(backends)('three replicas share the work of a run (%s)', (_name, startBackend) => {
   let backend: Backend;
   let db: TestDatabase;
-  let instances: Instance[] = [];
+  const instances: Instance[] = [];
 
   beforeAll(async () => {
     backend = await startBackend();
@@ -74,7 +78,8 @@ describe.each(backends)('three replicas share the work of a run (%s)', (_name, s
       BATCH_SIZE: '10',
       ITEM_LEASE_SECONDS: '2',
     };
-    instances = await Promise.all([startInstance(env), startInstance(env), startInstance(env)]);
+    // Each kept as it starts, so afterAll stops those that did if another one fails.
+    await Promise.all([0, 1, 2].map(async () => instances.push(await startInstance(env))));
   }, 120_000);
 
   afterAll(async () => {

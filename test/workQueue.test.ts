@@ -53,8 +53,9 @@ describe('work queue (pg-boss)', () => {
       return Promise.reject(new Error('this item always fails'));
     });
     await q.enqueue({ runId: 42, no: 1 });
-    await waitFor('the item to fail for good', async () => (await q.failedItems(42)) === 1, 30_000);
+    await waitFor('the item to fail for good', async () => (await q.failedItems(42)).length === 1, 30_000);
     expect(tries).toBe(3);
-    expect(await q.failedItems(41)).toBe(0);
+    expect(await q.failedItems(42)).toEqual([1]);
+    expect(await q.failedItems(41)).toEqual([]);
   }, 40_000);
 });

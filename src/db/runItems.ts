@@ -55,6 +55,26 @@ export async function runWorkers(db: Queryable, runId: number): Promise<Array<{ 
   return rows;
 }
 
+/**
+ * Inside an item's transaction, after its claim: whether its run is still in progress, with a
+ * share lock on the run's row until commit. Recording the run's end waits for the items being
+ * committed, and an item of a run that has ended commits nothing.
+ */
+export async function holdRunOpen(tx: Queryable, runId: number): Promise<boolean> {
+  const { rows } = await tx.query(`SELECT 1 FROM runs WHERE id = $1 AND status = 'running' FOR SHARE`, [runId]);
+  return rows.length === 1;
+}
+
+/** Which of these item numbers of the run were never committed. */
+export async function uncommittedItems(db: Queryable, runId: number, itemNos: number[]): Promise<number[]> {
+  if (itemNos.length === 0) return [];
+  const { rows } = await db.query<{ n: number }>(
+    `SELECT n FROM unnest($2::int[]) AS n WHERE NOT EXISTS (SELECT 1 FROM run_items WHERE run_id = $1 AND item_no = n)`,
+    [runId, itemNos],
+  );
+  return rows.map((r) => r.n);
+}
+
 /** Whether the run is still in progress: items of a run that was aborted are dropped. */
 export async function isRunActive(db: Queryable, runId: number): Promise<boolean> {
   const { rows } = await db.query<{ ok: boolean }>(`SELECT status = 'running' AS ok FROM runs WHERE id = $1`, [runId]);

@@ -3,17 +3,21 @@ import type { Queryable } from './pool.js';
 
 // Class of the per-user locks, apart from the run lock: two-key advisory locks are their own space.
 const USER_LOCK_CLASS = 7_330_103;
+// Users are locked by hash bucket. Advisory locks fill PostgreSQL's shared lock table
+// (max_locks_per_transaction x max_connections, about 6,400 by default), so a lock per user
+// of a 50,000-user batch would fail; 256 buckets bound it at 256 per transaction.
+const USER_LOCK_BUCKETS = 256;
 
 /**
- * Takes a transaction-level lock per user, in a fixed order (so two transactions never wait
- * on each other in a circle), held until commit: two work items never commit the same user
- * at once. One lock per user counts against max_locks_per_transaction, so BATCH_SIZE bounds it.
+ * Takes transaction-level locks on the users' hash buckets, in a fixed order (so two
+ * transactions never wait on each other in a circle), held until commit: two work items never
+ * commit the same user at once. Items whose users share a bucket take turns to commit.
  */
 export async function lockUsers(tx: Queryable, userIds: string[]): Promise<void> {
   if (userIds.length === 0) return;
   await tx.query(
-    `SELECT pg_advisory_xact_lock($2, k) FROM (SELECT DISTINCT hashtext(u) AS k FROM unnest($1::text[]) AS u ORDER BY 1) AS s`,
-    [userIds, USER_LOCK_CLASS],
+    `SELECT pg_advisory_xact_lock($2, k) FROM (SELECT DISTINCT hashtext(u) & ($3 - 1) AS k FROM unnest($1::text[]) AS u ORDER BY 1) AS s`,
+    [userIds, USER_LOCK_CLASS, USER_LOCK_BUCKETS],
   );
 }
 

@@ -34,7 +34,9 @@ export class WorkQueue<T extends object> {
       supervise: true,
       // Expired items are found at this pace: at most a lease past the lease itself.
       maintenanceIntervalSeconds: Math.max(1, Math.min(10, opts.leaseSeconds)),
-      // Finished items are only history; the run keeps its own record (run_items).
+      // Finished items are only history; the run keeps its own record (run_items). Moved out
+      // of the queue's table soon, which keeps failedItems' scan small.
+      archiveCompletedAfterSeconds: 60,
       deleteAfterDays: 1,
     });
     boss.on('error', onError);
@@ -71,13 +73,16 @@ export class WorkQueue<T extends object> {
     }
   }
 
-  /** Items of the run that failed on every try. */
-  async failedItems(runId: number): Promise<number> {
+  /**
+   * Numbers of the run's items that failed on every try. A try also fails when it runs past
+   * the lease on a live worker, which may still commit it: callers check run_items.
+   */
+  async failedItems(runId: number): Promise<number[]> {
     const { rows } = await this.boss.getDb().executeSql(
-      `SELECT count(*)::int AS n FROM pgboss.job WHERE name = $1 AND state = 'failed' AND data->>'runId' = $2`,
+      `SELECT (data->>'no')::int AS no FROM pgboss.job WHERE name = $1 AND state = 'failed' AND data->>'runId' = $2`,
       [QUEUE, String(runId)],
     );
-    return (rows[0] as { n: number } | undefined)?.n ?? 0;
+    return (rows as Array<{ no: number }>).map((r) => r.no);
   }
 
   /** Stops taking items, lets the ones in progress finish for up to timeoutMs, and closes. */

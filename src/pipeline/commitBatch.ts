@@ -3,7 +3,7 @@ import { describeDataError, isDataError, withSavepoint, withTransaction } from '
 import { notifyUsersChanged } from '../db/changeFeed.js';
 import { addRunIssues, markOutputStale } from '../db/runs.js';
 import { deleteFileStates, saveFileStates } from '../db/sourceFiles.js';
-import { claimItem, recordItemCounts } from '../db/runItems.js';
+import { claimItem, holdRunOpen, recordItemCounts } from '../db/runItems.js';
 import { lockUsers, upsertUsers } from '../db/users.js';
 import type { Logger } from '../log.js';
 import type { RunIssue } from '../model.js';
@@ -62,6 +62,11 @@ async function commit(
 ): Promise<(CommitResult & { read: number }) | null> {
   // Claim, lock, then plan: in this order in each transaction, the fallback's included.
   const begin = async (tx: DbClient): Promise<BatchPlan | null> => {
+    // Each statement must see what was committed before it (the plan, what the lock holder
+    // before us wrote), whatever the server's default isolation.
+    if (opts.lock) await tx.query('SET TRANSACTION ISOLATION LEVEL READ COMMITTED');
+    // Run first: an item of a run that has ended claims nothing.
+    if (opts.claim && !(await holdRunOpen(tx, runId))) return null;
     if (opts.claim && !(await claimItem(tx, runId, opts.claim.no, opts.claim.instance))) return null;
     if (opts.lock) await lockUsers(tx, opts.lock);
     return prepare(tx);

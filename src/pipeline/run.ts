@@ -16,7 +16,7 @@ import {
   tryAcquireRunLock,
   updateRunProgress,
 } from '../db/runs.js';
-import { itemTotals } from '../db/runItems.js';
+import { isRunActive, itemTotals, uncommittedItems } from '../db/runItems.js';
 import { countUsersWithValidCsv, fingerprintsOf, iterateFingerprints } from '../db/sourceFiles.js';
 import type { WorkQueue } from '../db/workQueue.js';
 import type { Logger } from '../log.js';
@@ -329,12 +329,17 @@ async function commitChanges(deps: RunDeps, opts: { signal?: AbortSignal }, run:
   if (queued && deps.queue) {
     const queue = deps.queue;
     let done = 0;
+    let polls = 0;
     const waitUntil = async (enough: () => boolean) => {
       while (!enough()) {
         opts.signal?.throwIfAborted();
         await new Promise((r) => setTimeout(r, QUEUE_POLL_MS));
         done = await refresh();
-        if ((await queue.failedItems(run.id)) > 0) throw new Error('a work item of the run failed on every try');
+        // About every 2 s: items that failed for good, and a run another instance ended (its
+        // lock's connection died, and the next run marked this one aborted).
+        if (++polls % 10 !== 0) continue;
+        if ((await uncommittedItems(db, run.id, await queue.failedItems(run.id))).length > 0) throw new Error('a work item of the run failed on every try');
+        if (!(await isRunActive(db, run.id))) throw new Error('the run was ended by another instance');
       }
     };
     for await (const batch of batchByUser(changes, config.batchSize)) {

@@ -25,7 +25,8 @@ export async function watchFolder(root: string, onKeys: (keys: string[]) => void
   // Folder path -> its watch, and the folder's inode: a folder removed or moved away and then
   // made again under the same name is another folder, to watch anew.
   const watchers = new Map<string, { watcher: FSWatcher; ino: number }>();
-  let pending = new Set<string>();
+  // Key -> whether its entry was created, removed or renamed (not just written).
+  let pending = new Map<string, boolean>();
   let quiet: NodeJS.Timeout | undefined;
   let deadline: NodeJS.Timeout | undefined;
   let closed = false;
@@ -37,22 +38,24 @@ export async function watchFolder(root: string, onKeys: (keys: string[]) => void
     quiet = deadline = undefined;
     if (closed || pending.size === 0) return;
     const keys = [...pending];
-    pending = new Set();
+    pending = new Map();
     void settle(keys);
   };
 
   // Folders among the keys are watched (and their files reported) instead of being reported;
   // a watched folder that is gone, or is another folder now, is dropped with those below it.
-  const settle = async (keys: string[]) => {
+  const settle = async (keys: Array<[string, boolean]>) => {
     const files: string[] = [];
     await Promise.all(
-      keys.map(async (key) => {
+      keys.map(async ([key, renamed]) => {
         const file = path.join(root, ...key.split('/'));
         const st = await fs.lstat(file).catch(() => null);
         const known = watchers.get(file);
-        if (known && (!st?.isDirectory() || st.ino !== known.ino)) unwatchTree(file);
+        // A folder entry created, removed or renamed may be another folder now, even with the
+        // same inode (a freed inode is soon reused): its old watch, and those below, go.
+        if (known && (renamed || !st?.isDirectory() || st.ino !== known.ino)) unwatchTree(file);
         if (st?.isDirectory()) {
-          if (!known || st.ino !== known.ino) await addTree(file, `${key}/`, true);
+          if (!watchers.has(file)) await addTree(file, `${key}/`, true);
         } else files.push(key);
       }),
     );
@@ -68,8 +71,8 @@ export async function watchFolder(root: string, onKeys: (keys: string[]) => void
     }
   };
 
-  const report = (key: string) => {
-    pending.add(key);
+  const report = (key: string, renamed = false) => {
+    pending.set(key, renamed || (pending.get(key) ?? false));
     clearTimeout(quiet);
     quiet = setTimeout(flush, QUIET_MS);
     deadline ??= setTimeout(flush, MAX_WAIT_MS);
@@ -79,12 +82,12 @@ export async function watchFolder(root: string, onKeys: (keys: string[]) => void
     if (closed || watchers.has(dir)) return false;
     let w: FSWatcher;
     try {
-      w = watch(dir, { persistent: false, encoding: 'buffer' }, (_type, name) => {
+      w = watch(dir, { persistent: false, encoding: 'buffer' }, (type, name) => {
         if (!name) return;
         const decoded = decodeUtf8Lenient(name);
         // A name that is not UTF-8 has no key; the listing reports it.
         if (!decoded.valid || TMP_NAME.test(decoded.text)) return;
-        report(prefix + decoded.text);
+        report(prefix + decoded.text, type === 'rename');
       });
     } catch (err) {
       // ENOSPC: the inotify watch limit (fs.inotify.max_user_watches). Said once.
