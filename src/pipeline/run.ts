@@ -354,10 +354,17 @@ async function commitChanges(deps: RunDeps, opts: { signal?: AbortSignal }, run:
 
   const limit = pLimit(config.readConcurrency);
   const inFlight = new Set<Promise<unknown>>();
+  // Progress is reported after each item, in order, but off the items' path: recording it
+  // waits for the items being committed (they hold the run's row), and the next item must not.
+  let reporting: Promise<unknown> = Promise.resolve();
+  const reportAfterItem = () => {
+    reporting = reporting.then(refresh);
+    reporting.catch(() => undefined);
+  };
   try {
     for await (const batch of batchByUser(changes, config.batchSize)) {
       opts.signal?.throwIfAborted();
-      const p: Promise<unknown> = processItem(deps, { runId: run.id, no: ++made, batch }, deps.instance ?? thisInstance(), limit, opts.signal).then(refresh);
+      const p: Promise<unknown> = processItem(deps, { runId: run.id, no: ++made, batch }, deps.instance ?? thisInstance(), limit, opts.signal).then(reportAfterItem);
       inFlight.add(p);
       void p.then(
         () => inFlight.delete(p),
@@ -368,10 +375,12 @@ async function commitChanges(deps: RunDeps, opts: { signal?: AbortSignal }, run:
       if (inFlight.size >= LOCAL_ITEMS) await Promise.race(inFlight);
     }
     await Promise.all(inFlight);
+    await reporting;
   } finally {
-    // Even when the loop fails, let the commits in flight settle before the run is recorded as
-    // finished, so their progress updates cannot land after the final status.
+    // Even when the loop fails, let the commits in flight and their reports settle before the
+    // run is recorded as finished, so a progress update cannot land after the final status.
     await Promise.allSettled(inFlight);
+    await reporting.catch(() => undefined);
   }
   // Each item reported as it finished; the listing's counts may have moved since.
   st.counts.scanned = listed.scanned;
