@@ -10,15 +10,12 @@ import type { Runner } from './runner.js';
 // recorded in pending_events, and the processor runs event batches through the same run code
 // as everything else. The scheduled run stays as the reconcile that catches missed events.
 
-// With the u flag a proper pair is one code point, so only a lone half matches. JSON can carry one.
-const LONE_SURROGATE = /\p{Cs}/u;
-
 /** Whether an event's key is worth recording: a user file with a usable name. */
 export function screenKey(key: string): EventOutcome {
   const cls = classifyKey(key);
   if (!cls) return 'not_user_file';
   // Refused names are never stored (a NUL cannot be); the scheduled listing reports them.
-  if (LONE_SURROGATE.test(key) || checkKey(key, cls.userId) !== null) return 'refused_key';
+  if (checkKey(key, cls.userId) !== null) return 'refused_key';
   return 'accepted';
 }
 

@@ -3,8 +3,10 @@
 
 // Control characters (C0, DEL, C1), plus the Unicode line and paragraph separators and the
 // bidirectional embedding, override and isolate controls: they break lines, or make text
-// display as something else (a file name shown reversed), wherever the text is shown.
-const CONTROL_CLASS = '\\p{Cc}\\u2028\\u2029\\u202a-\\u202e\\u2066-\\u2069';
+// display as something else (a file name shown reversed), wherever the text is shown. Also
+// lone surrogates (an XML character reference or a JSON escape can carry one): PostgreSQL
+// text would store them changed, and its jsonb refuses them.
+const CONTROL_CLASS = '\\p{Cc}\\p{Cs}\\u2028\\u2029\\u202a-\\u202e\\u2066-\\u2069';
 const CONTROL = new RegExp(`[${CONTROL_CLASS}]`, 'u');
 const CONTROL_ALL = new RegExp(`[${CONTROL_CLASS}]`, 'gu');
 

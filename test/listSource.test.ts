@@ -1,6 +1,7 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { SourceObject } from '../src/model.js';
-import { classifyKey, listSource } from '../src/pipeline/listSource.js';
+import { checkKey, classifyKey, listSource } from '../src/pipeline/listSource.js';
+import { parseListPage } from '../src/storage/s3Store.js';
 import { put } from './support/fixtures.js';
 import type { Backend } from './support/stores.js';
 import { startFolderBackend } from './support/stores.js';
@@ -25,6 +26,16 @@ describe('classifyKey', () => {
 
   it.each(['readme.txt', '1000.svg', '1000', 'folder/', '.csv', 'a/.png', '1000.csv.bak', '1000.heic'])('ignores %s', (key) => {
     expect(classifyKey(key)).toBeNull();
+  });
+});
+
+describe('checkKey', () => {
+  it('refuses a key with a lone surrogate, which an S3 listing can carry as an XML character reference', () => {
+    const [listed] = parseListPage('<ListBucketResult><Contents><Key>a&#xD800;.csv</Key><Size>1</Size></Contents></ListBucketResult>').objects;
+    expect(listed!.key).toBe('a\ud800.csv');
+    expect(checkKey(listed!.key, 'a\ud800')).toMatch(/U\+D800/);
+    // A proper pair is one character, and fine.
+    expect(checkKey('a\ud83d\ude00.csv', 'a\ud83d\ude00')).toBeNull();
   });
 });
 

@@ -30,7 +30,7 @@ export function fuzzParams(ciDefault: number): fc.Parameters<unknown> {
 
 // What names and keys must not hold: control characters, line and paragraph separators, and
 // bidirectional controls (they make a name display as something else).
-export const FORBIDDEN = /[\p{Cc}\u2028\u2029\u202a-\u202e\u2066-\u2069]/u;
+export const FORBIDDEN = /[\p{Cc}\p{Cs}\u2028\u2029\u202a-\u202e\u2066-\u2069]/u;
 
 const controlChar = fc.constantFrom(
   ...['\u0000', '\u0001', '\u0007', '\b', '\t', '\n', '\u000b', '\f', '\r', '\u001b', '\u001f', '\u007f', '\u0085', '\u009b'],
