@@ -1,8 +1,10 @@
 import { getRun, getRunningRunId, markRunFailed } from './db/runs.js';
 import type { RunReport, RunTrigger } from './model.js';
 import { emptyCounts } from './model.js';
-import type { EventBatchOptions, EventBatchOutcome, RunDeps } from './pipeline/run.js';
-import { RunFailedError, runEventBatch, runPipeline } from './pipeline/run.js';
+import type { EventBatchOptions, EventBatchOutcome } from './pipeline/eventBatch.js';
+import { runEventBatch } from './pipeline/eventBatch.js';
+import type { RunDeps } from './pipeline/run.js';
+import { RunFailedError, runPipeline } from './pipeline/run.js';
 
 export class RunInProgressElsewhereError extends Error {
   override name = 'RunInProgressElsewhereError';

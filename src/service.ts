@@ -133,7 +133,9 @@ export async function startService(config: Config, log: Logger, opts: ServiceOpt
   // Aborted once shutdown's grace period is over: items in hand stop reading, commit nothing,
   // and go back to the queue.
   const itemsAbort = new AbortController();
-  await queue?.work((item) => carryOutItem(deps, item, itemsAbort.signal));
+  // One read limit for the process, whichever of its workers reads.
+  const itemReads = pLimit(config.readConcurrency);
+  await queue?.work((item) => carryOutItem(deps, item, itemReads, itemsAbort.signal));
   const watch = await startWatch(config, store, intake, log);
   await setUpNotifications(config, store, log);
   log.info({ url, schedule: config.schedule ?? 'off', auth: config.http.apiToken ? 'bearer' : 'none' }, 'listening');
@@ -212,14 +214,9 @@ function openWorkQueue(url: string, config: Config, log: Logger): Promise<WorkQu
   );
 }
 
-const readLimits = new WeakMap<object, ReturnType<typeof pLimit>>();
-
 /** One work item taken from the queue; an item of a run that is over (aborted) is dropped. */
-async function carryOutItem(deps: RunDeps, item: WorkItem, signal: AbortSignal): Promise<void> {
+async function carryOutItem(deps: RunDeps & { instance: string }, item: WorkItem, limit: ReturnType<typeof pLimit>, signal: AbortSignal): Promise<void> {
   if (!(await isRunActive(deps.db, item.runId))) return;
-  // One read limit for the process, whichever worker reads.
-  let limit = readLimits.get(deps);
-  if (!limit) readLimits.set(deps, (limit = pLimit(deps.config.readConcurrency)));
-  const r = await processItem(deps, item, deps.instance ?? thisInstance(), limit, signal);
+  const r = await processItem(deps, item, deps.instance, limit, signal);
   deps.log.debug({ runId: item.runId, item: item.no, users: item.batch.users.length, committed: r !== null }, 'work item done');
 }

@@ -297,6 +297,14 @@ describe.each(backends)('events (%s)', (_name, startBackend) => {
       await fs.writeFile(path.join(backend.env.STORE_DIR!, 'outside', '16.csv'), userCsv('Hu', 'Io', 0));
       await fs.symlink(path.join(backend.env.STORE_DIR!, 'outside'), path.join(src, 'lnk'));
       await notify(svc, [created(svc, 'lnk/16.csv')]);
+      // A link as a file is reported with its reason, as the listing would.
+      await fs.symlink(path.join(backend.env.STORE_DIR!, 'outside', '16.csv'), path.join(src, '17.csv'));
+      const linked = await waitFor('the link to be reported', async () => {
+        const [latest] = await runs(svc);
+        const run = latest && ((await (await svc.get(`/runs/${latest.id}`)).json()) as { rejected: Array<{ key: string; reason: string }> });
+        return run?.rejected.find((i) => i.key === '17.csv');
+      });
+      expect(linked.reason).toMatch(/symbolic link/);
 
       await fs.rm(path.join(src, '11.png'));
       await waitFor('the photo of 11 to go', async () => (await userOf(svc, '11'))?.img_path === null);

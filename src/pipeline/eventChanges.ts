@@ -2,8 +2,10 @@ import pLimit from 'p-limit';
 import type { Limits } from '../config.js';
 import { within } from '../deadline.js';
 import type { StoredFingerprint } from '../db/sourceFiles.js';
+import type { FileKind } from '../model.js';
 import { fingerprintOf } from '../model.js';
 import type { ObjectInfo, ObjectStore } from '../storage/index.js';
+import { compareKeys } from '../storage/keyOrder.js';
 import { printable } from '../text.js';
 import type { SourceChange } from './diffSource.js';
 import { StoreFailure } from './failures.js';
@@ -24,34 +26,30 @@ export async function changesForKeys(
   opts: { limits: Limits; concurrency: number; counts: ListCounts },
 ): Promise<SourceChange[]> {
   const { counts } = opts;
-  const users: Array<{ key: string; userId: string }> = [];
+  const users: Array<{ key: string; userId: string; kind: FileKind }> = [];
+  const changes: SourceChange[] = [];
   for (const key of keys) {
     const cls = classifyKey(key);
     if (!cls) {
       counts.ignored++;
       continue;
     }
-    users.push({ key, userId: cls.userId });
+    counts.scanned++;
+    // Refused on its name alone, as the listing would, and never looked up.
+    const refused = checkKey(key, cls.userId);
+    if (refused) changes.push({ kind: 'refused', key: printable(key), reason: refused });
+    else users.push({ key, ...cls });
   }
   const limit = pLimit(opts.concurrency);
   const looked = await Promise.all(users.map((u) => limit(async () => ({ ...u, info: await headOne(store, bucket, u.key, opts.limits.objectTimeoutMs) }))));
-  looked.sort((a, b) => (a.userId < b.userId ? -1 : a.userId > b.userId ? 1 : a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
+  looked.sort((a, b) => compareKeys(a.userId, b.userId) || compareKeys(a.key, b.key));
 
-  const changes: SourceChange[] = [];
-  for (const { key, userId, info } of looked) {
-    counts.scanned++;
-    const refused = checkKey(key, userId) ?? (info === null ? null : 'failed' in info ? info.failed : info.problem);
-    if (refused || (info && 'failed' in info)) {
-      changes.push({ kind: 'refused', key: printable(key), reason: refused ?? '' });
-      continue;
-    }
+  for (const { key, userId, kind, info } of looked) {
     const previous = recorded.get(key);
-    if (!info) {
+    if (info?.problem) changes.push({ kind: 'refused', key: printable(key), reason: info.problem });
+    else if (!info) {
       if (previous) changes.push({ kind: 'removed', userId, key });
-      continue;
-    }
-    if (previous?.fingerprint !== fingerprintOf(info.etag, info.size, info.lastModified.getTime())) {
-      const kind = classifyKey(key)!.kind;
+    } else if (previous?.fingerprint !== fingerprintOf(info.etag, info.size, info.lastModified.getTime())) {
       changes.push({ kind: 'changed', userId, object: { key, userId, kind, size: info.size, etag: info.etag, lastModifiedMs: info.lastModified.getTime() } });
     }
   }
@@ -62,7 +60,7 @@ export async function changesForKeys(
  * One key's current state. A lookup that fails while the store still answers is this key's
  * problem alone, reported as such; only the store failing as a whole throws.
  */
-async function headOne(store: ObjectStore, bucket: string, key: string, timeoutMs: number): Promise<ObjectInfo | null | { failed: string }> {
+async function headOne(store: ObjectStore, bucket: string, key: string, timeoutMs: number): Promise<ObjectInfo | null> {
   try {
     const info = await within(timeoutMs, store.head(bucket, key));
     if (info !== 'timeout') return info;
@@ -74,5 +72,5 @@ async function headOne(store: ObjectStore, bucket: string, key: string, timeoutM
     () => false,
   );
   if (!answered) throw new StoreFailure('the object store failed while looking up changed objects');
-  return { failed: 'the object store could not look it up (it answers for the bucket, not for this key)' };
+  return { key, size: 0, etag: '', lastModified: new Date(0), problem: 'the object store could not look it up (it answers for the bucket, not for this key)' };
 }

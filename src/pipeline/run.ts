@@ -2,7 +2,6 @@ import os from 'node:os';
 import pLimit from 'p-limit';
 import type { Config } from '../config.js';
 import type { Database } from '../db/index.js';
-import { forgetEvents, hasPendingEvents, takePendingEvents } from '../db/events.js';
 import {
   abortStaleRuns,
   createRun,
@@ -10,14 +9,13 @@ import {
   getOutputState,
   getRun,
   getRunningRunId,
-  markEventsOweExport,
   markOutputExported,
   reopenEventRun,
   tryAcquireRunLock,
   updateRunProgress,
 } from '../db/runs.js';
 import { isRunActive, itemTotals, uncommittedItems } from '../db/runItems.js';
-import { countUsersWithValidCsv, fingerprintsOf, iterateFingerprints } from '../db/sourceFiles.js';
+import { countUsersWithValidCsv, iterateFingerprints } from '../db/sourceFiles.js';
 import type { WorkQueue } from '../db/workQueue.js';
 import type { Logger } from '../log.js';
 import type { RunCounts, RunProgress, RunReport, RunTrigger } from '../model.js';
@@ -25,7 +23,6 @@ import { emptyCounts } from '../model.js';
 import type { ObjectStore } from '../storage/index.js';
 import type { SourceChange } from './diffSource.js';
 import { batchByUser, diffSource } from './diffSource.js';
-import { changesForKeys } from './eventChanges.js';
 import { ExportReadError, exportOutput, OUTPUT_KEY } from './exportOutput.js';
 import { describeFailure, StoreFailure } from './failures.js';
 import type { ListCounts } from './listSource.js';
@@ -106,92 +103,7 @@ export async function runPipeline(deps: RunDeps, opts: RunOptions): Promise<RunO
   }
 }
 
-export interface EventBatchOptions {
-  signal?: AbortSignal;
-  /** Keys taken from pending_events per batch. */
-  maxKeys: number;
-  /** output.csv is rewritten at most this often by event batches. */
-  exportIntervalMs: number;
-  /** An event batch continues the newest run when that is an event run younger than this. */
-  coalesceMs: number;
-  onStart?: (runId: number) => void;
-}
-
-export type EventBatchOutcome =
-  | { kind: 'busy' }
-  /** Nothing pending; exportInMs says when output.csv will be due, if it lags. */
-  | { kind: 'idle'; exportInMs: number | null }
-  | {
-      kind: 'finished';
-      report: RunReport;
-      /** What this batch alone did, for metrics (the run may span several batches). */
-      counts: RunCounts;
-      /** More keys are pending: take the next batch at once. */
-      more: boolean;
-      /** When output.csv will be due (null: it does not lag). */
-      exportInMs: number | null;
-    };
-
-/**
- * Processes keys that events named (pending_events), touching only the users they concern,
- * then rewrites output.csv if it lags and EXPORT_INTERVAL has passed since it was last
- * written. Holds the same run lock as a full run, so the two never interleave.
- */
-export async function runEventBatch(deps: RunDeps, opts: EventBatchOptions): Promise<EventBatchOutcome> {
-  const { db, config } = deps;
-  // Event processing writes output.csv only when event batches made it lag; a run that failed
-  // to export leaves it to the next run, as without events.
-  const exportIn = (o: { stale: boolean; eventsOwe: boolean; msSinceExport: number | null }) =>
-    !o.stale || !o.eventsOwe ? null : Math.max(0, opts.exportIntervalMs - (o.msSinceExport ?? Number.POSITIVE_INFINITY));
-  // Looked at before taking the lock, so an idle instance never holds it: a run asked for
-  // elsewhere would find it taken by no run at all.
-  if (!(await hasPendingEvents(db))) {
-    const due = exportIn(await getOutputState(db));
-    if (due !== 0) return { kind: 'idle', exportInMs: due };
-  }
-  const lock = await tryAcquireRunLock(db);
-  if (!lock) return { kind: 'busy' };
-  try {
-    const pending = await takePendingEvents(db, opts.maxKeys);
-    const output = await getOutputState(db);
-    // output.csv lags after event batches (here or elsewhere, before a restart or a failed
-    // export): it is rewritten once EXPORT_INTERVAL has passed since it was last written.
-    if (pending.length === 0 && exportIn(output) !== 0) return { kind: 'idle', exportInMs: exportIn(output) };
-
-    let before = emptyCounts();
-    const report = await carryOut(deps, opts, { trigger: 'event', full: false, reopenWindowMs: opts.coalesceMs }, async (run) => {
-      before = { ...run.st.counts };
-      const listed = { listed: pending.length, scanned: before.scanned, ignored: before.ignored };
-      const keys = pending.map((e) => e.key);
-      const changes = await changesForKeys(deps.store, config.srcBucket, keys, await fingerprintsOf(db, keys), {
-        limits: config.limits,
-        concurrency: config.readConcurrency,
-        counts: listed,
-      });
-      // Events concern a few users and want them soon: this process does them itself.
-      await commitChanges(deps, opts, run, toAsync(changes), listed, false);
-      run.st.counts.scanned = listed.scanned;
-      run.st.counts.ignored = listed.ignored;
-      // Only after the users are committed: a crash before this processes the keys again.
-      await forgetEvents(db, pending);
-      await markEventsOweExport(db);
-      run.log.info({ keys: pending.length, affectedUsers: run.st.affectedUsers }, 'event batch processed');
-      opts.signal?.throwIfAborted();
-      if (exportIn(await getOutputState(db)) === 0) await exportNow(deps, opts, run);
-    });
-    const counts = Object.fromEntries(Object.entries(report.counts).map(([k, v]) => [k, v - before[k as keyof RunCounts]])) as unknown as RunCounts;
-    return { kind: 'finished', report, counts, more: pending.length === opts.maxKeys, exportInMs: exportIn(await getOutputState(db)) };
-  } finally {
-    await lock.release();
-  }
-}
-
-// eslint-disable-next-line @typescript-eslint/require-await -- an async iterable of what is already at hand
-async function* toAsync<T>(items: T[]): AsyncGenerator<T> {
-  yield* items;
-}
-
-interface RunState {
+export interface RunState {
   counts: RunCounts;
   progress: RunProgress;
   outputWritten: boolean;
@@ -200,7 +112,7 @@ interface RunState {
 }
 
 /** A run in progress, as the steps of carryOut see it. */
-interface ActiveRun {
+export interface ActiveRun {
   id: number;
   st: RunState;
   log: Logger;
@@ -214,7 +126,7 @@ const outcomeOf = (st: RunState) => ({ counts: st.counts, progress: st.progress,
  * Records a run around work: creates (or continues) its row, records its outcome however the
  * work ends, and returns its report. Call while holding the run lock.
  */
-async function carryOut(
+export async function carryOut(
   deps: RunDeps,
   opts: { signal?: AbortSignal; onStart?: (runId: number) => void; onProgress?: RunOptions['onProgress'] },
   how: { trigger: RunTrigger; full: boolean; reopenWindowMs: number | null },
@@ -301,7 +213,7 @@ async function recordFailure(
  * at a time; with one, every replica does, and this waits for them. Either way the counts
  * come from what the items recorded (run_items).
  */
-async function commitChanges(deps: RunDeps, opts: { signal?: AbortSignal }, run: ActiveRun, changes: AsyncIterable<SourceChange>, listed: ListCounts, queued: boolean): Promise<void> {
+export async function commitChanges(deps: RunDeps, opts: { signal?: AbortSignal }, run: ActiveRun, changes: AsyncIterable<SourceChange>, listed: ListCounts, queued: boolean): Promise<void> {
   const { db, config } = deps;
   const { st } = run;
   st.progress = { phase: 'processing', done: 0, total: null };
@@ -387,7 +299,7 @@ async function commitChanges(deps: RunDeps, opts: { signal?: AbortSignal }, run:
   st.counts.ignored = listed.ignored;
 }
 
-async function exportNow(deps: RunDeps, opts: { signal?: AbortSignal }, run: ActiveRun): Promise<void> {
+export async function exportNow(deps: RunDeps, opts: { signal?: AbortSignal }, run: ActiveRun): Promise<void> {
   const { db, store, config } = deps;
   const { st } = run;
   st.progress = { phase: 'exporting', done: 0, total: null };
