@@ -1,6 +1,8 @@
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import type { Config } from '../src/config.js';
+import { withTransaction } from '../src/db/index.js';
 import { createRun } from '../src/db/runs.js';
+import { lockUsers } from '../src/db/users.js';
 import { silentLogger } from '../src/log.js';
 import { commitBatch, commitItem } from '../src/pipeline/commitBatch.js';
 import type { BatchPlan, UserChange } from '../src/pipeline/planBatch.js';
@@ -145,5 +147,22 @@ describe('commitItem: a work item of a run', () => {
     expect(await commit(runId, 1, 'late')).toBeNull();
     expect((await db.pool.query('SELECT count(*)::int AS n FROM users')).rows[0]).toEqual({ n: 0 });
     expect((await db.pool.query('SELECT count(*)::int AS n FROM run_items')).rows[0]).toEqual({ n: 0 });
+  });
+});
+
+describe('lockUsers', () => {
+  it('locks a batch of 50,000 users (the largest BATCH_SIZE) in one transaction without filling the lock table', async () => {
+    const db = await createTestDatabase();
+    try {
+      const ids = Array.from({ length: 50_000 }, (_, i) => `user-${i}`);
+      const held = await withTransaction(db.pool, async (tx) => {
+        await lockUsers(tx, ids);
+        const { rows } = await tx.query<{ n: number }>(`SELECT count(*)::int AS n FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid()`);
+        return rows[0]!.n;
+      });
+      expect(held).toBeLessThanOrEqual(256);
+    } finally {
+      await db.drop();
+    }
   });
 });
