@@ -34,9 +34,11 @@ export type FileState = SourceObject &
 
 /**
  * The fingerprint that tells whether an object changed since it was processed: etag, size and
- * modification time in one string, which keeps a map of 200,000 of them small.
+ * modification time in one string, which keeps a map of 200,000 of them small. The two numbers
+ * last make it unambiguous whatever the etag holds; no NUL, since work items carry
+ * fingerprints through jsonb, which refuses it.
  */
-export const fingerprintOf = (etag: string, size: number, lastModifiedMs: number): string => `${etag}\u0000${size}\u0000${lastModifiedMs}`;
+export const fingerprintOf = (etag: string, size: number, lastModifiedMs: number): string => `${etag}|${size}|${lastModifiedMs}`;
 
 /** One row of the users table as the pipeline writes it. */
 export interface UserRow {
@@ -55,11 +57,33 @@ export interface RunIssue {
   reason: string;
 }
 
+/** Everything one user's part of a work item writes: committed together, or not at all. */
+export interface UserChange {
+  userId: string;
+  /** States of this user's objects read this run, to record. */
+  files: FileState[];
+  /** Keys of this user's objects that are gone from the bucket, to forget. */
+  gone: string[];
+  /** The row to upsert, or null to leave the user as stored. */
+  row: UserRow | null;
+  rejected: RunIssue[];
+  warnings: RunIssue[];
+}
+
+/** A work item's users joined from what was read and what is recorded: what its commit writes. */
+export interface BatchPlan {
+  users: UserChange[];
+  /** Reported for the run but recorded nowhere else: refused names, objects skipped this time. */
+  issues: RunIssue[];
+  /** Objects fetched this run. */
+  read: number;
+}
+
 /** Reasons are read by people, and one run may report a million of them: they are cut to this. */
 export const MAX_REASON_CHARS = 500;
 
 export type RunStatus = 'running' | 'succeeded' | 'failed' | 'aborted';
-export type RunTrigger = 'cli' | 'http' | 'schedule' | 'event' | 'test';
+export type RunTrigger = 'cli' | 'http' | 'schedule' | 'event';
 
 export interface RunCounts {
   /** CSV and image objects listed in the source bucket. */

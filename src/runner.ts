@@ -31,7 +31,7 @@ const START_WAIT_MS = 30_000;
  */
 export class Runner {
   private current: Promise<Triggered> | null = null;
-  /** An event batch of this process in progress; triggered runs start after it. */
+  /** An event batch of this process in progress; it goes on beside runs. */
   private eventBatch: Promise<unknown> | null = null;
   private readonly abort = new AbortController();
   /** Failures we could not record because the database was down; written on the next try. */
@@ -56,12 +56,11 @@ export class Runner {
   }
 
   /**
-   * Processes one batch of pending events, unless this process is running something already
-   * (a triggered run covers every change anyway). Event batches are short: a trigger that
-   * arrives meanwhile waits for the batch, then starts its run.
+   * Processes one batch of pending events, unless this process has one in progress. A run in
+   * progress does not hold it up: events must not wait for a long run or an export.
    */
   async runEvents(opts: Omit<EventBatchOptions, 'signal'>): Promise<EventBatchOutcome> {
-    if (this.current || this.eventBatch || this.abort.signal.aborted) return { kind: 'busy' };
+    if (this.eventBatch || this.abort.signal.aborted) return { kind: 'busy' };
     const batch = runEventBatch(this.deps, { ...opts, signal: this.abort.signal });
     this.eventBatch = batch;
     try {
@@ -76,14 +75,13 @@ export class Runner {
    * batches, keeping what it committed, and is recorded as aborted.
    */
   async shutdown(graceMs: number): Promise<void> {
-    const current = this.current ?? this.eventBatch;
-    if (!current) {
+    if (!this.current && !this.eventBatch) {
       this.abort.abort();
       return;
     }
-    const done = (this.current ? this.current.then((t) => t.done) : current).catch(() => undefined);
+    const done = Promise.allSettled([this.current?.then((t) => t.done), this.eventBatch]);
     const timer = setTimeout(() => this.abort.abort(), graceMs);
-    await done.catch(() => undefined);
+    await done;
     clearTimeout(timer);
     this.abort.abort();
   }
@@ -93,21 +91,15 @@ export class Runner {
   }
 
   private async start(opts: { trigger: RunTrigger; full?: boolean }): Promise<Triggered> {
-    await this.eventBatch?.catch(() => undefined);
     await this.recordUnrecorded();
     const deadline = Date.now() + START_WAIT_MS;
     for (;;) {
       const attempt = await this.attempt(opts);
       if (!('busy' in attempt)) return attempt;
-      // Another process holds the lock. Join its run, unless it is a batch of events, which
-      // is not the run asked for: wait for that to end, then try again.
+      // Another process holds the lock: join its run (event runs are never one, see getRunningRunId).
       const runId = attempt.busy ?? (await this.waitForRemoteRun());
       const run = runId === null ? null : await getRun(this.deps.db, runId, 0);
-      if (run?.status === 'running' && run.trigger !== 'event') return { runId: run.id, started: false, done: this.waitForRemoteFinish(run.id) };
-      if (run?.status === 'running') {
-        this.deps.log.info({ eventRunId: run.id }, 'waiting for a batch of events to end before the run');
-        await this.waitForRemoteFinish(run.id);
-      }
+      if (run?.status === 'running') return { runId: run.id, started: false, done: this.waitForRemoteFinish(run.id) };
       if (Date.now() > deadline) throw new RunInProgressElsewhereError('another instance holds the run lock without running a run');
     }
   }

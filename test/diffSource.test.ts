@@ -46,14 +46,16 @@ describe('diffSource', () => {
 });
 
 describe('batchByUser', () => {
-  const change = (key: string): SourceChange => ({ kind: 'changed', userId: classifyKey(key)!.userId, object: object(key) });
+  const change = (key: string): SourceChange => ({ kind: 'changed', userId: classifyKey(key)!.userId, object: object(key), recorded: null });
 
   it('cuts batches at user boundaries only, keeping each user once per batch', async () => {
     const changes = ['1.csv', '1.png', '2.csv', '3.csv', '3.png', '4.csv'].map(change);
-    changes.push({ kind: 'removed', userId: '4', key: 'x/4.png' });
+    changes.push({ kind: 'removed', userId: '4', key: 'x/4.png', recorded: 'fp' });
     const batches = await collect(batchByUser(from(changes), 2));
     expect(batches.map((b) => b.users)).toEqual([['1', '2'], ['3', '4']]);
     expect(batches[1]!.changed.map((o) => o.key)).toEqual(['3.csv', '3.png', '4.csv']);
     expect(batches[1]!.removed).toEqual([{ key: 'x/4.png', userId: '4' }]);
+    // What each change saw recorded travels with the batch, for the commit's newest-wins check.
+    expect(batches[1]!.seen).toEqual([...['3.csv', '3.png', '4.csv'].map((key) => ({ key, fingerprint: null })), { key: 'x/4.png', fingerprint: 'fp' }]);
   });
 });

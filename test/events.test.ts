@@ -201,7 +201,7 @@ describe.each(backends)('events (%s)', (_name, startBackend) => {
     expect(await readText(backend, svc.resBucket, 'output.csv')).toContain('Two');
   });
 
-  it('keeps events that arrive while another instance holds the run lock, and processes them once it is free', async () => {
+  it('processes events while another instance holds the run lock: they never wait for a run', async () => {
     const svc = await start({ EXPORT_INTERVAL: '0' });
     await put(backend, svc.srcBucket, '2.csv', userCsv('Two', 'B', 0));
     // Another instance's run, as far as the lock goes.
@@ -209,36 +209,49 @@ describe.each(backends)('events (%s)', (_name, startBackend) => {
     try {
       await other.query('SELECT pg_advisory_lock(7330102)');
       expect((await notify(svc, [created(svc, '2.csv')])).status).toBe(202);
+      await waitFor('user 2 in output.csv', async () => (await readText(backend, svc.resBucket, 'output.csv').catch(() => '')).includes('Two'));
+      expect(await pending()).toBe(0);
+    } finally {
+      await other.query('SELECT pg_advisory_unlock(7330102)');
+      other.release();
+    }
+  });
+
+  it('keeps events while another instance runs a batch of events (the events lock), and processes them once it is free', async () => {
+    const svc = await start({ EXPORT_INTERVAL: '0' });
+    await put(backend, svc.srcBucket, '2.csv', userCsv('Two', 'B', 0));
+    const other = await db.pool.connect();
+    try {
+      await other.query('SELECT pg_advisory_lock(7330104)');
+      expect((await notify(svc, [created(svc, '2.csv')])).status).toBe(202);
       // Recorded before the answer, whoever processes it.
       expect(await pending()).toBe(1);
       expect(await runs(svc)).toEqual([]);
     } finally {
-      await other.query('SELECT pg_advisory_unlock(7330102)');
+      await other.query('SELECT pg_advisory_unlock(7330104)');
       other.release();
     }
     await waitFor('user 2 in output.csv', async () => (await readText(backend, svc.resBucket, 'output.csv').catch(() => '')).includes('Two'));
     expect(await pending()).toBe(0);
   });
 
-  it('a run asked for while another instance runs a batch of events waits for it, then runs, instead of joining it', async () => {
-    const { log, messages } = recordingLogger();
-    const svc = await start({}, { log });
+  it('a run asked for while another instance runs a batch of events starts at once, beside it, instead of joining it', async () => {
+    const svc = await start({});
     await put(backend, svc.srcBucket, 'noevent.csv', userCsv('No', 'Event', 0));
     // Another instance's event batch, as far as the lock and the history go.
     const other = await db.pool.connect();
-    let asked: Promise<Run> | null = null;
     try {
-      await other.query('SELECT pg_advisory_lock(7330102)');
+      await other.query('SELECT pg_advisory_lock(7330104)');
       const { rows } = await other.query<{ id: number }>(`INSERT INTO runs (trigger, host) VALUES ('event', 'elsewhere') RETURNING id`);
-      asked = svc.post('/data?wait=true').then(async (r) => (await r.json()) as Run);
-      await waitFor('the run to wait for the batch', () => messages().includes('waiting for a batch of events to end before the run'));
-      await other.query(`UPDATE runs SET status = 'succeeded', finished_at = now() WHERE id = $1`, [rows[0]!.id]);
+      const run = (await (await svc.post('/data?wait=true')).json()) as Run;
+      expect(run).toMatchObject({ trigger: 'http', status: 'succeeded', counts: { new: 1 } });
+      expect(run.id).not.toBe(rows[0]!.id);
+      // The event run goes on: a run does not take it for a stale one.
+      expect((await other.query('SELECT status FROM runs WHERE id = $1', [rows[0]!.id])).rows).toEqual([{ status: 'running' }]);
     } finally {
-      await other.query('SELECT pg_advisory_unlock(7330102)');
+      await other.query('SELECT pg_advisory_unlock(7330104)');
       other.release();
     }
-    const run = await asked;
-    expect(run).toMatchObject({ trigger: 'http', status: 'succeeded', counts: { new: 1 } });
     expect(await userOf(svc, 'noevent')).toBeDefined();
   });
 

@@ -33,7 +33,7 @@ describe('exportOutput', () => {
   });
 
   it('writes only the header when there are no users', async () => {
-    expect(await exportOutput(db.pool, backend.store, 'res')).toBe(0);
+    expect((await exportOutput(db.pool, backend.store, 'res')).rows).toBe(0);
     expect(await readText(backend, 'res', 'output.csv')).toBe('user_id,first_name,last_name,birthts,img_path\r\n');
   });
 
@@ -42,7 +42,7 @@ describe('exportOutput', () => {
     const n = 12_345;
     await upsertUsers(db.pool, Array.from({ length: n }, (_, i) => row(i)));
     const progress: number[] = [];
-    expect(await exportOutput(db.pool, backend.store, 'res', (w) => progress.push(w))).toBe(n);
+    expect((await exportOutput(db.pool, backend.store, 'res', { onRows: (w) => progress.push(w) })).rows).toBe(n);
     expect(progress).toEqual([5000, 10_000, n]);
     const lines = (await readText(backend, 'res', 'output.csv')).split('\r\n');
     expect(lines).toHaveLength(n + 2);

@@ -1,6 +1,6 @@
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import type { Config } from '../src/config.js';
-import { tryAcquireRunLock } from '../src/db/runs.js';
+import { tryAcquireLock } from '../src/db/locks.js';
 import { silentLogger } from '../src/log.js';
 import { RunFailedError, runPipeline } from '../src/pipeline/run.js';
 import type { TestDatabase } from './support/database.js';
@@ -305,7 +305,7 @@ describe.each(backends)('pipeline on the %s backend', (_name, start) => {
     await seedThreeUsers();
     // An S3 server refusing connections: the same error code as a database that does.
     store.failWrites = Object.assign(new Error('connect ECONNREFUSED 10.1.2.3:9000'), { code: 'ECONNREFUSED' });
-    const failed = await runPipeline({ db: db.pool, store, config, log: silentLogger() }, { trigger: 'test' }).catch((e: unknown) => e);
+    const failed = await runPipeline({ db: db.pool, store, config, log: silentLogger() }, { trigger: 'cli' }).catch((e: unknown) => e);
     expect(failed).toBeInstanceOf(RunFailedError);
     const { rows } = await db.pool.query('SELECT status, error FROM runs ORDER BY id');
     // A short, stable description: the host and port stay in the log.
@@ -355,9 +355,9 @@ describe.each(backends)('pipeline on the %s backend', (_name, start) => {
   });
 
   it('does not run while another process holds the run lock', async () => {
-    const lock = await tryAcquireRunLock(db.pool);
+    const lock = await tryAcquireLock(db.pool, 'run');
     try {
-      const outcome = await runPipeline({ db: db.pool, store, config, log: silentLogger() }, { trigger: 'test' });
+      const outcome = await runPipeline({ db: db.pool, store, config, log: silentLogger() }, { trigger: 'cli' });
       expect(outcome).toEqual({ kind: 'busy', runId: null });
     } finally {
       await lock!.release();

@@ -6,7 +6,7 @@ import type { Database } from './pool.js';
 import { createPool, ping } from './pool.js';
 
 export type { Database, DbClient, Queryable } from './pool.js';
-export { withTransaction, withSavepoint, createPool, ping, isDatabaseUnavailable } from './pool.js';
+export { withTransaction, withSnapshot, withSavepoint, createPool, ping, isDatabaseUnavailable } from './pool.js';
 export { isDataError, isStatementTimeout, describeDataError, describeDatabaseError } from './errors.js';
 export { migrate } from './migrate.js';
 

@@ -62,6 +62,17 @@ export async function withTransaction<T>(pool: Database, fn: (client: DbClient) 
 }
 
 /**
+ * Runs fn in one read-only REPEATABLE READ transaction: every query sees the same snapshot, so
+ * what it reads page by page is the database at one moment, whatever commits meanwhile.
+ */
+export async function withSnapshot<T>(pool: Database, fn: (client: DbClient) => Promise<T>): Promise<T> {
+  return withTransaction(pool, async (client) => {
+    await client.query('SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY');
+    return fn(client);
+  });
+}
+
+/**
  * Runs fn inside a savepoint of an open transaction: when fn throws, only its work is undone
  * and the transaction can go on.
  */

@@ -1,50 +1,18 @@
 import type { RunCounts, RunIssue, RunProgress, RunReport, RunStatus, RunTrigger } from '../model.js';
 import type { Database, Queryable } from './pool.js';
-import { connectClient } from './pool.js';
 import { runWorkers } from './runItems.js';
 
-// Arbitrary constant shared by every instance: at most one holder processes the bucket.
-const RUN_LOCK_KEY = 7_330_102;
-
-export interface RunLock {
-  release(): Promise<void>;
-}
-
 /**
- * Takes the cluster-wide run lock on a dedicated connection, or returns null when another
- * process holds it. Session-level, so if this process dies the server frees it.
+ * Runs left 'running' by a process that died. Event runs are carried out under the events lock
+ * and every other run under the run lock, so the holder of one finds only stale runs of its
+ * own kind running: call with kind 'event' while holding the events lock, 'run' the run lock.
  */
-export async function tryAcquireRunLock(pool: Database): Promise<RunLock | null> {
-  const client = await connectClient(pool);
-  try {
-    const { rows } = await client.query<{ ok: boolean }>('SELECT pg_try_advisory_lock($1) AS ok', [RUN_LOCK_KEY]);
-    if (!rows[0]?.ok) {
-      client.release();
-      return null;
-    }
-  } catch (err) {
-    client.release(true);
-    throw err;
-  }
-  return {
-    release: async () => {
-      try {
-        await client.query('SELECT pg_advisory_unlock($1)', [RUN_LOCK_KEY]);
-        client.release();
-      } catch {
-        // The connection is broken, so the server has already dropped the lock with it.
-        client.release(true);
-      }
-    },
-  };
-}
-
-/** Runs left 'running' by a process that died. Call only while holding the run lock. */
-export async function abortStaleRuns(db: Queryable): Promise<number> {
+export async function abortStaleRuns(db: Queryable, kind: 'run' | 'event'): Promise<number> {
   const { rowCount } = await db.query(
     `UPDATE runs SET status = 'aborted', finished_at = now(),
        error = coalesce(error, 'the process running it stopped before it finished')
-     WHERE status = 'running'`,
+     WHERE status = 'running' AND (trigger = 'event') = ($1 = 'event')`,
+    [kind],
   );
   return rowCount ?? 0;
 }
@@ -162,20 +130,35 @@ export async function listRuns(db: Queryable, opts: { limit: number; beforeId?: 
   return rows.map((r) => toReport(r, [], []));
 }
 
-/** The run in progress anywhere in the cluster, if any. */
+/** The run in progress anywhere in the cluster, if any; event runs go on beside runs and are not one. */
 export async function getRunningRunId(db: Queryable): Promise<number | null> {
-  const { rows } = await db.query<{ id: number }>(`SELECT id FROM runs WHERE status = 'running' ORDER BY id DESC LIMIT 1`);
+  const { rows } = await db.query<{ id: number }>(
+    `SELECT id FROM runs WHERE status = 'running' AND trigger <> 'event' ORDER BY id DESC LIMIT 1`,
+  );
   return rows[0]?.id ?? null;
 }
 
 /** Marks output.csv as behind the table; in the transaction that changes users. */
 export async function markOutputStale(db: Queryable): Promise<void> {
-  await db.query('UPDATE pipeline_state SET output_stale = true WHERE id = 1');
+  await db.query('UPDATE pipeline_state SET output_stale = true, output_version = output_version + 1 WHERE id = 1');
 }
 
-/** Records a successful export of output.csv. */
-export async function markOutputExported(db: Queryable): Promise<void> {
-  await db.query('UPDATE pipeline_state SET output_stale = false, events_owe_export = false, exported_at = now() WHERE id = 1');
+/** The table's version as this transaction's snapshot sees it: what an export made from it holds. */
+export async function readOutputVersion(db: Queryable): Promise<number> {
+  const { rows } = await db.query<{ v: string }>('SELECT output_version AS v FROM pipeline_state WHERE id = 1');
+  return Number(rows[0]?.v ?? 0);
+}
+
+/**
+ * Records a successful export of output.csv made from the table at `version`. Commits made
+ * while it was written moved the version on: output.csv is then still stale.
+ */
+export async function markOutputExported(db: Queryable, version: number): Promise<void> {
+  await db.query(
+    `UPDATE pipeline_state SET output_stale = output_version > $1,
+       events_owe_export = events_owe_export AND output_version > $1, exported_at = now() WHERE id = 1`,
+    [version],
+  );
 }
 
 /** An event batch left output.csv behind the table: event processing writes it, in time. */
@@ -197,13 +180,13 @@ export async function getOutputState(db: Queryable): Promise<{ stale: boolean; e
 
 /**
  * Event-driven work arrives in many small batches. To keep the history readable, a batch
- * continues the newest run when that is an event run that started less than windowMs ago and
+ * continues the newest event run when that started less than windowMs ago and
  * did not fail; it is set running again, and its counts go on from where they were.
  */
 export async function reopenEventRun(db: Queryable, windowMs: number): Promise<{ id: number; counts: RunCounts; outputWritten: boolean } | null> {
   const { rows } = await db.query<RunRow>(
     `UPDATE runs SET status = 'running', finished_at = NULL
-     WHERE id = (SELECT max(id) FROM runs) AND trigger = 'event' AND status = 'succeeded'
+     WHERE id = (SELECT max(id) FROM runs WHERE trigger = 'event') AND status = 'succeeded'
        AND started_at > now() - make_interval(secs => $1::float8 / 1000)
      RETURNING *`,
     [windowMs],

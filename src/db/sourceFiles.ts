@@ -48,6 +48,31 @@ export async function fingerprintsOf(db: Queryable, keys: string[]): Promise<Map
   return new Map(rows.map((r) => [r.key, { key: r.key, userId: r.user_id, fingerprint: fingerprintOf(r.etag, r.size, r.lm) }]));
 }
 
+/** A key's recorded fingerprint as a reader saw it before reading the object; null: not recorded. */
+export interface SeenState {
+  key: string;
+  fingerprint: string | null;
+}
+
+/**
+ * The keys whose recorded state is no longer the one seen, with the state recorded now (null:
+ * no longer recorded). Called under the users' locks: a commit whose reads started from an
+ * older record than the current one may hold older objects, and must read them again.
+ */
+export async function movedSince(db: Queryable, seen: SeenState[]): Promise<SeenState[]> {
+  if (seen.length === 0) return [];
+  const { rows } = await db.query<{ key: string; etag: string | null; size: number | null; lm: number | null }>(
+    `SELECT s.key, f.etag, f.size, (extract(epoch FROM f.last_modified) * 1000)::float8 AS lm
+     FROM unnest($1::text[]) AS s(key) LEFT JOIN source_files f ON f.key = s.key`,
+    [seen.map((s) => s.key)],
+  );
+  const now = new Map(rows.map((r) => [r.key, r.etag === null ? null : fingerprintOf(r.etag, r.size ?? 0, r.lm ?? 0)]));
+  return seen.flatMap((s) => {
+    const current = now.get(s.key) ?? null;
+    return current === s.fingerprint ? [] : [{ key: s.key, fingerprint: current }];
+  });
+}
+
 interface FileRow {
   key: string;
   user_id: string;

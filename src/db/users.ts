@@ -92,7 +92,7 @@ export interface ExportRow {
 
 /**
  * Every user ordered by user_id, fetched in keyset pages so memory stays flat however many
- * users there are. Each page is a short query, so no transaction is held open for the export.
+ * users there are. Read them in one snapshot (withSnapshot), so the pages are one moment.
  */
 export async function* streamUsersForExport(db: Queryable, pageSize = 5000): AsyncGenerator<ExportRow[]> {
   let after: string | null = null;

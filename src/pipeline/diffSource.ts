@@ -1,14 +1,16 @@
-import type { StoredFingerprint } from '../db/sourceFiles.js';
+import type { SeenState, StoredFingerprint } from '../db/sourceFiles.js';
 import type { SourceObject } from '../model.js';
 import { fingerprintOf } from '../model.js';
 import { compareKeys } from '../storage/keyOrder.js';
 import type { ListedObject } from './listSource.js';
 
+// Each change carries the fingerprint recorded when it was found (null: none), which the
+// commit checks under the user lock: see commitItem, "newest wins".
 export type SourceChange =
   /** New, or its etag, size or modification time differ from what was recorded. */
-  | { kind: 'changed'; userId: string; object: SourceObject }
+  | { kind: 'changed'; userId: string; object: SourceObject; recorded: string | null }
   /** Recorded, but no longer listed. */
-  | { kind: 'removed'; userId: string; key: string }
+  | { kind: 'removed'; userId: string; key: string; recorded: string }
   /** A user file refused on its name before reading; never recorded, so it takes no part in the merge. */
   | { kind: 'refused'; key: string; reason: string };
 
@@ -56,14 +58,14 @@ export async function* diffSource(
       candidates.delete(object.key);
     }
     if (opts.full || previous?.fingerprint !== fingerprintOf(object.etag, object.size, object.lastModifiedMs)) {
-      yield { kind: 'changed', userId: object.userId, object };
+      yield { kind: 'changed', userId: object.userId, object, recorded: previous?.fingerprint ?? null };
     }
   }
   while (!head.done) {
     candidates.set(head.value.key, head.value);
     head = await stored.next();
   }
-  for (const c of candidates.values()) yield { kind: 'removed', userId: c.userId, key: c.key };
+  for (const c of candidates.values()) yield { kind: 'removed', userId: c.userId, key: c.key, recorded: c.fingerprint };
 }
 
 export interface UserBatch {
@@ -72,6 +74,8 @@ export interface UserBatch {
   changed: SourceObject[];
   removed: Array<{ key: string; userId: string }>;
   refused: Array<{ key: string; reason: string }>;
+  /** The recorded state of each changed and removed object when the change was found. */
+  seen: SeenState[];
 }
 
 /**
@@ -81,7 +85,7 @@ export interface UserBatch {
  * user from what is recorded so far, and the last one leaves the right row.
  */
 export async function* batchByUser(changes: AsyncIterable<SourceChange>, size: number): AsyncGenerator<UserBatch> {
-  const empty = (): UserBatch => ({ users: [], changed: [], removed: [], refused: [] });
+  const empty = (): UserBatch => ({ users: [], changed: [], removed: [], refused: [], seen: [] });
   let batch = empty();
   let inBatch = new Set<string>();
   let current: string | null = null;
@@ -112,6 +116,7 @@ export async function* batchByUser(changes: AsyncIterable<SourceChange>, size: n
     }
     if (change.kind === 'changed') batch.changed.push(change.object);
     else batch.removed.push({ key: change.key, userId: change.userId });
+    batch.seen.push({ key: change.kind === 'changed' ? change.object.key : change.key, fingerprint: change.recorded });
   }
   if (batch.users.length + batch.refused.length > 0) yield batch;
 }

@@ -1,10 +1,11 @@
 import { forgetEvents, hasPendingEvents, takePendingEvents } from '../db/events.js';
-import { getOutputState, markEventsOweExport, tryAcquireRunLock } from '../db/runs.js';
+import { tryAcquireLock } from '../db/locks.js';
+import { getOutputState, markEventsOweExport } from '../db/runs.js';
 import { fingerprintsOf } from '../db/sourceFiles.js';
 import type { RunCounts, RunReport } from '../model.js';
 import { emptyCounts } from '../model.js';
 import { changesForKeys } from './eventChanges.js';
-import type { RunDeps } from './run.js';
+import type { RunDeps } from './deps.js';
 import { carryOut, commitChanges, exportNow } from './run.js';
 
 // Event-driven work: the keys that bucket notifications and the folder watch recorded, taken
@@ -39,7 +40,9 @@ export type EventBatchOutcome =
 /**
  * Processes keys that events named (pending_events), touching only the users they concern,
  * then rewrites output.csv if it lags and EXPORT_INTERVAL has passed since it was last
- * written. Holds the same run lock as a full run, so the two never interleave.
+ * written. Holds the events lock, so one batch goes on at a time across instances, but not the
+ * run lock: batches go on during a run and during an export. The user locks keep their
+ * commits apart from a run's, and the newest state of each object wins (commitItem).
  */
 export async function runEventBatch(deps: RunDeps, opts: EventBatchOptions): Promise<EventBatchOutcome> {
   const { db, config } = deps;
@@ -47,13 +50,12 @@ export async function runEventBatch(deps: RunDeps, opts: EventBatchOptions): Pro
   // to export leaves it to the next run, as without events.
   const exportIn = (o: { stale: boolean; eventsOwe: boolean; msSinceExport: number | null }) =>
     !o.stale || !o.eventsOwe ? null : Math.max(0, opts.exportIntervalMs - (o.msSinceExport ?? Number.POSITIVE_INFINITY));
-  // Looked at before taking the lock, so an idle instance never holds it: a run asked for
-  // elsewhere would find it taken by no run at all.
+  // Looked at before taking the lock, so idle instances do not take it in turn all the time.
   if (!(await hasPendingEvents(db))) {
     const due = exportIn(await getOutputState(db));
     if (due !== 0) return { kind: 'idle', exportInMs: due };
   }
-  const lock = await tryAcquireRunLock(db);
+  const lock = await tryAcquireLock(db, 'events');
   if (!lock) return { kind: 'busy' };
   try {
     const pending = await takePendingEvents(db, opts.maxKeys);
@@ -81,7 +83,8 @@ export async function runEventBatch(deps: RunDeps, opts: EventBatchOptions): Pro
       await markEventsOweExport(db);
       run.log.info({ keys: pending.length, affectedUsers: run.st.affectedUsers }, 'event batch processed');
       opts.signal?.throwIfAborted();
-      if (exportIn(await getOutputState(db)) === 0) await exportNow(deps, opts, run);
+      // Another instance exporting already: it clears the lag, or leaves it for the next batch.
+      if (exportIn(await getOutputState(db)) === 0) await exportNow(deps, opts, run, 'try');
     });
     const counts = Object.fromEntries(Object.entries(report.counts).map(([k, v]) => [k, v - before[k as keyof RunCounts]])) as unknown as RunCounts;
     return { kind: 'finished', report, counts, more: pending.length === opts.maxKeys, exportInMs: exportIn(await getOutputState(db)) };

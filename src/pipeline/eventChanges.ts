@@ -48,9 +48,14 @@ export async function changesForKeys(
     const previous = recorded.get(key);
     if (info?.problem) changes.push({ kind: 'refused', key: printable(key), reason: info.problem });
     else if (!info) {
-      if (previous) changes.push({ kind: 'removed', userId, key });
+      if (previous) changes.push({ kind: 'removed', userId, key, recorded: previous.fingerprint });
     } else if (previous?.fingerprint !== fingerprintOf(info.etag, info.size, info.lastModified.getTime())) {
-      changes.push({ kind: 'changed', userId, object: { key, userId, kind, size: info.size, etag: info.etag, lastModifiedMs: info.lastModified.getTime() } });
+      changes.push({
+        kind: 'changed',
+        userId,
+        object: { key, userId, kind, size: info.size, etag: info.etag, lastModifiedMs: info.lastModified.getTime() },
+        recorded: previous?.fingerprint ?? null,
+      });
     }
   }
   return changes;

@@ -1,5 +1,7 @@
 import { csvStream } from '../csv.js';
-import type { Queryable } from '../db/index.js';
+import type { Database, Queryable } from '../db/index.js';
+import { withSnapshot } from '../db/index.js';
+import { readOutputVersion } from '../db/runs.js';
 import type { ExportRow } from '../db/users.js';
 import { streamUsersForExport } from '../db/users.js';
 import type { ObjectStore } from '../storage/index.js';
@@ -17,18 +19,32 @@ export const OUTPUT_COLUMNS = ['user_id', 'first_name', 'last_name', 'birthts', 
 
 /**
  * Writes output.csv from the users table, so the file and the table always agree. Rows are
- * streamed page by page into the store, which replaces the object in one step.
- * Returns the number of rows written.
+ * streamed page by page into the store, which replaces the object in one step. Every page is
+ * read in one snapshot, so the file is the table at one moment even while users commit.
+ * Returns the number of rows written and the table's version the snapshot saw.
  */
 export async function exportOutput(
+  db: Database,
+  store: ObjectStore,
+  bucket: string,
+  opts: { onRows?: (written: number) => void; pageSize?: number } = {},
+): Promise<{ rows: number; version: number }> {
+  return withSnapshot(db, async (tx) => {
+    const version = await readOutputVersion(tx);
+    const rows = await writeFrom(tx, store, bucket, opts);
+    return { rows, version };
+  });
+}
+
+async function writeFrom(
   db: Queryable,
   store: ObjectStore,
   bucket: string,
-  onRows?: (written: number) => void,
+  opts: { onRows?: (written: number) => void; pageSize?: number },
 ): Promise<number> {
   let written = 0;
   async function* records() {
-    const pages = streamUsersForExport(db);
+    const pages = streamUsersForExport(db, opts.pageSize);
     for (;;) {
       let page: IteratorResult<ExportRow[]>;
       try {
@@ -39,7 +55,7 @@ export async function exportOutput(
       if (page.done) return;
       for (const u of page.value) yield [u.user_id, u.first_name, u.last_name, String(u.birthts), u.img_path ?? ''];
       written += page.value.length;
-      onRows?.(written);
+      opts.onRows?.(written);
     }
   }
   await store.write(bucket, OUTPUT_KEY, csvStream(OUTPUT_COLUMNS, records()), 'text/csv; charset=utf-8');

@@ -1,28 +1,9 @@
-import type { FileState, RunIssue, UserRow } from '../model.js';
+import type { BatchPlan, FileState, RunIssue, UserChange } from '../model.js';
 import type { UserBatch } from './diffSource.js';
 import type { ProcessResult } from './processObject.js';
 import { resolveUser } from './resolveUser.js';
 
-/** Everything one user's part of a batch writes: committed together, or not at all. */
-export interface UserChange {
-  userId: string;
-  /** States of this user's objects read this run, to record. */
-  files: FileState[];
-  /** Keys of this user's objects that are gone from the bucket, to forget. */
-  gone: string[];
-  /** The row to upsert, or null to leave the user as stored. */
-  row: UserRow | null;
-  rejected: RunIssue[];
-  warnings: RunIssue[];
-}
-
-export interface BatchPlan {
-  users: UserChange[];
-  /** Reported for the run but recorded nowhere else: refused names, objects skipped this time. */
-  issues: RunIssue[];
-  /** Objects fetched this run. */
-  read: number;
-}
+export type { BatchPlan, UserChange } from '../model.js';
 
 /**
  * Joins each user of the batch from the objects just processed and the states recorded

@@ -1,7 +1,7 @@
 import os from 'node:os';
 import pLimit from 'p-limit';
-import type { Config } from '../config.js';
 import type { Database } from '../db/index.js';
+import { acquireLock, tryAcquireLock } from '../db/locks.js';
 import {
   abortStaleRuns,
   createRun,
@@ -11,12 +11,10 @@ import {
   getRunningRunId,
   markOutputExported,
   reopenEventRun,
-  tryAcquireRunLock,
   updateRunProgress,
 } from '../db/runs.js';
 import { isRunActive, itemTotals, uncommittedItems } from '../db/runItems.js';
 import { countUsersWithValidCsv, iterateFingerprints } from '../db/sourceFiles.js';
-import type { WorkQueue } from '../db/workQueue.js';
 import type { Logger } from '../log.js';
 import type { RunCounts, RunProgress, RunReport, RunTrigger } from '../model.js';
 import { emptyCounts } from '../model.js';
@@ -27,19 +25,11 @@ import { ExportReadError, exportOutput, OUTPUT_KEY } from './exportOutput.js';
 import { describeFailure, StoreFailure } from './failures.js';
 import type { ListCounts } from './listSource.js';
 import { listSource } from './listSource.js';
-import type { WorkItem } from './processItem.js';
-import { processItem } from './processItem.js';
+import type { RunDeps } from './deps.js';
+import { thisInstance } from './deps.js';
+import { processItem } from './workItem.js';
 
-export interface RunDeps {
-  db: Database;
-  store: ObjectStore;
-  config: Config;
-  log: Logger;
-  /** Who commits the work, in run_items and GET /runs/:id; by default host name and process id. */
-  instance?: string;
-  /** Spreads a full run's items over every replica; without it, this process does them all. */
-  queue?: WorkQueue<WorkItem>;
-}
+export type { RunDeps } from './deps.js';
 
 export interface RunOptions {
   trigger: RunTrigger;
@@ -76,7 +66,7 @@ export class RunFailedError extends Error {
  */
 export async function runPipeline(deps: RunDeps, opts: RunOptions): Promise<RunOutcome> {
   const { db } = deps;
-  const lock = await tryAcquireRunLock(db);
+  const lock = await tryAcquireLock(db, 'run');
   if (!lock) return { kind: 'busy', runId: await getRunningRunId(db) };
   try {
     const full = opts.full ?? false;
@@ -95,7 +85,7 @@ export async function runPipeline(deps: RunDeps, opts: RunOptions): Promise<RunO
         full ||
         (await getOutputState(db)).stale ||
         (await onStore('checking output.csv', () => deps.store.stat(deps.config.resBucket, OUTPUT_KEY))) === null;
-      if (needsExport) await exportNow(deps, opts, run);
+      if (needsExport) await exportNow(deps, opts, run, 'wait');
     });
     return { kind: 'finished', report };
   } finally {
@@ -124,7 +114,8 @@ const outcomeOf = (st: RunState) => ({ counts: st.counts, progress: st.progress,
 
 /**
  * Records a run around work: creates (or continues) its row, records its outcome however the
- * work ends, and returns its report. Call while holding the run lock.
+ * work ends, and returns its report. Call while holding the run lock, or for an event run the
+ * events lock.
  */
 export async function carryOut(
   deps: RunDeps,
@@ -133,7 +124,7 @@ export async function carryOut(
   work: (run: ActiveRun) => Promise<void>,
 ): Promise<RunReport> {
   const { db, log } = deps;
-  const stale = await abortStaleRuns(db);
+  const stale = await abortStaleRuns(db, how.trigger === 'event' ? 'event' : 'run');
   if (stale > 0) log.warn({ stale }, 'marked runs left by a stopped process as aborted');
   const reopened = how.reopenWindowMs === null ? null : await reopenEventRun(db, how.reopenWindowMs);
   const runId = reopened?.id ?? (await createRun(db, { trigger: how.trigger, full: how.full, host: os.hostname() }));
@@ -175,9 +166,6 @@ export async function carryOut(
   if (how.trigger !== 'event') runLog.info({ counts: report.counts, output_written: report.output_written }, 'run finished');
   return report;
 }
-
-/** This process, as run_items and GET /runs/:id name it. */
-export const thisInstance = () => `${os.hostname()}:${process.pid}`;
 
 // Items of this process in progress at once: one is read while another commits.
 const LOCAL_ITEMS = 2;
@@ -299,20 +287,35 @@ export async function commitChanges(deps: RunDeps, opts: { signal?: AbortSignal 
   st.counts.ignored = listed.ignored;
 }
 
-export async function exportNow(deps: RunDeps, opts: { signal?: AbortSignal }, run: ActiveRun): Promise<void> {
+/**
+ * Rewrites output.csv under the export lock, which only exports take: items and event batches
+ * commit meanwhile, and the export's snapshot keeps the file equal to the table at one moment.
+ * With 'try', gives up at once when another export is in progress (it clears the lag or
+ * leaves it for the next try); returns whether it wrote the file.
+ */
+export async function exportNow(deps: RunDeps, opts: { signal?: AbortSignal }, run: ActiveRun, wait: 'wait' | 'try'): Promise<boolean> {
   const { db, store, config } = deps;
   const { st } = run;
-  st.progress = { phase: 'exporting', done: 0, total: null };
-  await run.report(true);
-  const rows = await onStore('writing output.csv', () =>
-    exportOutput(db, store, config.resBucket, (n) => {
-      st.progress = { phase: 'exporting', done: n, total: null };
-      void run.report(false);
-    }),
-  );
-  await markOutputExported(db);
-  st.outputWritten = true;
-  run.log.info({ rows, bucket: config.resBucket, key: OUTPUT_KEY }, 'wrote output.csv');
+  const lock = wait === 'wait' ? await acquireLock(db, 'export', opts.signal) : await tryAcquireLock(db, 'export');
+  if (!lock) return false;
+  try {
+    st.progress = { phase: 'exporting', done: 0, total: null };
+    await run.report(true);
+    const { rows, version } = await onStore('writing output.csv', () =>
+      exportOutput(db, store, config.resBucket, {
+        onRows: (n) => {
+          st.progress = { phase: 'exporting', done: n, total: null };
+          void run.report(false);
+        },
+      }),
+    );
+    await markOutputExported(db, version);
+    st.outputWritten = true;
+    run.log.info({ rows, version, bucket: config.resBucket, key: OUTPUT_KEY }, 'wrote output.csv');
+    return true;
+  } finally {
+    await lock.release();
+  }
 }
 
 /**

@@ -4,8 +4,9 @@ import { withTransaction } from '../src/db/index.js';
 import { createRun } from '../src/db/runs.js';
 import { lockUsers } from '../src/db/users.js';
 import { silentLogger } from '../src/log.js';
-import { commitBatch, commitItem } from '../src/pipeline/commitBatch.js';
-import type { BatchPlan, UserChange } from '../src/pipeline/planBatch.js';
+import type { CommitResult } from '../src/db/commitItem.js';
+import { commitItem } from '../src/db/commitItem.js';
+import type { BatchPlan, UserChange } from '../src/model.js';
 import type { TestDatabase } from './support/database.js';
 import { createTestDatabase } from './support/database.js';
 import { put, userCsv } from './support/fixtures.js';
@@ -17,7 +18,15 @@ import { startFolderBackend } from './support/stores.js';
  * The last line of defence: values the edge checks let through but PostgreSQL refuses. The
  * edge checks stop every case we know of, so these tests get past them on purpose.
  */
-describe('commitBatch: a batch the database refuses for its data', () => {
+/** Commits a plan as item `no` of the run, and expects it committed. */
+async function commitPlan(db: TestDatabase, runId: number, no: number, plan: BatchPlan): Promise<CommitResult> {
+  const users = plan.users.map((u) => u.userId);
+  const out = await commitItem(db.pool, { runId, no, instance: 'here:1', users, seen: [] }, () => plan, silentLogger());
+  if (out.kind !== 'committed') throw new Error(`item ${no} not committed: ${out.kind}`);
+  return out.result;
+}
+
+describe('commitItem: an item the database refuses for its data', () => {
   let db: TestDatabase;
   beforeEach(async () => {
     db = await createTestDatabase();
@@ -36,9 +45,9 @@ describe('commitBatch: a batch the database refuses for its data', () => {
   });
 
   it('commits the others and rejects the user it refuses, with a reason that names no SQL object', async () => {
-    const runId = await createRun(db.pool, { trigger: 'test', full: false, host: 'h' });
+    const runId = await createRun(db.pool, { trigger: 'cli', full: false, host: 'h' });
     const plan: BatchPlan = { users: [change('1', 'Ann'), change('2', 'Mal\u0000lory'), change('3', 'Cy')], issues: [], read: 3 };
-    const r = await commitBatch(db.pool, runId, plan, silentLogger());
+    const r = await commitPlan(db, runId, 1, plan);
     expect(r).toMatchObject({ inserted: 2, updated: 0 });
     expect(r.rejected).toEqual([
       { key: '2.csv', reason: 'user_id "2" could not be stored: a value holds a byte sequence the database cannot store (SQLSTATE 22021)' },
@@ -57,13 +66,13 @@ describe('commitBatch: a batch the database refuses for its data', () => {
   });
 
   it('counts a user once when its second batch of the run is committed user by user', async () => {
-    const runId = await createRun(db.pool, { trigger: 'test', full: false, host: 'h' });
-    const first = await commitBatch(db.pool, runId, { users: [change('5', 'Five')], issues: [], read: 1 }, silentLogger());
+    const runId = await createRun(db.pool, { trigger: 'cli', full: false, host: 'h' });
+    const first = await commitPlan(db, runId, 1, { users: [change('5', 'Five')], issues: [], read: 1 });
     expect(first).toMatchObject({ inserted: 1, updated: 0 });
     await db.pool.query('UPDATE pipeline_state SET output_stale = false WHERE id = 1');
     // The same user again (its files far apart in key order), in a batch the database refuses for another user.
     const plan: BatchPlan = { users: [change('5', 'Fifth'), change('2', 'Mal\u0000lory')], issues: [], read: 2 };
-    const second = await commitBatch(db.pool, runId, plan, silentLogger());
+    const second = await commitPlan(db, runId, 2, plan);
     // Already counted as new by the first batch: neither new nor updated again.
     expect(second).toMatchObject({ inserted: 0, updated: 0 });
     expect(second.rejected.map((i) => i.key)).toEqual(['2.csv']);
@@ -131,20 +140,23 @@ describe('commitItem: a work item of a run', () => {
     issues: [],
     read: 1,
   });
-  const commit = (runId: number, no: number, userId: string) => commitItem(db.pool, runId, [userId], () => Promise.resolve(plan(userId)), silentLogger(), { no, instance: 'here:1' });
+  const commit = async (runId: number, no: number, userId: string) => {
+    const out = await commitItem(db.pool, { runId, no, instance: 'here:1', users: [userId], seen: [] }, () => plan(userId), silentLogger());
+    return out.kind === 'committed' ? out.result : out.kind;
+  };
 
   it('commits once however often it is tried, and records its counts and who committed it', async () => {
-    const runId = await createRun(db.pool, { trigger: 'test', full: false, host: 'h' });
+    const runId = await createRun(db.pool, { trigger: 'cli', full: false, host: 'h' });
     expect(await commit(runId, 1, 'u1')).toMatchObject({ inserted: 1, read: 1 });
     // A retry after the lease ran out on a worker that had committed.
-    expect(await commit(runId, 1, 'u1')).toBeNull();
+    expect(await commit(runId, 1, 'u1')).toBe('skipped');
     expect((await db.pool.query('SELECT item_no, instance, users, read, new FROM run_items')).rows).toEqual([{ item_no: 1, instance: 'here:1', users: 1, read: 1, new: 1 }]);
   });
 
   it('commits nothing for a run that has ended (an item still in hand when its run was aborted)', async () => {
-    const runId = await createRun(db.pool, { trigger: 'test', full: false, host: 'h' });
+    const runId = await createRun(db.pool, { trigger: 'cli', full: false, host: 'h' });
     await db.pool.query(`UPDATE runs SET status = 'aborted' WHERE id = $1`, [runId]);
-    expect(await commit(runId, 1, 'late')).toBeNull();
+    expect(await commit(runId, 1, 'late')).toBe('skipped');
     expect((await db.pool.query('SELECT count(*)::int AS n FROM users')).rows[0]).toEqual({ n: 0 });
     expect((await db.pool.query('SELECT count(*)::int AS n FROM run_items')).rows[0]).toEqual({ n: 0 });
   });

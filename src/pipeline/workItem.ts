@@ -1,0 +1,123 @@
+import type pLimit from 'p-limit';
+import type { CommitResult } from '../db/commitItem.js';
+import { commitItem } from '../db/commitItem.js';
+import type { SeenState, StoredFingerprint } from '../db/sourceFiles.js';
+import type { SourceObject } from '../model.js';
+import type { RunDeps, WorkItem } from './deps.js';
+
+export type { WorkItem } from './deps.js';
+import type { SourceChange, UserBatch } from './diffSource.js';
+import { changesForKeys } from './eventChanges.js';
+import { planBatch } from './planBatch.js';
+import type { ProcessResult } from './processObject.js';
+import { processObject } from './processObject.js';
+
+// Objects moved under an item this many times in a row are left to whoever moved them.
+const MAX_REREADS = 3;
+
+/**
+ * Carries out one work item: reads and checks its objects, then commits its users (commitItem).
+ * Newest wins: when the commit finds objects recorded anew since they were read, they are
+ * looked up and read again, and the commit retried; after MAX_REREADS the item leaves them
+ * to the newer record. Returns null when the item was committed already, or its run is over.
+ */
+export async function processItem(
+  deps: RunDeps,
+  item: WorkItem,
+  instance: string,
+  limit: ReturnType<typeof pLimit>,
+  signal?: AbortSignal,
+): Promise<CommitResult | null> {
+  const { db, config, log } = deps;
+  // A listing's removal is a guess made while others may record objects: looked up first.
+  let batch = await lookUpAgain(deps, item.batch, item.batch.removed.map((r) => ({ key: r.key, fingerprint: seenOf(item.batch, r.key) })), limit);
+  let results = await readAll(deps, batch.changed, limit, signal);
+  for (let tries = 1; ; tries++) {
+    const current = { batch, results };
+    const out = await commitItem(db, { runId: item.runId, no: item.no, instance, users: batch.users, seen: batch.seen }, (recorded) =>
+      planBatch(current.batch, current.results, recorded, config.srcBucket), log,
+    );
+    if (out.kind === 'skipped') return null;
+    if (out.kind === 'committed') {
+      for (const i of [...out.result.rejected, ...out.result.issues]) log.warn({ runId: item.runId, key: i.key, reason: i.reason }, 'file rejected');
+      return out.result;
+    }
+    log.debug({ runId: item.runId, item: item.no, moved: out.moved.length, tries }, 'objects recorded anew since the item read them; reading them again');
+    const movedKeys = new Set(out.moved.map((m) => m.key));
+    const kept = without(batch, results, movedKeys);
+    if (tries >= MAX_REREADS) {
+      ({ batch, results } = kept);
+      continue;
+    }
+    const again = await lookUpAgain(deps, kept.batch, out.moved, limit);
+    const fresh = again.changed.slice(kept.batch.changed.length);
+    batch = again;
+    results = [...kept.results, ...(await readAll(deps, fresh, limit, signal))];
+  }
+}
+
+function readAll(deps: RunDeps, objects: SourceObject[], limit: ReturnType<typeof pLimit>, signal?: AbortSignal): Promise<ProcessResult[]> {
+  const { store, config, log } = deps;
+  return Promise.all(
+    objects.map((object) =>
+      limit(() => {
+        // Stopping: the objects not started yet are not read, and the item is not committed.
+        signal?.throwIfAborted();
+        return processObject(object, store, config.srcBucket, { limits: config.limits, log });
+      }),
+    ),
+  );
+}
+
+const seenOf = (batch: UserBatch, key: string) => batch.seen.find((s) => s.key === key)?.fingerprint ?? null;
+
+/** The batch without these keys (and their read results). */
+function without(batch: UserBatch, results: ProcessResult[], keys: Set<string>): { batch: UserBatch; results: ProcessResult[] } {
+  const keep = batch.changed.map((o) => !keys.has(o.key));
+  return {
+    batch: {
+      ...batch,
+      changed: batch.changed.filter((_, i) => keep[i]),
+      removed: batch.removed.filter((r) => !keys.has(r.key)),
+      seen: batch.seen.filter((s) => !keys.has(s.key)),
+    },
+    results: results.filter((_, i) => keep[i]),
+  };
+}
+
+/**
+ * Looks these keys up in the store now, against the given recorded states, and puts what
+ * they are now in their place: changed objects (appended to `changed`), removals, or nothing
+ * when the record already holds the object as it is.
+ */
+async function lookUpAgain(deps: RunDeps, batch: UserBatch, states: SeenState[], limit: ReturnType<typeof pLimit>): Promise<UserBatch> {
+  if (states.length === 0) return batch;
+  const { store, config } = deps;
+  const keys = new Set(states.map((s) => s.key));
+  const recorded = new Map<string, StoredFingerprint>();
+  for (const s of states) if (s.fingerprint !== null) recorded.set(s.key, { key: s.key, userId: '', fingerprint: s.fingerprint });
+  const counts = { listed: 0, scanned: 0, ignored: 0 };
+  const changes: SourceChange[] = await changesForKeys(store, config.srcBucket, [...keys], recorded, {
+    limits: config.limits,
+    concurrency: config.readConcurrency,
+    counts,
+  });
+  const out: UserBatch = {
+    ...batch,
+    changed: batch.changed.filter((o) => !keys.has(o.key)),
+    removed: batch.removed.filter((r) => !keys.has(r.key)),
+    refused: [...batch.refused],
+    seen: batch.seen.filter((s) => !keys.has(s.key)),
+  };
+  for (const c of changes) {
+    if (c.kind === 'refused') out.refused.push({ key: c.key, reason: c.reason });
+    else if (c.kind === 'changed') {
+      out.changed.push(c.object);
+      out.seen.push({ key: c.object.key, fingerprint: c.recorded });
+    } else {
+      out.removed.push({ key: c.key, userId: c.userId });
+      out.seen.push({ key: c.key, fingerprint: c.recorded });
+    }
+  }
+  return out;
+}
