@@ -1,0 +1,130 @@
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import type { Config } from '../src/config.js';
+import { commitItem } from '../src/db/commitItem.js';
+import { recordEvents } from '../src/db/events.js';
+import { createRun, getOutputState } from '../src/db/runs.js';
+import { silentLogger } from '../src/log.js';
+import { runEventBatch } from '../src/pipeline/eventBatch.js';
+import { exportOutput } from '../src/pipeline/exportOutput.js';
+import type { RunDeps } from '../src/pipeline/run.js';
+import { runPipeline } from '../src/pipeline/run.js';
+import { upsertUsers } from '../src/db/users.js';
+import type { TestDatabase } from './support/database.js';
+import { createTestDatabase } from './support/database.js';
+import { put, readText, userCsv } from './support/fixtures.js';
+import { GateStore } from './support/gateStore.js';
+import { testConfig } from './support/harness.js';
+import type { Backend } from './support/stores.js';
+import { backends } from './support/stores.js';
+
+// Interleavings of a full run, an event batch and an export, driven by gates the test opens:
+// each case must end equal to the store's final state, whichever path read an object first.
+
+for (const [name, startBackend] of backends) {
+  describe(`interleavings (${name})`, () => {
+    let backend: Backend;
+    let db: TestDatabase;
+    let config: Config;
+    let store: GateStore;
+    let deps: RunDeps;
+    beforeAll(async () => {
+      backend = await startBackend();
+    });
+    afterAll(() => backend.stop());
+    beforeEach(async () => {
+      db = await createTestDatabase();
+      config = testConfig(backend, db, { BATCH_SIZE: '10' });
+      store = new GateStore(backend.store);
+      await store.ensureBucket(config.srcBucket);
+      await store.ensureBucket(config.resBucket);
+      deps = { db: db.pool, store, config, log: silentLogger() };
+    });
+    afterEach(() => db.drop());
+
+    const fullRun = async () => {
+      const out = await runPipeline(deps, { trigger: 'cli', full: true });
+      if (out.kind !== 'finished') throw new Error('the run did not start');
+      return out.report;
+    };
+    const eventBatch = async (keys: string[]) => {
+      await recordEvents(db.pool, keys);
+      const out = await runEventBatch(deps, { maxKeys: 100, exportIntervalMs: 0, coalesceMs: 0 });
+      if (out.kind !== 'finished') throw new Error(`the event batch did not run: ${out.kind}`);
+      return out.report;
+    };
+    const stored = async () => (await db.pool.query('SELECT user_id, first_name FROM users ORDER BY user_id')).rows;
+    const recorded = async (key: string) =>
+      (await db.pool.query<{ etag: string }>('SELECT etag FROM source_files WHERE key = $1', [key])).rows[0]?.etag ?? null;
+    const current = async (key: string) => (await store.head(config.srcBucket, key))?.etag ?? null;
+
+    it("an event batch commits between a full run item's read and its commit: the item reads again, and the newer state stays", async () => {
+      await put(backend, config.srcBucket, 'u.csv', userCsv('Old', 'L', 1));
+      await put(backend, config.srcBucket, 'v.csv', userCsv('Vera', 'L', 2));
+      const held = store.holdRead('u.csv');
+      const run = fullRun();
+      await held.reached;
+      // The item holds the old bytes. The object changes, and an event batch commits it,
+      // without waiting for the run.
+      await put(backend, config.srcBucket, 'u.csv', userCsv('New', 'L', 1));
+      const batch = await eventBatch(['u.csv']);
+      expect(batch.status).toBe('succeeded');
+      expect(await stored()).toEqual([{ user_id: 'u', first_name: 'New' }]);
+      held.open();
+      expect((await run).status).toBe('succeeded');
+      expect(await stored()).toEqual([
+        { user_id: 'u', first_name: 'New' },
+        { user_id: 'v', first_name: 'Vera' },
+      ]);
+      expect(await recorded('u.csv')).toBe(await current('u.csv'));
+      expect(await readText(backend, config.resBucket, 'output.csv')).toContain('u,New,L,1');
+    });
+
+    it("a full run item commits between an event batch's read and its commit: the batch reads again, and the newer state stays", async () => {
+      await put(backend, config.srcBucket, 'u.csv', userCsv('Old', 'L', 1));
+      const held = store.holdRead('u.csv');
+      const batch = eventBatch(['u.csv']);
+      await held.reached;
+      await put(backend, config.srcBucket, 'u.csv', userCsv('New', 'L', 1));
+      expect((await fullRun()).status).toBe('succeeded');
+      expect(await stored()).toEqual([{ user_id: 'u', first_name: 'New' }]);
+      held.open();
+      expect((await batch).status).toBe('succeeded');
+      expect(await stored()).toEqual([{ user_id: 'u', first_name: 'New' }]);
+      expect(await recorded('u.csv')).toBe(await current('u.csv'));
+    });
+
+    it('an export runs while items commit: they do not wait for it, and output.csv is the table at one moment', async () => {
+      const n = 5000;
+      const row = (i: number, firstName: string) => ({
+        userId: `u${String(i).padStart(5, '0')}`,
+        firstName,
+        lastName: 'L',
+        birthts: i,
+        imgPath: null,
+        imgFormat: null,
+        imgWidth: null,
+        imgHeight: null,
+      });
+      await upsertUsers(db.pool, Array.from({ length: n }, (_, i) => row(i, 'Before')));
+      const held = store.holdWrite('output.csv');
+      // Small pages: the export reads many of them, and the gate stops it after the first.
+      const exported = exportOutput(db.pool, store, config.resBucket, { pageSize: 10 });
+      await held.reached;
+      // An item changes the first and the last user while output.csv is being written.
+      const runId = await createRun(db.pool, { trigger: 'cli', full: false, host: 'h' });
+      const users = [row(0, 'After'), row(n - 1, 'After')];
+      const plan = { users: users.map((r) => ({ userId: r.userId, files: [], gone: [], row: r, rejected: [], warnings: [] })), issues: [], read: 0 };
+      const out = await commitItem(db.pool, { runId, no: 1, instance: 'here:1', users: users.map((u) => u.userId), seen: [] }, () => plan, silentLogger());
+      expect(out).toMatchObject({ kind: 'committed', result: { updated: 2 } });
+      held.open();
+      const { rows } = await exported;
+      expect(rows).toBe(n);
+      const lines = (await readText(backend, config.resBucket, 'output.csv')).split('\r\n');
+      // All before the commit, none after: the first user and the last agree.
+      expect(lines[1]).toBe('u00000,Before,L,0,');
+      expect(lines[n]).toBe(`u0${n - 1},Before,L,${n - 1},`);
+      // The commit came after the snapshot: output.csv still lags.
+      expect((await getOutputState(db.pool)).stale).toBe(true);
+    });
+  });
+}
