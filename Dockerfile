@@ -23,10 +23,14 @@ WORKDIR /app
 COPY --from=build /app/package.json ./
 COPY --from=build /app/node_modules ./node_modules
 COPY --from=build /app/dist ./dist
+# For prestart/preprocess, so `npm run process` works in the container: with no compiler it runs dist/.
+COPY --from=build /app/scripts/ensure-dist.mjs ./scripts/ensure-dist.mjs
 # The folder store writes here when MINIO_ENDPOINT is not set (mount a volume on it).
 RUN mkdir -p minio && chown node:node minio
 USER node
 EXPOSE 3000
 HEALTHCHECK --interval=30s --timeout=5s --start-period=60s \
   CMD ["node", "-e", "fetch('http://127.0.0.1:'+process.env.PORT+'/health').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"]
+# node itself, not `npm start`: npm hands SIGTERM to its sh, and Debian's sh (dash) does not pass
+# it on, so the service would be killed without its orderly shutdown.
 CMD ["node", "dist/main.js"]
