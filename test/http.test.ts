@@ -1,5 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { upsertUsers } from '../src/db/users.js';
+import { errorAnswer } from '../src/http/errors.js';
+import { RunInProgressElsewhereError } from '../src/runner.js';
 import type { TestDatabase } from './support/database.js';
 import { createTestDatabase } from './support/database.js';
 import { makeImage, put, userCsv } from './support/fixtures.js';
@@ -361,8 +363,9 @@ describe('HTTP API: authentication and unexpected errors', () => {
     await backend.stop();
   });
 
-  it('requires the bearer token on every route but /health', async () => {
-    for (const [method, path] of [['GET', '/data'], ['GET', '/data/1'], ['POST', '/data'], ['GET', '/runs'], ['GET', '/runs/1'], ['GET', '/nope']]) {
+  it('requires the bearer token on every route but /health, and before telling a wrong path or method', async () => {
+    const guarded = [['GET', '/data'], ['GET', '/data/1'], ['POST', '/data'], ['GET', '/runs'], ['GET', '/runs/1'], ['GET', '/nope'], ['DELETE', '/data']];
+    for (const [method, path] of guarded) {
       const res = await fetch(svc.url + path!, { method });
       expect(res.status, `${method} ${path}`).toBe(401);
       expect(res.headers.get('www-authenticate')).toMatch(/^Bearer/);
@@ -372,6 +375,8 @@ describe('HTTP API: authentication and unexpected errors', () => {
     expect((await svc.get('/data', { headers: { authorization: TOKEN } })).status).toBe(401);
     expect((await svc.get('/data', { headers: { authorization: `Bearer ${TOKEN}` } })).status).toBe(200);
     expect((await svc.get('/health')).status).toBe(200);
+    // A wrong method on a public route is checked as that route: no token needed to learn it.
+    expect((await svc.post('/health')).status).toBe(405);
   });
 
   it('answers an unexpected error with 500 JSON, no stack trace and no SQL', async () => {
@@ -385,5 +390,12 @@ describe('HTTP API: authentication and unexpected errors', () => {
     } finally {
       await db.pool.query('ALTER TABLE users_gone RENAME TO users');
     }
+  });
+});
+
+describe('HTTP API: domain errors', () => {
+  it('answers a run lock held elsewhere, with no run to join, with 409 run_in_progress', () => {
+    const message = 'another instance holds the run lock without running a run';
+    expect(errorAnswer(new RunInProgressElsewhereError(message))).toMatchObject({ status: 409, code: 'run_in_progress', message });
   });
 });

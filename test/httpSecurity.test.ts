@@ -41,8 +41,9 @@ describe('HTTP security', () => {
         expect(res.headers['content-type']).toMatch(/application\/json/);
         expect(errorCode(res)).toBe('forbidden_host');
       }
-      // /health too: a rebinding page must learn nothing.
+      // /health and unknown paths too: a rebinding page must learn nothing.
       expect((await raw(open.url, '/health', { headers: { Host: 'evil.example:3000' } })).status).toBe(403);
+      expect((await raw(open.url, '/nope', { headers: { Host: 'evil.example:3000' } })).status).toBe(403);
     });
 
     it('serves loopback Host headers, with or without a port', async () => {

@@ -13,7 +13,7 @@ import type { TestDatabase } from './support/database.js';
 import { createTestDatabase } from './support/database.js';
 import { put, readText, userCsv } from './support/fixtures.js';
 import { GateStore } from './support/gateStore.js';
-import { testConfig } from './support/harness.js';
+import { ObservedStore, testConfig } from './support/harness.js';
 import type { Backend } from './support/stores.js';
 import { backends } from './support/stores.js';
 
@@ -52,7 +52,7 @@ for (const [name, startBackend] of backends) {
       if (out.kind !== 'finished') throw new Error(`the event batch did not run: ${out.kind}`);
       return out.report;
     };
-    const stored = async () => (await db.pool.query('SELECT user_id, first_name FROM users ORDER BY user_id')).rows;
+    const stored = async () => (await db.pool.query<{ user_id: string; first_name: string }>('SELECT user_id, first_name FROM users ORDER BY user_id')).rows;
     const recorded = async (key: string) =>
       (await db.pool.query<{ etag: string }>('SELECT etag FROM source_files WHERE key = $1', [key])).rows[0]?.etag ?? null;
     const current = async (key: string) => (await store.head(config.srcBucket, key))?.etag ?? null;
@@ -91,6 +91,22 @@ for (const [name, startBackend] of backends) {
       expect((await batch).status).toBe('succeeded');
       expect(await stored()).toEqual([{ user_id: 'u', first_name: 'New' }]);
       expect(await recorded('u.csv')).toBe(await current('u.csv'));
+    });
+
+    it('an event batch that fails keeps its events pending, and the next batch processes them', async () => {
+      await put(backend, config.srcBucket, 'u.csv', userCsv('Una', 'L', 1));
+      const observed = new ObservedStore(backend.store);
+      observed.failReads = new Error('the store is down');
+      observed.failPing = new Error('the store is down');
+      await recordEvents(db.pool, ['u.csv']);
+      const failing = { ...deps, store: observed };
+      await expect(runEventBatch(failing, { maxKeys: 100, exportIntervalMs: 0, coalesceMs: 0 })).rejects.toThrow();
+      expect((await db.pool.query('SELECT key FROM pending_events')).rows).toEqual([{ key: 'u.csv' }]);
+      observed.failReads = null;
+      observed.failPing = null;
+      expect(await runEventBatch(failing, { maxKeys: 100, exportIntervalMs: 0, coalesceMs: 0 })).toMatchObject({ kind: 'finished' });
+      expect(await stored()).toEqual([{ user_id: 'u', first_name: 'Una' }]);
+      expect((await db.pool.query('SELECT key FROM pending_events')).rows).toEqual([]);
     });
 
     it('an export runs while items commit: they do not wait for it, and output.csv is the table at one moment', async () => {

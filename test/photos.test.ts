@@ -182,7 +182,7 @@ describe.each(backends)('photos over HTTP on the %s backend', (_name, start) => 
       for (const [path, message] of [
         ['/data/nophoto/image', 'user "nophoto" has no photo'],
         ['/data/nobody/image?width=64', 'no user with user_id "nobody"'],
-        ...both('gone').map((p) => [p, 'the photo of user "gone" is no longer in the store']),
+        ...both('gone').map((p) => [p, 'the photo is no longer in the store']),
       ] as const) {
         const res = await svc.get(path);
         expect(res.status, path).toBe(404);

@@ -1,5 +1,5 @@
 import type { RunCounts, RunIssue, RunProgress, RunReport, RunStatus, RunTrigger } from '../model.js';
-import type { Database, Queryable } from './pool.js';
+import type { Queryable } from './pool.js';
 import { runWorkers } from './runItems.js';
 
 /**

@@ -1,5 +1,7 @@
-import type Router from '@koa/router';
-import type { Context } from 'koa';
+import type { RouterContext, RouterMiddleware } from '@koa/router';
+import Router from '@koa/router';
+import type Koa from 'koa';
+import type { Context, Middleware } from 'koa';
 import { z } from 'zod';
 import { readJsonBody } from './body.js';
 import { parseParams } from './params.js';
@@ -32,14 +34,66 @@ export interface Operation<Q extends z.ZodType = z.ZodType, P extends z.ZodType 
   params?: P;
   /** A JSON request body, read up to its byte limit and checked against the schema. */
   body?: { schema: B; maxBytes: number; description: string };
-  /**
-   * Who may call it: 'api' (API_TOKEN, or loopback without one, the default), 'public', or
-   * 'events' (EVENTS_TOKEN or API_TOKEN; loopback rules when neither is set).
-   */
-  access?: 'api' | 'public' | 'events';
+  /** Who may call it; the router checks it before the handler runs. */
+  access: Access;
   /** Answers besides errors; every operation may also answer an Error (see openapi.ts). */
   responses: Record<number, ResponseDoc>;
   handler(ctx: Context, input: { query: z.output<Q>; params: z.output<P>; body: z.output<B> }): Promise<void> | void;
+}
+
+/**
+ * Who may call a route. 'api': API_TOKEN holders. 'public': anyone. 'events': EVENTS_TOKEN or
+ * API_TOKEN holders. Where the service has no such token, the loopback rules (localOnly.ts)
+ * guard the route instead; without API_TOKEN, that is every route but the 'events' ones when
+ * EVENTS_TOKEN is set.
+ */
+export type Access = 'api' | 'public' | 'events';
+
+/** The middleware that enforces an access (auth.ts). */
+export type AccessCheck = (access: Access) => Middleware;
+
+// A wrong method is checked as strictly as the strictest route on its path.
+const STRICTEST_FIRST: Access[] = ['api', 'events', 'public'];
+
+/**
+ * The app's routes, each registered with the access it needs: the check is the route's first
+ * middleware, so it applies to exactly the requests the router gives that route.
+ */
+export class Routes {
+  private readonly router = new Router();
+  private readonly accessByName = new Map<string, Access>();
+
+  constructor(private readonly check: AccessCheck) {}
+
+  add(route: { method: 'get' | 'post'; name: string; path: string; access: Access }, handler: RouterMiddleware): void {
+    if (this.accessByName.has(route.name)) throw new Error(`two routes are named ${route.name}`);
+    this.accessByName.set(route.name, route.access);
+    this.router[route.method](route.name, route.path, this.check(route.access), handler);
+  }
+
+  /** Serves the routes; then checks the requests no route took, and answers 405 and 501. */
+  mount(app: Koa): void {
+    app.use(this.router.routes());
+    app.use(this.unmatched());
+    app.use(this.router.allowedMethods({ throw: true }));
+  }
+
+  /**
+   * A request no route took is checked before it is told 404 or 405, so that without the token
+   * it learns nothing of which paths exist: as the strictest route its path matched (a wrong
+   * method), or as an 'api' route when it matched none.
+   */
+  private unmatched(): Middleware {
+    return async (ctx, next) => {
+      const routed = ctx as RouterContext;
+      if (routed.routeMatched) {
+        await next();
+        return;
+      }
+      const onPath = new Set((routed.matched ?? []).map((layer) => this.accessByName.get(layer.name ?? '') ?? 'api'));
+      await this.check(STRICTEST_FIRST.find((a) => onPath.has(a)) ?? 'api')(ctx, next);
+    };
+  }
 }
 
 const NONE = z.strictObject({});
@@ -59,10 +113,10 @@ export function paramsOf(op: Operation): z.ZodType {
   return op.params ?? NONE;
 }
 
-/** Serves each operation; parameters are checked before the handler runs. */
-export function mountOperations(router: Router, ops: Operation[]): void {
+/** Serves each operation; access, then parameters, are checked before the handler runs. */
+export function mountOperations(routes: Routes, ops: Operation[]): void {
   for (const op of ops) {
-    router[op.method](op.path, async (ctx) => {
+    routes.add({ method: op.method, name: op.operationId, path: op.path, access: op.access }, async (ctx) => {
       routeLabel(ctx, op.path);
       const params: unknown = parseParams(paramsOf(op), { ...ctx.params });
       const query: unknown = parseParams(queryOf(op), { ...ctx.query });

@@ -1,5 +1,4 @@
 import { readFileSync } from 'node:fs';
-import Router from '@koa/router';
 import Koa from 'koa';
 import type { Database } from '../db/index.js';
 import type { EventIntake } from '../events.js';
@@ -7,15 +6,13 @@ import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics.js';
 import type { Photos } from '../photos.js';
 import type { Runner } from '../runner.js';
-import { RunInProgressElsewhereError } from '../runner.js';
 import type { ObjectStore } from '../storage/index.js';
 import type { Operation } from './api.js';
-import { mountOperations, operation, routeLabel } from './api.js';
-import { bearerAuth } from './auth.js';
+import { mountOperations, operation, routeLabel, Routes } from './api.js';
+import { accessCheck } from './auth.js';
 import type { ConsoleAssets } from './console.js';
-import { CONSOLE_PUBLIC, consoleRoutes } from './console.js';
-import { errorMiddleware, HttpError } from './errors.js';
-import { localOnly } from './localOnly.js';
+import { consoleRoutes } from './console.js';
+import { errorMiddleware } from './errors.js';
 import { openApiDocument } from './openapi.js';
 import type { PageCache } from './pageCache.js';
 import { dataOperations } from './routes/data.js';
@@ -52,7 +49,7 @@ const VERSION = (JSON.parse(readFileSync(new URL('../../package.json', import.me
 export function apiOperations(deps: HttpDeps): Operation[] {
   const ops: Operation[] = [
     ...dataOperations(deps.db, deps.runner, deps.pageCache ?? null),
-    ...photoOperations(deps.db, deps.photos, deps.log),
+    ...photoOperations(deps.db, deps.photos),
     ...runOperations(deps.db),
     ...eventOperations(deps.events, deps.srcBucket),
     ...healthOperations(deps.db, () => deps.store.ping(deps.srcBucket), deps.log),
@@ -62,6 +59,7 @@ export function apiOperations(deps: HttpDeps): Operation[] {
       operationId: 'metrics',
       tag: 'operations',
       summary: 'Prometheus metrics (text exposition format)',
+      access: 'api',
       responses: { 200: { description: 'The metrics', media: { 'text/plain': { type: 'string' } } } },
       handler: async (ctx) => {
         ctx.body = await deps.metrics.text();
@@ -98,35 +96,10 @@ export function createHttpApp(deps: HttpDeps): Koa {
   app.use(securityHeaders());
   app.use(accessLog(deps.log, deps.metrics));
   app.use(errorMiddleware(deps.log));
-  app.use(async (_ctx, next) => {
-    try {
-      await next();
-    } catch (err) {
-      if (err instanceof RunInProgressElsewhereError) throw new HttpError(409, 'run_in_progress', err.message);
-      throw err;
-    }
-  });
-  const ops = apiOperations(deps);
-  const pathsOf = (access: Operation['access']) => new Set(ops.filter((op) => (op.access ?? 'api') === access).map((op) => op.path));
-  const publicPaths = pathsOf('public');
-  const eventPaths = pathsOf('events');
-  // The event webhook takes EVENTS_TOKEN or API_TOKEN. With neither, it is guarded as the rest.
-  const eventTokens = [deps.eventsToken, deps.apiToken].filter((t): t is string => !!t);
-  // The router matches paths case-insensitively and with a trailing slash: so must this.
-  const isEventPath = (path: string) => eventPaths.has(path.toLowerCase().replace(/\/+$/, ''));
-  const eventsGuarded = (path: string) => eventTokens.length > 0 && isEventPath(path);
-  if (eventTokens.length > 0) app.use(bearerAuth(eventTokens, (path) => !isEventPath(path)));
-  // A token already stops other web pages (they cannot send the header), so the browser
-  // checks matter only without one. The console's files hold no data: the page must load to
-  // ask for the token.
-  if (deps.apiToken) app.use(bearerAuth([deps.apiToken], (path) => publicPaths.has(path) || CONSOLE_PUBLIC(path) || eventsGuarded(path)));
-  else app.use(localOnly({ checkHost: deps.loopback, skip: eventsGuarded }));
-
-  const router = new Router();
-  consoleRoutes(router, deps.console, deps.apiToken ? 'bearer' : 'none');
-  mountOperations(router, ops);
-  app.use(router.routes());
-  app.use(router.allowedMethods({ throw: true }));
+  const routes = new Routes(accessCheck({ apiToken: deps.apiToken, eventsToken: deps.eventsToken, loopback: deps.loopback }));
+  consoleRoutes(routes, deps.console, deps.apiToken ? 'bearer' : 'none');
+  mountOperations(routes, apiOperations(deps));
+  routes.mount(app);
   return app;
 }
 

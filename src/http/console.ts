@@ -2,8 +2,8 @@ import { createHash } from 'node:crypto';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type Router from '@koa/router';
 import type { Context } from 'koa';
+import type { Routes } from './api.js';
 import { routeLabel } from './api.js';
 
 /** The operator console: static files, served from memory. */
@@ -63,23 +63,21 @@ function asset(body: Buffer, type: string): Asset {
   return { body, type, etag: `"${createHash('sha256').update(body).digest('base64url').slice(0, 27)}"` };
 }
 
-/** The routes that serve the console; none of them needs a token, as none holds data. */
-export const CONSOLE_PUBLIC = (p: string) => p === '/' || p.startsWith('/assets/');
-
 /**
  * Serves the console. The page says whether the service wants a token, so the console asks
- * for it before its first call instead of meeting a 401.
+ * for it before its first call instead of meeting a 401. Its routes are public: they hold no
+ * data, and the page must load to ask for the token.
  */
-export function consoleRoutes(router: Router, assets: ConsoleAssets, auth: 'bearer' | 'none'): void {
+export function consoleRoutes(routes: Routes, assets: ConsoleAssets, auth: 'bearer' | 'none'): void {
   const index = asset(Buffer.from(assets.index.body.toString('utf8').replaceAll('{{auth}}', auth)), assets.index.type);
-  router.get('/', (ctx) => {
+  routes.add({ method: 'get', name: 'console', path: '/', access: 'public' }, (ctx) => {
     routeLabel(ctx, '/');
     ctx.set('Content-Security-Policy', CSP);
     ctx.set('Referrer-Policy', 'no-referrer');
     // The page is small and names versioned assets: revalidate it every time.
     send(ctx, index, 'no-cache');
   });
-  router.get('/assets/:version/:file', (ctx) => {
+  routes.add({ method: 'get', name: 'consoleAsset', path: '/assets/:version/:file', access: 'public' }, (ctx) => {
     routeLabel(ctx, '/assets/:version/:file');
     const file = assets.files.get(ctx.params.file!);
     if (ctx.params.version !== assets.version || !file) return;

@@ -1,6 +1,8 @@
 import type { Middleware } from 'koa';
 import { isDatabaseUnavailable, isStatementTimeout } from '../db/index.js';
 import type { Logger } from '../log.js';
+import { PhotoError } from '../photos.js';
+import { RunInProgressElsewhereError } from '../runner.js';
 
 /** An error meant for the client: its status, a stable code and a message safe to show. */
 export class HttpError extends Error {
@@ -18,6 +20,59 @@ export class HttpError extends Error {
 export const badRequest = (param: string, message: string) => new HttpError(400, 'invalid_parameter', `${param}: ${message}`);
 export const notFound = (message = 'not found') => new HttpError(404, 'not_found', message);
 
+/** What a client is told about an error, and how loudly it is logged. */
+export interface ErrorAnswer {
+  status: number;
+  code: string;
+  message: string;
+  headers: Record<string, string>;
+  /** none: nothing to look into; warn: a dependency or a stored object failed; error: a bug. */
+  log: 'none' | 'warn' | 'error';
+}
+
+const answer = (status: number, code: string, message: string, headers: Record<string, string> = {}, log: ErrorAnswer['log'] = 'none'): ErrorAnswer => ({
+  status,
+  code,
+  message,
+  headers,
+  log,
+});
+
+const RETRY = { 'Retry-After': '5' };
+
+/**
+ * The one mapping from errors to HTTP answers: errors of the domain (a run elsewhere, a photo
+ * that cannot be served, the database) as well as HttpErrors. Anything else is a 500 that
+ * says nothing of its cause.
+ */
+export function errorAnswer(err: unknown): ErrorAnswer {
+  if (err instanceof HttpError) return answer(err.status, err.code, err.message, err.headers);
+  if (err instanceof RunInProgressElsewhereError) return answer(409, 'run_in_progress', err.message);
+  if (err instanceof PhotoError) return photoAnswer(err);
+  if (isClientHttpError(err)) {
+    // Errors koa and the router raise themselves (405, 501, malformed URLs) are safe to show.
+    const code = err.status === 405 ? 'method_not_allowed' : err.status === 501 ? 'not_implemented' : 'bad_request';
+    return answer(err.status, code, err.message, err.headers);
+  }
+  if (isStatementTimeout(err)) return answer(503, 'database_timeout', 'the database took too long to answer; try again shortly', RETRY, 'warn');
+  if (isDatabaseUnavailable(err)) return answer(503, 'database_unavailable', 'the database is unavailable; try again shortly', RETRY, 'warn');
+  return answer(500, 'internal_error', 'internal server error', {}, 'error');
+}
+
+function photoAnswer(err: PhotoError): ErrorAnswer {
+  switch (err.kind) {
+    case 'gone':
+      return answer(404, 'not_found', 'the photo is no longer in the store');
+    case 'unusable':
+      return answer(422, 'photo_unusable', err.message, {}, 'warn');
+    case 'timeout':
+      return answer(503, 'photo_timeout', err.message, RETRY, 'warn');
+    case 'store':
+      // The store's own message may name hosts and addresses.
+      return answer(503, 'store_unavailable', 'the object store is unavailable; try again shortly', RETRY, 'warn');
+  }
+}
+
 /**
  * The one error handler, at the top of the stack. Clients get `{ error: { code, message } }`
  * and never a stack trace or SQL; unexpected errors are logged in full and answered with 500.
@@ -28,36 +83,19 @@ export function errorMiddleware(log: Logger): Middleware {
       await next();
       if (ctx.status === 404 && ctx.body === undefined) throw notFound(`no route for ${ctx.method} ${ctx.path}`);
     } catch (err) {
-      let status = 500;
-      let code = 'internal_error';
-      let message = 'internal server error';
-      if (err instanceof HttpError) {
-        ({ status, code, message } = err);
-        ctx.set(err.headers);
-      } else if (isClientHttpError(err)) {
-        // Errors koa and the router raise themselves (405, 501, malformed URLs) are safe to show.
-        status = err.status;
-        code = status === 405 ? 'method_not_allowed' : status === 501 ? 'not_implemented' : 'bad_request';
-        message = err.message;
-        if (err.headers) ctx.set(err.headers);
-      } else if (isStatementTimeout(err) || isDatabaseUnavailable(err)) {
-        const timedOut = isStatementTimeout(err);
-        status = 503;
-        code = timedOut ? 'database_timeout' : 'database_unavailable';
-        message = timedOut ? 'the database took too long to answer; try again shortly' : 'the database is unavailable; try again shortly';
-        ctx.set('Retry-After', '5');
-        log.warn({ err, method: ctx.method, path: ctx.path }, `request failed: ${code}`);
-      } else {
-        log.error({ err, method: ctx.method, path: ctx.path }, 'request failed');
+      const reply = errorAnswer(err);
+      if (reply.log !== 'none') {
+        log[reply.log]({ err, method: ctx.method, path: ctx.path }, reply.log === 'error' ? 'request failed' : `request failed: ${reply.code}`);
       }
       // A route may have set caching headers for the answer it meant to give.
       ctx.remove('ETag');
       ctx.remove('Content-Security-Policy');
       ctx.remove('Content-Length');
       ctx.set('Cache-Control', 'no-store');
-      ctx.status = status;
+      ctx.set(reply.headers);
+      ctx.status = reply.status;
       ctx.type = 'application/json';
-      ctx.body = { error: { code, message } };
+      ctx.body = { error: { code: reply.code, message: reply.message } };
     }
   };
 }

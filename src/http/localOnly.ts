@@ -7,8 +7,6 @@ const STATE_CHANGING = new Set(['POST', 'PUT', 'PATCH', 'DELETE']);
 export interface LocalOnlyOptions {
   /** Accept only loopback Host headers: on when the service listens on loopback. */
   checkHost: boolean;
-  /** Paths that another check guards instead. */
-  skip?: (path: string) => boolean;
 }
 
 /**
@@ -23,10 +21,6 @@ export interface LocalOnlyOptions {
  */
 export function localOnly(opts: LocalOnlyOptions): Middleware {
   return async (ctx, next) => {
-    if (opts.skip?.(ctx.path)) {
-      await next();
-      return;
-    }
     const host = ctx.get('host');
     if (opts.checkHost && !isLoopbackHostHeader(host)) {
       throw new HttpError(403, 'forbidden_host', 'this service answers only to localhost; set API_TOKEN to serve other host names');

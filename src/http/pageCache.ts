@@ -17,13 +17,21 @@ const MAX_BYTES = 32 * 1024 * 1024;
  * cache is off.
  */
 export class PageCache {
-  private readonly pages = new LRUCache<string, CachedPage>({
-    maxSize: MAX_BYTES,
-    sizeCalculation: (p) => p.body.length + 256,
-    ttl: TTL_MS,
-  });
+  private readonly pages: LRUCache<string, CachedPage>;
   private enabled = false;
   private generation = 0;
+
+  /** clock: milliseconds, any origin but 0 (lru-cache reads a start of 0 as "no TTL"). */
+  constructor(clock: { now(): number } = performance) {
+    this.pages = new LRUCache<string, CachedPage>({
+      maxSize: MAX_BYTES,
+      sizeCalculation: (p) => p.body.length + 256,
+      ttl: TTL_MS,
+      perf: clock,
+      // Read the clock on every check: by default lru-cache reuses a reading for 1 ms of real time.
+      ttlResolution: 0,
+    });
+  }
 
   get(key: string): CachedPage | undefined {
     return this.enabled ? this.pages.get(key) : undefined;

@@ -37,7 +37,7 @@ const countSchema = z.int().min(0);
 export const runSchema = z
   .object({
     id: z.int(),
-    trigger: z.enum(['cli', 'http', 'schedule', 'event', 'test']).meta({ description: 'event: files named by bucket notifications or the folder watch; such runs gather the batches of a minute' }),
+    trigger: z.enum(['cli', 'http', 'schedule', 'event']).meta({ description: 'event: files named by bucket notifications or the folder watch; such runs gather the batches of a minute' }),
     full: z.boolean().meta({ description: 'Every object was reprocessed' }),
     status: z.enum(['running', 'succeeded', 'failed', 'aborted']),
     started_at: timestamp,

@@ -18,7 +18,6 @@ import { countUsersWithValidCsv, iterateFingerprints } from '../db/sourceFiles.j
 import type { Logger } from '../log.js';
 import type { RunCounts, RunProgress, RunReport, RunTrigger } from '../model.js';
 import { emptyCounts } from '../model.js';
-import type { ObjectStore } from '../storage/index.js';
 import type { SourceChange } from './diffSource.js';
 import { batchByUser, diffSource } from './diffSource.js';
 import { ExportReadError, exportOutput, OUTPUT_KEY } from './exportOutput.js';

@@ -30,7 +30,7 @@ export async function processItem(
 ): Promise<CommitResult | null> {
   const { db, config, log } = deps;
   // A listing's removal is a guess made while others may record objects: looked up first.
-  let batch = await lookUpAgain(deps, item.batch, item.batch.removed.map((r) => ({ key: r.key, fingerprint: seenOf(item.batch, r.key) })), limit);
+  let batch = await lookUpAgain(deps, item.batch, item.batch.removed.map((r) => ({ key: r.key, fingerprint: seenOf(item.batch, r.key) })));
   let results = await readAll(deps, batch.changed, limit, signal);
   for (let tries = 1; ; tries++) {
     const current = { batch, results };
@@ -49,7 +49,7 @@ export async function processItem(
       ({ batch, results } = kept);
       continue;
     }
-    const again = await lookUpAgain(deps, kept.batch, out.moved, limit);
+    const again = await lookUpAgain(deps, kept.batch, out.moved);
     const fresh = again.changed.slice(kept.batch.changed.length);
     batch = again;
     results = [...kept.results, ...(await readAll(deps, fresh, limit, signal))];
@@ -90,7 +90,7 @@ function without(batch: UserBatch, results: ProcessResult[], keys: Set<string>):
  * they are now in their place: changed objects (appended to `changed`), removals, or nothing
  * when the record already holds the object as it is.
  */
-async function lookUpAgain(deps: RunDeps, batch: UserBatch, states: SeenState[], limit: ReturnType<typeof pLimit>): Promise<UserBatch> {
+async function lookUpAgain(deps: RunDeps, batch: UserBatch, states: SeenState[]): Promise<UserBatch> {
   if (states.length === 0) return batch;
   const { store, config } = deps;
   const keys = new Set(states.map((s) => s.key));

@@ -98,7 +98,7 @@ export class ObservedStore implements ObjectStore {
 }
 
 export async function runToCompletion(store: ObjectStore, db: TestDatabase, config: Config, opts: Partial<RunOptions> = {}): Promise<RunReport> {
-  const outcome = await runPipeline({ db: db.pool, store, config, log: silentLogger() }, { trigger: 'test', ...opts });
+  const outcome = await runPipeline({ db: db.pool, store, config, log: silentLogger() }, { trigger: 'cli', ...opts });
   if (outcome.kind !== 'finished') throw new Error(`run did not start: ${JSON.stringify(outcome)}`);
   return outcome.report;
 }

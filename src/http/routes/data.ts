@@ -65,6 +65,7 @@ export function dataOperations(db: Database, runner: Runner, cache: PageCache | 
       path: '/data',
       operationId: 'listUsers',
       tag: 'users',
+      access: 'api',
       summary: 'Users matching the filters, ordered by user_id',
       description: 'Filters combine with AND. With limit, one page and a cursor to the next; without it, every match, streamed.',
       query: usersQuery,
@@ -103,6 +104,7 @@ export function dataOperations(db: Database, runner: Runner, cache: PageCache | 
       path: '/data/:user_id',
       operationId: 'getUser',
       tag: 'users',
+      access: 'api',
       summary: 'One user',
       params: userIdPath,
       responses: { 200: { description: 'The user', json: userSchema } },
@@ -118,6 +120,7 @@ export function dataOperations(db: Database, runner: Runner, cache: PageCache | 
       path: '/data',
       operationId: 'startRun',
       tag: 'runs',
+      access: 'api',
       summary: 'Start a run now',
       description:
         'Runs never overlap: during a run, this answers that run, with joined_existing_run. The Location header says where to follow it.',

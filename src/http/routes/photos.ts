@@ -2,12 +2,11 @@ import type { Context } from 'koa';
 import { z } from 'zod';
 import type { Database } from '../../db/index.js';
 import { getUser } from '../../db/users.js';
-import type { Logger } from '../../log.js';
 import type { PhotoObject, Photos } from '../../photos.js';
-import { MAX_WIDTH, MIN_WIDTH, PhotoError } from '../../photos.js';
+import { MAX_WIDTH, MIN_WIDTH } from '../../photos.js';
 import type { Operation } from '../api.js';
 import { operation } from '../api.js';
-import { HttpError, notFound } from '../errors.js';
+import { notFound } from '../errors.js';
 import { intParam, userIdPath } from '../params.js';
 
 const CONTENT_TYPES: Record<string, string> = {
@@ -29,13 +28,14 @@ const photoQuery = z.strictObject({
 
 const imageMedia = Object.fromEntries(Object.values(CONTENT_TYPES).map((t) => [t, {}]));
 
-export function photoOperations(db: Database, photos: Photos, log: Logger): Operation[] {
+export function photoOperations(db: Database, photos: Photos): Operation[] {
   return [
     operation({
       method: 'get',
       path: '/data/:user_id/image',
       operationId: 'getUserPhoto',
       tag: 'users',
+      access: 'api',
       summary: "The user's photo, as stored or resized",
       description:
         'As stored: the bytes of the object, with the content type of the format the run checked. With width: a WebP made ' +
@@ -59,17 +59,13 @@ export function photoOperations(db: Database, photos: Photos, log: Logger): Oper
         const user = await getUser(db, params.user_id);
         if (!user) throw notFound(`no user with user_id ${JSON.stringify(params.user_id)}`);
         if (!user.img_path || !user.img_format) throw notFound(`user ${JSON.stringify(params.user_id)} has no photo`);
-        const format = user.img_format;
-        try {
-          const photo = await photos.locate({ path: user.img_path });
-          if (notModified(ctx, photos.etag(photo, query.width))) return;
-          if (query.width === undefined) await sendOriginal(ctx, photos, photo, format);
-          else {
-            ctx.type = 'image/webp';
-            ctx.body = await photos.resized(photo, query.width);
-          }
-        } catch (err) {
-          throw photoHttpError(err, params.user_id, log);
+        // A PhotoError (gone, unusable, timed out) is answered by the error middleware.
+        const photo = await photos.locate({ path: user.img_path });
+        if (notModified(ctx, photos.etag(photo, query.width))) return;
+        if (query.width === undefined) await sendOriginal(ctx, photos, photo, user.img_format);
+        else {
+          ctx.type = 'image/webp';
+          ctx.body = await photos.resized(photo, query.width);
         }
       },
     }),
@@ -96,21 +92,4 @@ async function sendOriginal(ctx: Context, photos: Photos, photo: PhotoObject, fo
   if (ctx.method === 'HEAD') return;
   ctx.body = await photos.original(photo);
   ctx.length = photo.info.size;
-}
-
-function photoHttpError(err: unknown, userId: string, log: Logger): unknown {
-  if (!(err instanceof PhotoError)) return err;
-  switch (err.kind) {
-    case 'gone':
-      return notFound(`the photo of user ${JSON.stringify(userId)} is no longer in the store`);
-    case 'unusable':
-      log.warn({ userId, reason: err.message }, 'photo not served');
-      return new HttpError(422, 'photo_unusable', err.message);
-    case 'timeout':
-      log.warn({ userId, reason: err.message }, 'photo not served');
-      return new HttpError(503, 'photo_timeout', err.message, { 'Retry-After': '5' });
-    case 'store':
-      log.warn({ err: err.cause, userId }, 'photo not served: store failed');
-      return new HttpError(503, 'store_unavailable', 'the object store is unavailable; try again shortly', { 'Retry-After': '5' });
-  }
 }
