@@ -1,7 +1,7 @@
 import client from 'prom-client';
 import type { ClusterStats } from './db/stats.js';
 import type { Logger } from './log.js';
-import type { RunCounts, RunReport } from './model.js';
+import type { RunCounts, RunReport } from './core/model.js';
 
 /** What became of one event (a webhook record or a folder-watch key). */
 export type EventOutcome = 'accepted' | 'other_bucket' | 'not_user_file' | 'refused_key' | 'other_event' | 'unparsable';

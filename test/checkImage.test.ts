@@ -1,6 +1,6 @@
 import sharp from 'sharp';
 import { describe, expect, it } from 'vitest';
-import { checkImage, PixelBudget } from '../src/pipeline/checkImage.js';
+import { checkImage, PixelBudget } from '../src/images/checkImage.js';
 import type { ImageFormat } from './support/fixtures.js';
 import { makeImage, pngDeclaring } from './support/fixtures.js';
 

@@ -6,7 +6,7 @@ import { lockUsers } from '../src/db/users.js';
 import { silentLogger } from '../src/log.js';
 import type { CommitResult } from '../src/db/commitItem.js';
 import { commitItem } from '../src/db/commitItem.js';
-import type { BatchPlan, UserChange } from '../src/model.js';
+import type { BatchPlan, UserChange } from '../src/core/model.js';
 import type { TestDatabase } from './support/database.js';
 import { createTestDatabase } from './support/database.js';
 import { put, userCsv } from './support/fixtures.js';

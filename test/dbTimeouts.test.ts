@@ -1,7 +1,7 @@
 import net from 'node:net';
 import pg from 'pg';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { openApp } from '../src/app.js';
+import { openApp } from '../src/resources.js';
 import { loadConfig } from '../src/config.js';
 import type { Database } from '../src/db/index.js';
 import { createPool, isDatabaseUnavailable, migrate } from '../src/db/index.js';

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import type { StoredFingerprint } from '../src/db/sourceFiles.js';
-import type { SourceObject } from '../src/model.js';
-import { fingerprintOf } from '../src/model.js';
+import type { SourceObject } from '../src/core/model.js';
+import { fingerprintOf } from '../src/core/model.js';
 import type { SourceChange } from '../src/pipeline/diffSource.js';
 import { batchByUser, diffSource } from '../src/pipeline/diffSource.js';
 import { classifyKey } from '../src/pipeline/listSource.js';

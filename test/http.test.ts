@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { upsertUsers } from '../src/db/users.js';
 import { errorAnswer } from '../src/http/errors.js';
-import { RunInProgressElsewhereError } from '../src/runner.js';
+import { RunInProgressElsewhereError } from '../src/runs/coordinator.js';
 import type { TestDatabase } from './support/database.js';
 import { createTestDatabase } from './support/database.js';
 import { makeImage, put, userCsv } from './support/fixtures.js';

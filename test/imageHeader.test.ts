@@ -1,8 +1,8 @@
 import fc from 'fast-check';
 import sharp from 'sharp';
 import { describe, expect, it } from 'vitest';
-import { budgetFor, checkImage } from '../src/pipeline/checkImage.js';
-import { readImageHeader } from '../src/pipeline/imageHeader.js';
+import { budgetFor, checkImage } from '../src/images/checkImage.js';
+import { readImageHeader } from '../src/images/imageHeader.js';
 import { makeImage } from './support/fixtures.js';
 
 const LIMIT = 50_000_000;

@@ -1,5 +1,5 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import type { SourceObject } from '../src/model.js';
+import type { SourceObject } from '../src/core/model.js';
 import { checkKey, classifyKey, listSource } from '../src/pipeline/listSource.js';
 import { parseListPage } from '../src/storage/s3Store.js';
 import { put } from './support/fixtures.js';

@@ -2,7 +2,7 @@ import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from
 import type { Config } from '../src/config.js';
 import { tryAcquireLock } from '../src/db/locks.js';
 import { silentLogger } from '../src/log.js';
-import { RunFailedError, runPipeline } from '../src/pipeline/run.js';
+import { RunFailedError, runPipeline } from '../src/runs/fullRun.js';
 import type { TestDatabase } from './support/database.js';
 import { createTestDatabase } from './support/database.js';
 import { makeImage, nextSecond, put, readText, remove, userCsv } from './support/fixtures.js';

@@ -4,7 +4,7 @@ import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { Limits } from '../src/config.js';
 import { silentLogger } from '../src/log.js';
-import type { SourceObject } from '../src/model.js';
+import type { SourceObject } from '../src/core/model.js';
 import { StoreFailure } from '../src/pipeline/failures.js';
 import { processObject } from '../src/pipeline/processObject.js';
 import { makeImage, put, userCsv } from './support/fixtures.js';

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import type { FileState } from '../src/model.js';
+import type { FileState } from '../src/core/model.js';
 import { resolveUser } from '../src/pipeline/resolveUser.js';
 
 const at = (s: number) => Date.UTC(2026, 0, 1, 0, 0, s);

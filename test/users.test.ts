@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { queryUsers, streamUsers, upsertUsers } from '../src/db/users.js';
-import type { UserRow } from '../src/model.js';
+import type { UserRow } from '../src/core/model.js';
 import type { TestDatabase } from './support/database.js';
 import { createTestDatabase } from './support/database.js';
 

@@ -1,10 +1,10 @@
 import { parseArgs } from 'node:util';
 import cliProgress from 'cli-progress';
-import { openApp } from '../app.js';
+import { openApp } from '../resources.js';
 import { ConfigError, loadConfig } from '../config.js';
 import { createLogger } from '../log.js';
-import type { RunCounts, RunProgress, RunReport } from '../model.js';
-import { RunFailedError, runPipeline } from '../pipeline/run.js';
+import type { RunCounts, RunProgress, RunReport } from '../core/model.js';
+import { RunFailedError, runPipeline } from '../runs/fullRun.js';
 
 const USAGE = `usage: npm run process -- [--full] [--json]
 

@@ -1,7 +1,7 @@
 import type { Logger } from '../log.js';
-import type { BatchPlan, FileState, RunIssue, UserChange } from '../model.js';
-import { MAX_REASON_CHARS } from '../model.js';
-import { clip, printable } from '../text.js';
+import type { BatchPlan, FileState, RunIssue, UserChange } from '../core/model.js';
+import { MAX_REASON_CHARS } from '../core/model.js';
+import { clip, printable } from '../core/text.js';
 import { notifyUsersChanged } from './changeFeed.js';
 import { describeDataError, isDataError } from './errors.js';
 import type { Database, DbClient } from './pool.js';

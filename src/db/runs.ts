@@ -1,4 +1,4 @@
-import type { RunCounts, RunIssue, RunProgress, RunReport, RunStatus, RunTrigger } from '../model.js';
+import type { RunCounts, RunIssue, RunProgress, RunReport, RunStatus, RunTrigger } from '../core/model.js';
 import type { Queryable } from './pool.js';
 import { runWorkers } from './runItems.js';
 

@@ -1,5 +1,5 @@
-import type { FileState } from '../model.js';
-import { fingerprintOf } from '../model.js';
+import type { FileState } from '../core/model.js';
+import { fingerprintOf } from '../core/model.js';
 import type { Queryable } from './pool.js';
 
 export interface StoredFingerprint {

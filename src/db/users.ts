@@ -1,4 +1,4 @@
-import type { UserRow } from '../model.js';
+import type { UserRow } from '../core/model.js';
 import type { Queryable } from './pool.js';
 
 // Class of the per-user locks, apart from the run lock: two-key advisory locks are their own space.

@@ -1,11 +1,11 @@
 import { readFileSync } from 'node:fs';
 import Koa from 'koa';
 import type { Database } from '../db/index.js';
-import type { EventIntake } from '../events.js';
+import type { EventIntake } from '../triggers/eventIntake.js';
 import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics.js';
-import type { Photos } from '../photos.js';
-import type { Runner } from '../runner.js';
+import type { Photos } from '../images/photos.js';
+import type { Runner } from '../runs/coordinator.js';
 import type { ObjectStore } from '../storage/index.js';
 import type { Operation } from './api.js';
 import { mountOperations, operation, routeLabel, Routes } from './api.js';

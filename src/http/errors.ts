@@ -1,8 +1,8 @@
 import type { Middleware } from 'koa';
 import { isDatabaseUnavailable, isStatementTimeout } from '../db/index.js';
 import type { Logger } from '../log.js';
-import { PhotoError } from '../photos.js';
-import { RunInProgressElsewhereError } from '../runner.js';
+import { PhotoError } from '../images/photos.js';
+import { RunInProgressElsewhereError } from '../runs/coordinator.js';
 
 /** An error meant for the client: its status, a stable code and a message safe to show. */
 export class HttpError extends Error {

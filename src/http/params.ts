@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { firstControlChar } from '../text.js';
+import { firstControlChar } from '../core/text.js';
 import { badRequest } from './errors.js';
 
 // The schemas here validate every query and path parameter, and /openapi.json is generated

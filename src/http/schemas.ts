@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import type { ApiUser } from '../db/users.js';
-import type { RunReport } from '../model.js';
+import type { RunReport } from '../core/model.js';
 
 // The shapes of the API's JSON answers, for /openapi.json. The types the code uses are
 // checked against them at compile time (below), so the document cannot drift from the code.

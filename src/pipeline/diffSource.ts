@@ -1,6 +1,6 @@
 import type { SeenState, StoredFingerprint } from '../db/sourceFiles.js';
-import type { SourceObject } from '../model.js';
-import { fingerprintOf } from '../model.js';
+import type { SourceObject } from '../core/model.js';
+import { fingerprintOf } from '../core/model.js';
 import { compareKeys } from '../storage/keyOrder.js';
 import type { ListedObject } from './listSource.js';
 

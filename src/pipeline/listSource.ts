@@ -1,7 +1,7 @@
 import path from 'node:path';
-import type { FileKind, SourceObject } from '../model.js';
+import type { FileKind, SourceObject } from '../core/model.js';
 import type { ObjectInfo, ObjectStore } from '../storage/index.js';
-import { codePointName, firstControlChar, printable } from '../text.js';
+import { codePointName, firstControlChar, printable } from '../core/text.js';
 import { StoreFailure } from './failures.js';
 
 const CSV_EXTENSIONS = new Set(['csv']);

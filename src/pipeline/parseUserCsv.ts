@@ -1,6 +1,6 @@
 import { CsvError, parse } from 'csv-parse/sync';
-import type { CsvData } from '../model.js';
-import { codePointName, firstControlChar } from '../text.js';
+import type { CsvData } from '../core/model.js';
+import { codePointName, firstControlChar } from '../core/text.js';
 
 export type CsvResult = { ok: true; data: CsvData } | { ok: false; reason: string };
 

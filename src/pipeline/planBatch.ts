@@ -1,9 +1,9 @@
-import type { BatchPlan, FileState, RunIssue, UserChange } from '../model.js';
+import type { BatchPlan, FileState, RunIssue, UserChange } from '../core/model.js';
 import type { UserBatch } from './diffSource.js';
 import type { ProcessResult } from './processObject.js';
 import { resolveUser } from './resolveUser.js';
 
-export type { BatchPlan, UserChange } from '../model.js';
+export type { BatchPlan, UserChange } from '../core/model.js';
 
 /**
  * Joins each user of the batch from the objects just processed and the states recorded

@@ -1,12 +1,12 @@
 import type { Limits } from '../config.js';
 import { within } from '../deadline.js';
 import type { Logger } from '../log.js';
-import type { FileState, SourceObject } from '../model.js';
-import { MAX_REASON_CHARS } from '../model.js';
+import type { FileState, SourceObject } from '../core/model.js';
+import { MAX_REASON_CHARS } from '../core/model.js';
 import type { ObjectStore } from '../storage/index.js';
 import { ObjectNotFoundError, ObjectUnreadableError } from '../storage/index.js';
-import { clip, printable } from '../text.js';
-import { checkImage } from './checkImage.js';
+import { clip, printable } from '../core/text.js';
+import { checkImage } from '../images/checkImage.js';
 import { StoreFailure } from './failures.js';
 import { parseUserCsv } from './parseUserCsv.js';
 import { ObjectReadTimeoutError, ObjectTooLargeError, readLimited } from './readObject.js';

@@ -1,4 +1,4 @@
-import type { FileState, RunIssue, UserRow } from '../model.js';
+import type { FileState, RunIssue, UserRow } from '../core/model.js';
 
 export interface Resolution {
   /** The row to store, or null to leave the user as it is (no valid CSV present). */

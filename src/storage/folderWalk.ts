@@ -1,6 +1,6 @@
 import type { Dirent } from 'node:fs';
 import fs from 'node:fs/promises';
-import { decodeUtf8Lenient } from '../text.js';
+import { decodeUtf8Lenient } from '../core/text.js';
 import type { ObjectInfo } from './objectStore.js';
 
 // The folder store's listing: a walk of the bucket folder that turns every entry into an

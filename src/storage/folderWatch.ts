@@ -2,7 +2,7 @@ import type { Dirent, FSWatcher } from 'node:fs';
 import { watch } from 'node:fs';
 import fs from 'node:fs/promises';
 import path from 'node:path';
-import { decodeUtf8Lenient } from '../text.js';
+import { decodeUtf8Lenient } from '../core/text.js';
 import type { StoreWatch } from './objectStore.js';
 
 // A burst of writes (a copy of many files, one file written in chunks) is reported once it

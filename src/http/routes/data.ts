@@ -5,7 +5,7 @@ import type { Database } from '../../db/index.js';
 import type { ApiUser, UserFilter } from '../../db/users.js';
 import { getRun } from '../../db/runs.js';
 import { getUser, queryUsers, streamUsers } from '../../db/users.js';
-import type { Runner } from '../../runner.js';
+import type { Runner } from '../../runs/coordinator.js';
 import { operation } from '../api.js';
 import type { Operation } from '../api.js';
 import { notFound } from '../errors.js';

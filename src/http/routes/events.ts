@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import type { EventIntake } from '../../events.js';
+import type { EventIntake } from '../../triggers/eventIntake.js';
 import type { EventOutcome } from '../../metrics.js';
 import type { Operation } from '../api.js';
 import { operation } from '../api.js';

@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import type { Database } from '../../db/index.js';
 import { getRun, listRuns } from '../../db/runs.js';
-import type { RunReport } from '../../model.js';
+import type { RunReport } from '../../core/model.js';
 import type { Operation } from '../api.js';
 import { operation } from '../api.js';
 import { notFound } from '../errors.js';

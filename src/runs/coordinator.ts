@@ -1,10 +1,10 @@
-import { getRun, getRunningRunId, markRunFailed } from './db/runs.js';
-import type { RunReport, RunTrigger } from './model.js';
-import { emptyCounts } from './model.js';
-import type { EventBatchOptions, EventBatchOutcome } from './pipeline/eventBatch.js';
-import { runEventBatch } from './pipeline/eventBatch.js';
-import type { RunDeps } from './pipeline/run.js';
-import { RunFailedError, runPipeline } from './pipeline/run.js';
+import { getRun, getRunningRunId, markRunFailed } from '../db/runs.js';
+import type { RunReport, RunTrigger } from '../core/model.js';
+import { emptyCounts } from '../core/model.js';
+import type { EventBatchOptions, EventBatchOutcome } from './eventBatch.js';
+import { runEventBatch } from './eventBatch.js';
+import type { RunDeps } from './fullRun.js';
+import { RunFailedError, runPipeline } from './fullRun.js';
 
 export class RunInProgressElsewhereError extends Error {
   override name = 'RunInProgressElsewhereError';

@@ -2,11 +2,11 @@ import { forgetEvents, hasPendingEvents, takePendingEvents } from '../db/events.
 import { tryAcquireLock } from '../db/locks.js';
 import { getOutputState, markEventsOweExport } from '../db/runs.js';
 import { fingerprintsOf } from '../db/sourceFiles.js';
-import type { RunCounts, RunReport } from '../model.js';
-import { emptyCounts } from '../model.js';
-import { changesForKeys } from './eventChanges.js';
+import type { RunCounts, RunReport } from '../core/model.js';
+import { emptyCounts } from '../core/model.js';
+import { changesForKeys } from '../pipeline/eventChanges.js';
 import type { RunDeps } from './deps.js';
-import { carryOut, commitChanges, exportNow } from './run.js';
+import { carryOut, commitChanges, exportNow } from './fullRun.js';
 
 // Event-driven work: the keys that bucket notifications and the folder watch recorded, taken
 // in batches. The same run record, commit and export as a full run (run.ts), without the listing.

@@ -2,15 +2,15 @@ import type pLimit from 'p-limit';
 import type { CommitResult } from '../db/commitItem.js';
 import { commitItem } from '../db/commitItem.js';
 import type { SeenState, StoredFingerprint } from '../db/sourceFiles.js';
-import type { SourceObject } from '../model.js';
+import type { SourceObject } from '../core/model.js';
 import type { RunDeps, WorkItem } from './deps.js';
 
 export type { WorkItem } from './deps.js';
-import type { SourceChange, UserBatch } from './diffSource.js';
-import { changesForKeys } from './eventChanges.js';
-import { planBatch } from './planBatch.js';
-import type { ProcessResult } from './processObject.js';
-import { processObject } from './processObject.js';
+import type { SourceChange, UserBatch } from '../pipeline/diffSource.js';
+import { changesForKeys } from '../pipeline/eventChanges.js';
+import { planBatch } from '../pipeline/planBatch.js';
+import type { ProcessResult } from '../pipeline/processObject.js';
+import { processObject } from '../pipeline/processObject.js';
 
 // Objects moved under an item this many times in a row are left to whoever moved them.
 const MAX_REREADS = 3;

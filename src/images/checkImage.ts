@@ -1,6 +1,6 @@
 import sharp, { type Metadata, type OutputInfo } from 'sharp';
 import { within } from '../deadline.js';
-import type { ImageData } from '../model.js';
+import type { ImageData } from '../core/model.js';
 import { type ImageHeader, readImageHeader } from './imageHeader.js';
 
 export type ImageResult =

@@ -1,6 +1,6 @@
 import cron from 'node-cron';
-import type { Logger } from './log.js';
-import type { Runner } from './runner.js';
+import type { Logger } from '../log.js';
+import type { Runner } from '../runs/coordinator.js';
 
 export interface Scheduler {
   stop(): Promise<void>;

@@ -1,10 +1,10 @@
-import type { EventsConfig } from './config.js';
-import type { Database } from './db/index.js';
-import { recordEvents } from './db/events.js';
-import type { Logger } from './log.js';
-import type { EventOutcome, Metrics } from './metrics.js';
-import { checkKey, classifyKey } from './pipeline/listSource.js';
-import type { Runner } from './runner.js';
+import type { EventsConfig } from '../config.js';
+import type { Database } from '../db/index.js';
+import { recordEvents } from '../db/events.js';
+import type { Logger } from '../log.js';
+import type { EventOutcome, Metrics } from '../metrics.js';
+import { checkKey, classifyKey } from '../pipeline/listSource.js';
+import type { Runner } from '../runs/coordinator.js';
 
 // Event-driven ingestion: bucket notifications and the folder watch name keys; the keys are
 // recorded in pending_events, and the processor runs event batches through the same run code

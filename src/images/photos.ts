@@ -3,13 +3,13 @@ import { availableParallelism } from 'node:os';
 import { Readable, Transform } from 'node:stream';
 import { LRUCache } from 'lru-cache';
 import sharp from 'sharp';
-import type { Limits } from './config.js';
-import { within } from './deadline.js';
-import { fingerprintOf } from './model.js';
-import { askSharp, budgetFor, PixelBudget, pixelLimitReason, sharpMessage } from './pipeline/checkImage.js';
-import { ObjectReadTimeoutError, ObjectTooLargeError, readLimited } from './pipeline/readObject.js';
-import type { ObjectInfo, ObjectStore } from './storage/index.js';
-import { ObjectNotFoundError, ObjectUnreadableError } from './storage/index.js';
+import type { Limits } from '../config.js';
+import { within } from '../deadline.js';
+import { fingerprintOf } from '../core/model.js';
+import { askSharp, budgetFor, PixelBudget, pixelLimitReason, sharpMessage } from './checkImage.js';
+import { ObjectReadTimeoutError, ObjectTooLargeError, readLimited } from '../pipeline/readObject.js';
+import type { ObjectInfo, ObjectStore } from '../storage/index.js';
+import { ObjectNotFoundError, ObjectUnreadableError } from '../storage/index.js';
 
 /**
  * Why a photo cannot be served. gone: the object is no longer in the store. unusable: it is

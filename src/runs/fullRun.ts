@@ -16,17 +16,17 @@ import {
 import { isRunActive, itemTotals, uncommittedItems } from '../db/runItems.js';
 import { countUsersWithValidCsv, iterateFingerprints } from '../db/sourceFiles.js';
 import type { Logger } from '../log.js';
-import type { RunCounts, RunProgress, RunReport, RunTrigger } from '../model.js';
-import { emptyCounts } from '../model.js';
-import type { SourceChange } from './diffSource.js';
-import { batchByUser, diffSource } from './diffSource.js';
-import { ExportReadError, exportOutput, OUTPUT_KEY } from './exportOutput.js';
-import { describeFailure, StoreFailure } from './failures.js';
-import type { ListCounts } from './listSource.js';
-import { listSource } from './listSource.js';
+import type { RunCounts, RunProgress, RunReport, RunTrigger } from '../core/model.js';
+import { emptyCounts } from '../core/model.js';
+import type { SourceChange } from '../pipeline/diffSource.js';
+import { batchByUser, diffSource } from '../pipeline/diffSource.js';
+import { ExportReadError, exportOutput, OUTPUT_KEY } from '../pipeline/exportOutput.js';
+import { describeFailure, StoreFailure } from '../pipeline/failures.js';
+import type { ListCounts } from '../pipeline/listSource.js';
+import { listSource } from '../pipeline/listSource.js';
 import type { RunDeps } from './deps.js';
 import { thisInstance } from './deps.js';
-import { processItem } from './workItem.js';
+import { processItem } from './worker.js';
 
 export type { RunDeps } from './deps.js';
 

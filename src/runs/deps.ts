@@ -4,7 +4,7 @@ import type { Database } from '../db/index.js';
 import type { WorkQueue } from '../db/workQueue.js';
 import type { Logger } from '../log.js';
 import type { ObjectStore } from '../storage/index.js';
-import type { UserBatch } from './diffSource.js';
+import type { UserBatch } from '../pipeline/diffSource.js';
 
 /** What runs, event batches and work items need, made once at start and passed explicitly. */
 export interface RunDeps {
