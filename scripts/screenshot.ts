@@ -20,7 +20,7 @@ await fs.chmod(dir, 0o755);
 const config = loadConfig({ STORE_DIR: path.join(dir, 'minio'), PGDATA_DIR: path.join(dir, 'pg'), PORT: '0', SCHEDULE: 'off' });
 const service = await startService(config, silentLogger(), { waitMs: 0 });
 try {
-  const store = service.app.store;
+  const store = service.resources.store;
   for (const [key, body] of [...objectsOf(await people(60)), ...troubleObjects()]) {
     await store.write(config.srcBucket, key, Buffer.isBuffer(body) ? body : Buffer.from(body));
   }

@@ -7,7 +7,7 @@ import type { ObjectStore } from './storage/index.js';
 import { createStore } from './storage/index.js';
 
 /** What every entry point needs: a migrated database and a store with both buckets. */
-export interface App {
+export interface Resources {
   config: Config;
   log: Logger;
   database: OpenDatabase;
@@ -15,13 +15,13 @@ export interface App {
   close(): Promise<void>;
 }
 
-export interface OpenAppOptions {
+export interface OpenResourcesOptions {
   /** How long to wait for PostgreSQL and the object store to come up; 0 fails at once. */
   waitMs: number;
   signal?: AbortSignal;
 }
 
-export async function openApp(config: Config, log: Logger, opts: OpenAppOptions): Promise<App> {
+export async function openResources(config: Config, log: Logger, opts: OpenResourcesOptions): Promise<Resources> {
   const database = await openDatabase(config.db, { waitMs: opts.waitMs, statementTimeoutMs: config.dbStatementTimeoutMs, log });
   const store = createStore(config.store);
   try {

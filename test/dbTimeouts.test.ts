@@ -1,7 +1,7 @@
 import net from 'node:net';
 import pg from 'pg';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { openApp } from '../src/resources.js';
+import { openResources } from '../src/resources.js';
 import { loadConfig } from '../src/config.js';
 import type { Database } from '../src/db/index.js';
 import { createPool, isDatabaseUnavailable, migrate } from '../src/db/index.js';
@@ -53,7 +53,7 @@ describe('PostgreSQL timeouts', () => {
     afterAll(() => backend?.stop());
 
     const shown = async (env: Record<string, string>) => {
-      const app = await openApp(loadConfig({ ...backend.env, DATABASE_URL: db.url, ...env }), silentLogger(), { waitMs: 0 });
+      const app = await openResources(loadConfig({ ...backend.env, DATABASE_URL: db.url, ...env }), silentLogger(), { waitMs: 0 });
       try {
         return (await app.database.pool.query<{ statement_timeout: string }>('SHOW statement_timeout')).rows[0]!.statement_timeout;
       } finally {

@@ -4,7 +4,7 @@ import type { SourceObject } from '../src/core/model.js';
 import { fingerprintOf } from '../src/core/model.js';
 import type { SourceChange } from '../src/pipeline/diffSource.js';
 import { batchByUser, diffSource } from '../src/pipeline/diffSource.js';
-import { classifyKey } from '../src/pipeline/listSource.js';
+import { classifyKey } from '../src/core/keys.js';
 
 const object = (key: string, etag = 'e1'): SourceObject => ({ key, userId: classifyKey(key)!.userId, kind: classifyKey(key)!.kind, size: 1, etag, lastModifiedMs: 1000 });
 const recorded = (key: string, etag = 'e1'): StoredFingerprint => ({ key, userId: classifyKey(key)!.userId, fingerprint: fingerprintOf(etag, 1, 1000) });

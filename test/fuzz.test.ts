@@ -2,7 +2,7 @@ import { parse } from 'csv-parse/sync';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseUserCsv } from '../src/pipeline/parseUserCsv.js';
-import { checkKey, classifyKey } from '../src/pipeline/listSource.js';
+import { checkKey, classifyKey } from '../src/core/keys.js';
 import { checkImage } from '../src/images/checkImage.js';
 import { compareKeys } from '../src/storage/keyOrder.js';
 import { printable } from '../src/core/text.js';

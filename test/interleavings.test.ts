@@ -2,7 +2,8 @@ import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from
 import type { Config } from '../src/config.js';
 import { commitItem } from '../src/db/commitItem.js';
 import { recordEvents } from '../src/db/events.js';
-import { createRun, getOutputState } from '../src/db/runs.js';
+import { createRun } from '../src/db/runs.js';
+import { getOutputState } from '../src/db/outputState.js';
 import { silentLogger } from '../src/log.js';
 import { runEventBatch } from '../src/runs/eventBatch.js';
 import { exportOutput } from '../src/pipeline/exportOutput.js';

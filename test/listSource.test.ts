@@ -1,6 +1,7 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { SourceObject } from '../src/core/model.js';
-import { checkKey, classifyKey, listSource } from '../src/pipeline/listSource.js';
+import { checkKey, classifyKey } from '../src/core/keys.js';
+import { listSource } from '../src/pipeline/listSource.js';
 import { parseListPage } from '../src/storage/s3Store.js';
 import { put } from './support/fixtures.js';
 import type { Backend } from './support/stores.js';

@@ -1,6 +1,6 @@
 import { parseArgs } from 'node:util';
 import cliProgress from 'cli-progress';
-import { openApp } from '../resources.js';
+import { openResources } from '../resources.js';
 import { ConfigError, loadConfig } from '../config.js';
 import { createLogger } from '../log.js';
 import type { RunCounts, RunProgress, RunReport } from '../core/model.js';
@@ -52,7 +52,7 @@ export async function main(argv: string[]): Promise<number> {
   const bar = process.stderr.isTTY && !args.json ? new ProgressBar() : null;
   let app;
   try {
-    app = await openApp(config, log, { waitMs: 0 });
+    app = await openResources(config, log, { waitMs: 0 });
   } catch (err) {
     console.error(`cannot start: ${(err as Error).message}`);
     return EXIT.failed;

@@ -10,7 +10,7 @@ import { printable } from '../core/text.js';
 import type { SourceChange } from './diffSource.js';
 import { StoreFailure } from './failures.js';
 import type { ListCounts } from './listSource.js';
-import { checkKey, classifyKey } from './listSource.js';
+import { checkKey, classifyKey } from '../core/keys.js';
 
 /**
  * The changes behind a set of keys that events named, as diffSource would find them in a

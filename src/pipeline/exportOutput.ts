@@ -1,7 +1,7 @@
 import { csvStream } from '../csv.js';
 import type { Database, Queryable } from '../db/index.js';
 import { withSnapshot } from '../db/index.js';
-import { readOutputVersion } from '../db/runs.js';
+import { readOutputVersion } from '../db/outputState.js';
 import type { ExportRow } from '../db/users.js';
 import { streamUsersForExport } from '../db/users.js';
 import type { ObjectStore } from '../storage/index.js';

@@ -1,44 +1,8 @@
-import path from 'node:path';
-import type { FileKind, SourceObject } from '../core/model.js';
+import { checkKey, classifyKey } from '../core/keys.js';
+import type { SourceObject } from '../core/model.js';
 import type { ObjectInfo, ObjectStore } from '../storage/index.js';
-import { codePointName, firstControlChar, printable } from '../core/text.js';
+import { printable } from '../core/text.js';
 import { StoreFailure } from './failures.js';
-
-const CSV_EXTENSIONS = new Set(['csv']);
-// The formats sharp reads in its prebuilt binaries that a user photo plausibly comes in.
-export const IMAGE_EXTENSIONS = new Set(['png', 'jpg', 'jpeg', 'webp', 'gif', 'tif', 'tiff', 'avif']);
-
-/**
- * Which user a key belongs to and whether it is a CSV or an image; null for anything else.
- * The user_id is the file name without its extension, whatever folder it is in.
- */
-export function classifyKey(key: string): { userId: string; kind: FileKind } | null {
-  if (key.endsWith('/')) return null; // a folder marker some S3 tools create
-  const base = path.posix.basename(key);
-  const ext = path.posix.extname(base); // "" for dotfiles such as ".csv"
-  if (ext === '') return null;
-  const userId = base.slice(0, -ext.length);
-  const e = ext.slice(1).toLowerCase();
-  if (CSV_EXTENSIONS.has(e)) return { userId, kind: 'csv' };
-  if (IMAGE_EXTENSIONS.has(e)) return { userId, kind: 'image' };
-  return null;
-}
-
-// S3's limit. Also what keeps every key inside PostgreSQL's b-tree entry limit (2704 bytes).
-export const MAX_KEY_BYTES = 1024;
-
-/**
- * Why a user file's key cannot be used, or null when it can. Keys end up in the database, in
- * output.csv and in logs, so control characters and oversized keys are refused up front.
- */
-export function checkKey(key: string, userId: string): string | null {
-  const bytes = Buffer.byteLength(key);
-  if (bytes > MAX_KEY_BYTES) return `the key is ${bytes} bytes long, over the ${MAX_KEY_BYTES}-byte limit of S3`;
-  const control = firstControlChar(key);
-  if (control) return `the key contains the control character ${codePointName(control.char)}`;
-  if (userId.trim() === '') return 'the user_id (the file name without its extension) is blank';
-  return null;
-}
 
 /** A user file refused on its name or kind alone, before anything is read. */
 export interface RefusedObject {

@@ -1,12 +1,14 @@
 import { forgetEvents, hasPendingEvents, takePendingEvents } from '../db/events.js';
 import { tryAcquireLock } from '../db/locks.js';
-import { getOutputState, markEventsOweExport } from '../db/runs.js';
+import { getOutputState, markEventsOweExport } from '../db/outputState.js';
 import { fingerprintsOf } from '../db/sourceFiles.js';
 import type { RunCounts, RunReport } from '../core/model.js';
 import { emptyCounts } from '../core/model.js';
 import { changesForKeys } from '../pipeline/eventChanges.js';
 import type { RunDeps } from './deps.js';
-import { carryOut, commitChanges, exportNow } from './fullRun.js';
+import { exportNow } from './export.js';
+import { commitChanges } from './items.js';
+import { carryOut } from './lifecycle.js';
 
 // Event-driven work: the keys that bucket notifications and the folder watch recorded, taken
 // in batches. The same run record, commit and export as a full run (run.ts), without the listing.

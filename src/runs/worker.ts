@@ -1,16 +1,20 @@
-import type pLimit from 'p-limit';
+import pLimit from 'p-limit';
+import type { Config } from '../config.js';
+import type { SourceObject } from '../core/model.js';
 import type { CommitResult } from '../db/commitItem.js';
 import { commitItem } from '../db/commitItem.js';
+import { isRunActive } from '../db/runItems.js';
 import type { SeenState, StoredFingerprint } from '../db/sourceFiles.js';
-import type { SourceObject } from '../core/model.js';
-import type { RunDeps, WorkItem } from './deps.js';
-
-export type { WorkItem } from './deps.js';
+import { WorkQueue } from '../db/workQueue.js';
+import type { Logger } from '../log.js';
 import type { SourceChange, UserBatch } from '../pipeline/diffSource.js';
 import { changesForKeys } from '../pipeline/eventChanges.js';
 import { planBatch } from '../pipeline/planBatch.js';
 import type { ProcessResult } from '../pipeline/processObject.js';
 import { processObject } from '../pipeline/processObject.js';
+import type { RunDeps, WorkItem } from './deps.js';
+
+export type { WorkItem } from './deps.js';
 
 // Objects moved under an item this many times in a row are left to whoever moved them.
 const MAX_REREADS = 3;
@@ -120,4 +124,28 @@ async function lookUpAgain(deps: RunDeps, batch: UserBatch, states: SeenState[])
     }
   }
   return out;
+}
+
+// Each replica takes two items at a time: one is read while the other commits.
+const QUEUE_WORKERS = 2;
+
+/** WORK_QUEUE=pgboss: the shared queue of work items, which every instance works. */
+export function openWorkQueue(url: string, config: Config, log: Logger): Promise<WorkQueue<WorkItem>> {
+  return WorkQueue.open<WorkItem>(url, { leaseSeconds: config.work.leaseSeconds, tries: 4, workers: QUEUE_WORKERS }, (err) =>
+    log.warn({ err }, 'work queue: an error in its background work; it goes on'),
+  );
+}
+
+/**
+ * Works the queue: carries out items of any instance's runs, with one read limit for the
+ * process whichever worker reads. Aborting `signal` stops items in hand from reading and
+ * committing; they go back to the queue. An item of a run that is over (aborted) is dropped.
+ */
+export async function workQueue(queue: WorkQueue<WorkItem>, deps: RunDeps & { instance: string }, signal: AbortSignal): Promise<void> {
+  const limit = pLimit(deps.config.readConcurrency);
+  await queue.work(async (item) => {
+    if (!(await isRunActive(deps.db, item.runId))) return;
+    const r = await processItem(deps, item, deps.instance, limit, signal);
+    deps.log.debug({ runId: item.runId, item: item.no, users: item.batch.users.length, committed: r !== null }, 'work item done');
+  });
 }

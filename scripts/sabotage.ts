@@ -1,0 +1,518 @@
+// npm run test:sabotage: breaks named core mechanisms one at a time, each with a small edit, and
+// runs the tests meant to catch it. It fails when an edit survives (those tests still pass), when
+// an edit's text is not found exactly once (the code moved: update the entry), or when an entry's
+// tests cannot tell (no test matched its filter, the edited code did not load).
+//
+// The edits are made in a temporary copy of the repository, never in the working tree: the
+// tracked and untracked-but-not-ignored files as they are on disk, or with --ref <commit> that
+// commit's tree (git archive). node_modules is linked into the copy.
+//
+// Usage: npm run test:sabotage -- [name...] [--ref <commit>] [--baseline] [--list] [--keep] [--verbose]
+//   name...     run only these entries (default: all)
+//   --ref C     copy commit C instead of the working tree
+//   --baseline  first run each entry's tests unsabotaged, which must pass
+//   --list      print the entries as a Markdown table (docs/testing.md) and exit
+//   --keep      keep the temporary copy and the vitest logs
+//   --verbose   show vitest's output as it runs
+// See docs/testing.md.
+import { spawn, spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import process from 'node:process';
+
+interface Edit {
+  /** Exact text, found exactly once in the original file. */
+  find: string;
+  replace: string;
+}
+
+interface Sabotage {
+  /** Short kebab-case name, used on the command line. */
+  name: string;
+  /** What breaking this mechanism would let through. */
+  why: string;
+  /** The file edited, relative to the repository root. */
+  file: string;
+  /** Applied together, each matched against the original file. */
+  edits: Edit[];
+  /** Test files to run: as few as catch it. */
+  tests: string[];
+  /** vitest -t: a regular expression on the test's full name (describe titles and its own, joined by spaces). */
+  filter?: string;
+}
+
+// The list. Each edit must be caught by its tests: a test failing, not the code failing to load.
+// Filters name the folder backend where a suite runs once per backend and the store plays no part.
+const SABOTAGES: Sabotage[] = [
+  {
+    name: 'user-lock',
+    why: 'two work items could commit the same user at once: a lost update, or an older file winning',
+    file: 'src/db/users.ts',
+    edits: [{ find: 'if (userIds.length === 0) return;', replace: 'return;' }],
+    tests: ['test/userLock.test.ts'],
+  },
+  {
+    name: 'item-claim',
+    why: 'an item retried after its lease ran out would commit a second time: counts doubled, and its older read written again',
+    file: 'src/db/runItems.ts',
+    edits: [{ find: 'return rowCount === 1;', replace: 'return true;' }],
+    tests: ['test/commitItem.test.ts'],
+    filter: 'commits once',
+  },
+  {
+    name: 'ended-run',
+    why: 'an item still in hand when its run was aborted would write users after the run ended',
+    file: 'src/db/runItems.ts',
+    edits: [{ find: 'return rows.length === 1;', replace: 'return true;' }],
+    tests: ['test/commitItem.test.ts'],
+    filter: 'commits nothing for a run that has ended',
+  },
+  {
+    name: 'page-cache-version',
+    why: 'a GET /data page queried before a change and stored after it would be served stale',
+    file: 'src/http/pageCache.ts',
+    edits: [{ find: 'if (this.enabled && version === this.generation) this.pages.set', replace: 'if (this.enabled) this.pages.set' }],
+    tests: ['test/pageCache.test.ts'],
+    filter: 'does not keep a page queried before a change',
+  },
+  {
+    name: 'diff-fingerprint',
+    why: 'an incremental run would never read a changed CSV or image again, only new ones',
+    file: 'src/pipeline/diffSource.ts',
+    edits: [
+      {
+        find: 'opts.full || previous?.fingerprint !== fingerprintOf(object.etag, object.size, object.lastModifiedMs)',
+        replace: 'opts.full || previous === undefined',
+      },
+    ],
+    tests: ['test/diffSource.test.ts'],
+  },
+  {
+    name: 'newest-wins',
+    why: 'an item that read an object before another commit recorded a newer state of it would overwrite the newer user',
+    file: 'src/db/commitItem.ts',
+    edits: [{ find: '    if (moved.length > 0) throw new Moved(moved);\n', replace: '' }],
+    tests: ['test/interleavings.test.ts'],
+    filter: '^interleavings \\(folder\\) .*reads again',
+  },
+  {
+    name: 'savepoint-fallback',
+    why: 'one user PostgreSQL refuses for its data would fail its whole item, and so the run, instead of being rejected alone',
+    file: 'src/db/commitItem.ts',
+    // The first of two such lines: the one in commitItem's outer try, before the warning.
+    edits: [{ find: 'if (!isDataError(err)) throw err;\n      log.warn({ err, runId: item.runId }', replace: 'throw err;\n      log.warn({ err, runId: item.runId }' }],
+    tests: ['test/commitItem.test.ts'],
+    filter: 'refuses',
+  },
+  {
+    name: 'atomic-replace',
+    why: 'a write of output.csv that fails half-way would leave a truncated file in place of the last good one',
+    file: 'src/storage/folderStore.ts',
+    edits: [
+      { find: "createWriteStream(tmp, { flags: 'wx' })", replace: 'createWriteStream(target)' },
+      { find: '      await fs.rename(tmp, target);\n', replace: '' },
+    ],
+    tests: ['test/objectStore.test.ts'],
+    filter: '^ObjectStore contract: folder leaves the old object in place',
+  },
+  {
+    name: 'forget-after-commit',
+    why: 'an event batch that fails (store down) would lose its keys: those changes would wait for the next full run',
+    file: 'src/runs/eventBatch.ts',
+    edits: [
+      { find: 'const pending = await takePendingEvents(db, opts.maxKeys);', replace: 'const pending = await takePendingEvents(db, opts.maxKeys);\n    await forgetEvents(db, pending);' },
+      { find: '      await forgetEvents(db, pending);\n', replace: '' },
+    ],
+    tests: ['test/interleavings.test.ts'],
+    filter: '^interleavings \\(folder\\) .*fails keeps its events pending',
+  },
+  {
+    name: 'host-check',
+    why: 'DNS rebinding: a web page the user visits could read and drive a token-less service on localhost',
+    file: 'src/http/localOnly.ts',
+    edits: [{ find: 'if (opts.checkHost && !isLoopbackHostHeader(host)) {', replace: 'if (false) {' }],
+    tests: ['test/httpSecurity.test.ts'],
+    filter: 'refuses a foreign Host',
+  },
+  {
+    name: 'token-check',
+    why: 'anyone reaching the port could read every user and start runs without API_TOKEN',
+    file: 'src/http/auth.ts',
+    edits: [{ find: 'const ok = given !== null && expected.map((e) => timingSafeEqual(given, e)).includes(true);', replace: 'const ok = true;' }],
+    tests: ['test/http.test.ts'],
+    filter: 'requires the bearer token',
+  },
+  {
+    name: 'export-snapshot',
+    why: 'output.csv written while items commit would mix rows from before and after a commit: a table that never was',
+    file: 'src/db/pool.ts',
+    edits: [{ find: 'SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY', replace: 'SET TRANSACTION READ ONLY' }],
+    tests: ['test/interleavings.test.ts'],
+    filter: '^interleavings \\(folder\\) .*export runs while items commit',
+  },
+  {
+    name: 'export-version',
+    why: 'an export that overlapped a commit would mark output.csv up to date although it lacks that commit',
+    file: 'src/db/runs.ts',
+    edits: [{ find: 'output_stale = output_version > $1', replace: 'output_stale = false' }],
+    tests: ['test/interleavings.test.ts'],
+    filter: '^interleavings \\(folder\\) .*export runs while items commit',
+  },
+  {
+    name: 'run-lock',
+    why: 'two runs could go on at once, across instances: twice the work, and two writers of output.csv',
+    file: 'src/db/locks.ts',
+    edits: [{ find: 'if (!rows[0]?.ok) {', replace: 'if (false) {' }],
+    tests: ['test/pipeline.test.ts'],
+    filter: '^pipeline on the folder backend does not run while another process holds the run lock',
+  },
+];
+
+// ---------------------------------------------------------------------------------------------
+
+const ROOT = path.resolve(import.meta.dirname, '..');
+// A sabotaged test that hangs is cut after this: testTimeout is 60 s, hookTimeout 120 s.
+const RUN_TIMEOUT_MS = 5 * 60_000;
+
+interface Options {
+  names: string[];
+  ref: string | null;
+  baseline: boolean;
+  list: boolean;
+  keep: boolean;
+  verbose: boolean;
+}
+
+function usage(message: string): never {
+  console.error(`sabotage: ${message}`);
+  console.error('usage: npm run test:sabotage -- [name...] [--ref <commit>] [--baseline] [--list] [--keep] [--verbose]');
+  console.error(`names: ${SABOTAGES.map((s) => s.name).join(', ')}`);
+  process.exit(2);
+}
+
+function parseArgs(argv: string[]): Options {
+  const o: Options = { names: [], ref: null, baseline: false, list: false, keep: false, verbose: false };
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    if (a === '--ref') {
+      const ref = argv[++i];
+      if (!ref) usage('--ref needs a commit');
+      o.ref = ref;
+    } else if (a.startsWith('--ref=')) o.ref = a.slice('--ref='.length);
+    else if (a === '--baseline') o.baseline = true;
+    else if (a === '--list') o.list = true;
+    else if (a === '--keep') o.keep = true;
+    else if (a === '--verbose') o.verbose = true;
+    else if (a === '-h' || a === '--help') usage('help');
+    else if (a.startsWith('-')) usage(`unknown option ${a}`);
+    else o.names.push(a);
+  }
+  const unknown = o.names.filter((n) => !SABOTAGES.some((s) => s.name === n));
+  if (unknown.length > 0) usage(`unknown sabotage ${unknown.join(', ')}`);
+  return o;
+}
+
+function git(args: string[]): string {
+  const r = spawnSync('git', args, { cwd: ROOT, encoding: 'utf8', maxBuffer: 64 * 1024 * 1024 });
+  if (r.status !== 0) throw new Error(`git ${args.join(' ')}: ${r.stderr.trim() || `exit ${r.status}`}`);
+  return r.stdout;
+}
+
+/** Fills dir with the repository's files and links node_modules; says what it copied. */
+function makeCopy(dir: string, ref: string | null, scratch: string): string {
+  let what: string;
+  if (ref !== null) {
+    const commit = git(['rev-parse', '--verify', '--end-of-options', `${ref}^{commit}`]).trim();
+    const tar = path.join(scratch, 'tree.tar');
+    git(['archive', '--format=tar', `--output=${tar}`, commit]);
+    const r = spawnSync('tar', ['-xf', tar, '-C', dir], { encoding: 'utf8' });
+    if (r.status !== 0) throw new Error(`tar: ${r.stderr.trim()}`);
+    fs.rmSync(tar);
+    what = `commit ${commit.slice(0, 12)}`;
+  } else {
+    const files = git(['ls-files', '-z', '--cached', '--others', '--exclude-standard', '--deduplicate']).split('\0').filter(Boolean);
+    let n = 0;
+    for (const f of files) {
+      const from = path.join(ROOT, f);
+      let st: fs.Stats;
+      try {
+        st = fs.lstatSync(from);
+      } catch {
+        continue; // tracked, but deleted in the working tree
+      }
+      const to = path.join(dir, f);
+      fs.mkdirSync(path.dirname(to), { recursive: true });
+      if (st.isSymbolicLink()) fs.symlinkSync(fs.readlinkSync(from), to);
+      else if (st.isFile()) fs.copyFileSync(from, to);
+      else continue;
+      n++;
+    }
+    what = `working tree (${n} files)`;
+  }
+  fs.symlinkSync(path.join(ROOT, 'node_modules'), path.join(dir, 'node_modules'));
+  return what;
+}
+
+/** The file's text with the entry's edits made, or why they cannot be made. */
+function sabotaged(original: string, edits: Edit[]): { text: string } | { problem: string } {
+  const at: Array<{ index: number; edit: Edit }> = [];
+  for (const edit of edits) {
+    const first = original.indexOf(edit.find);
+    let count = 0;
+    for (let i = first; i !== -1; i = original.indexOf(edit.find, i + 1)) count++;
+    if (count !== 1) return { problem: `${show(edit.find)} is found ${count === 0 ? 'nowhere' : `${count} times`}, not once` };
+    at.push({ index: first, edit });
+  }
+  // From the end, so earlier positions stay valid; each matched against the original.
+  at.sort((a, b) => b.index - a.index);
+  let text = original;
+  for (const { index, edit } of at) text = text.slice(0, index) + edit.replace + text.slice(index + edit.find.length);
+  return { text };
+}
+
+const show = (s: string) => `\`${s.trim().replace(/\s*\n\s*/g, ' ⏎ ') || '(nothing)'}\``;
+const describeEdits = (s: Sabotage) => s.edits.map((e) => `${show(e.find)} → ${show(e.replace)}`).join('; ');
+
+interface TestRun {
+  name: string;
+  file: string;
+  status: string;
+}
+
+interface VitestResult {
+  seconds: number;
+  code: number | null;
+  timedOut: boolean;
+  /** Tests that ran, passed or failed. */
+  ran: TestRun[];
+  /** Test files that failed with no test to show for it: they did not load. */
+  loadErrors: string[];
+  /** Whether the JSON report was written at all. */
+  reported: boolean;
+  log: string;
+}
+
+interface VitestJson {
+  testResults?: Array<{
+    name: string;
+    status: string;
+    message?: string;
+    assertionResults?: Array<{ fullName: string; status: string }>;
+  }>;
+}
+
+let child: ReturnType<typeof spawn> | null = null;
+
+function killChild(): void {
+  if (child?.pid === undefined || child.exitCode !== null || child.signalCode !== null) return;
+  const pid = child.pid;
+  // vitest and what it started (workers, PostgreSQL) are in the child's own process group.
+  try {
+    process.kill(-pid, 'SIGTERM');
+  } catch {
+    return;
+  }
+  setTimeout(() => {
+    try {
+      process.kill(-pid, 'SIGKILL');
+    } catch {
+      // already gone
+    }
+  }, 10_000).unref();
+}
+
+async function runVitest(copy: string, scratch: string, label: string, tests: string[], filter: string | undefined, verbose: boolean): Promise<VitestResult> {
+  const report = path.join(scratch, `${label}.json`);
+  fs.rmSync(report, { force: true });
+  const args = [
+    path.join(copy, 'node_modules', 'vitest', 'vitest.mjs'),
+    'run',
+    ...tests,
+    ...(filter !== undefined ? ['-t', filter] : []),
+    // Keep the results cache (in the linked node_modules) for the real runs.
+    '--no-cache',
+    '--reporter=default',
+    '--reporter=json',
+    `--outputFile.json=${report}`,
+  ];
+  const started = performance.now();
+  const log: Buffer[] = [];
+  let timedOut = false;
+  const code = await new Promise<number | null>((resolve, reject) => {
+    child = spawn(process.execPath, args, {
+      cwd: copy,
+      // As `npm test` runs it.
+      env: { ...process.env, NODE_OPTIONS: '--openssl-legacy-provider', FORCE_COLOR: '0' },
+      stdio: ['ignore', 'pipe', 'pipe'],
+      detached: true,
+    });
+    const take = (b: Buffer) => {
+      log.push(b);
+      if (verbose) process.stdout.write(b);
+    };
+    child.stdout!.on('data', take);
+    child.stderr!.on('data', take);
+    const timer = setTimeout(() => {
+      timedOut = true;
+      killChild();
+    }, RUN_TIMEOUT_MS);
+    child.on('error', reject);
+    child.on('close', (c) => {
+      clearTimeout(timer);
+      child = null;
+      resolve(c);
+    });
+  });
+  const seconds = (performance.now() - started) / 1000;
+  const text = Buffer.concat(log).toString('utf8');
+  fs.writeFileSync(path.join(scratch, `${label}.log`), text);
+  const result: VitestResult = { seconds, code, timedOut, ran: [], loadErrors: [], reported: false, log: text };
+  if (!fs.existsSync(report)) return result;
+  const json = JSON.parse(fs.readFileSync(report, 'utf8')) as VitestJson;
+  result.reported = true;
+  for (const file of json.testResults ?? []) {
+    const rel = path.relative(copy, file.name);
+    const ran = (file.assertionResults ?? []).filter((t) => t.status === 'passed' || t.status === 'failed');
+    for (const t of ran) result.ran.push({ name: t.fullName, file: rel, status: t.status });
+    if (file.status === 'failed' && ran.length === 0) result.loadErrors.push(`${rel}: ${(file.message ?? '').split('\n')[0]}`);
+  }
+  return result;
+}
+
+type Verdict = { kind: 'caught' | 'survived' | 'ok' } | { kind: 'error'; problem: string };
+
+/** A sabotage's run: caught when a test failed; it survived when they all ran and passed. */
+function judge(r: VitestResult, tests: string[], sabotage: boolean): Verdict {
+  if (r.timedOut) return { kind: 'error', problem: `vitest did not finish within ${RUN_TIMEOUT_MS / 1000} s` };
+  if (!r.reported) return { kind: 'error', problem: `vitest wrote no report (exit ${r.code})` };
+  if (r.loadErrors.length > 0) return { kind: 'error', problem: `a test file did not load: ${r.loadErrors.join('; ')}` };
+  const failed = r.ran.filter((t) => t.status === 'failed');
+  if (failed.length > 0) return sabotage ? { kind: 'caught' } : { kind: 'error', problem: `the unsabotaged tests fail: ${failed.map((t) => t.name).join('; ')}` };
+  const idle = tests.filter((f) => !r.ran.some((t) => t.file === f));
+  if (idle.length > 0) return { kind: 'error', problem: `no test ran in ${idle.join(', ')}: the filter matches none (renamed?)` };
+  if (r.code !== 0) return { kind: 'error', problem: `vitest exited ${r.code} with every test passing (an unhandled error?)` };
+  return { kind: sabotage ? 'survived' : 'ok' };
+}
+
+function logTail(r: VitestResult, lines = 25): string {
+  return r.log.trimEnd().split('\n').slice(-lines).map((l) => `        | ${l}`).join('\n');
+}
+
+function printList(): void {
+  console.log('| name | file | edit | caught by | why it matters |');
+  console.log('|---|---|---|---|---|');
+  const cell = (s: string) => s.replace(/\|/g, '\\|');
+  for (const s of SABOTAGES) {
+    const by = s.tests.map((t) => `\`${t}\``).join(', ') + (s.filter !== undefined ? ` -t \`${s.filter}\`` : '');
+    console.log(`| ${s.name} | \`${s.file}\` | ${cell(describeEdits(s))} | ${cell(by)} | ${cell(s.why)} |`);
+  }
+}
+
+async function main(): Promise<number> {
+  const opts = parseArgs(process.argv.slice(2));
+  if (opts.list) {
+    printList();
+    return 0;
+  }
+  const chosen = opts.names.length > 0 ? SABOTAGES.filter((s) => opts.names.includes(s.name)) : SABOTAGES;
+  const t0 = performance.now();
+  const scratch = fs.mkdtempSync(path.join(os.tmpdir(), 'userjoin-sabotage-'));
+  const copy = path.join(scratch, 'repo');
+  fs.mkdirSync(copy);
+  const cleanUp = () => {
+    if (!opts.keep) fs.rmSync(scratch, { recursive: true, force: true });
+  };
+  for (const sig of ['SIGINT', 'SIGTERM'] as const) {
+    process.on(sig, () => {
+      killChild();
+      cleanUp();
+      process.exit(130);
+    });
+  }
+  try {
+    const what = makeCopy(copy, opts.ref, scratch);
+    console.log(`sabotage: ${chosen.length} of ${SABOTAGES.length} entries, in a copy of the ${what} at ${copy}`);
+
+    // Every edit is checked before any test runs, so a stale entry shows at once.
+    const results = new Map<string, { verdict: Verdict; seconds: number }>();
+    const texts = new Map<string, { original: string; sabotaged: string }>();
+    for (const s of chosen) {
+      const file = path.join(copy, s.file);
+      const original = fs.existsSync(file) ? fs.readFileSync(file, 'utf8') : null;
+      const made = original === null ? { problem: 'the file does not exist' } : sabotaged(original, s.edits);
+      if ('problem' in made) {
+        results.set(s.name, { verdict: { kind: 'error', problem: `cannot edit ${s.file}: ${made.problem}` }, seconds: 0 });
+        console.log(`  ✗ ${s.name}: cannot edit ${s.file}: ${made.problem}`);
+      } else texts.set(s.name, { original: original!, sabotaged: made.text });
+    }
+
+    if (opts.baseline) {
+      const seen = new Map<string, Verdict>();
+      for (const s of chosen.filter((x) => texts.has(x.name))) {
+        const key = JSON.stringify([s.tests, s.filter]);
+        let verdict = seen.get(key);
+        if (!verdict) {
+          const r = await runVitest(copy, scratch, `baseline-${s.name}`, s.tests, s.filter, opts.verbose);
+          verdict = judge(r, s.tests, false);
+          seen.set(key, verdict);
+          console.log(`baseline ${s.tests.join(' ')}${s.filter !== undefined ? ` -t "${s.filter}"` : ''}: ${verdict.kind === 'ok' ? `${r.ran.length} passed` : verdict.problem} (${r.seconds.toFixed(1)} s)`);
+          if (verdict.kind !== 'ok') console.log(logTail(r));
+        }
+        if (verdict.kind !== 'ok') {
+          texts.delete(s.name);
+          results.set(s.name, { verdict: { kind: 'error', problem: 'its tests fail without the sabotage (baseline)' }, seconds: 0 });
+        }
+      }
+    }
+
+    let i = 0;
+    for (const s of chosen) {
+      i++;
+      const t = texts.get(s.name);
+      if (!t) continue;
+      const file = path.join(copy, s.file);
+      console.log(`\n[${i}/${chosen.length}] ${s.name}  ${s.file}`);
+      console.log(`      edit: ${describeEdits(s)}`);
+      console.log(`      runs: ${s.tests.join(' ')}${s.filter !== undefined ? ` -t "${s.filter}"` : ''}`);
+      fs.writeFileSync(file, t.sabotaged);
+      let r: VitestResult;
+      try {
+        r = await runVitest(copy, scratch, s.name, s.tests, s.filter, opts.verbose);
+      } finally {
+        fs.writeFileSync(file, t.original);
+      }
+      const verdict = judge(r, s.tests, true);
+      results.set(s.name, { verdict, seconds: r.seconds });
+      for (const test of r.ran) console.log(`      ${test.status === 'failed' ? '✗ failed' : '✓ passed'}  ${test.name}`);
+      const label = verdict.kind === 'caught' ? 'caught' : verdict.kind === 'survived' ? 'SURVIVED: every test above passed with the edit made' : `ERROR: ${verdict.kind === 'error' ? verdict.problem : ''}`;
+      console.log(`      ${label}  (${r.seconds.toFixed(1)} s)`);
+      if (verdict.kind === 'error') console.log(logTail(r));
+    }
+
+    // The summary.
+    const width = Math.max(...chosen.map((s) => s.name.length));
+    console.log(`\n${'sabotage'.padEnd(width)}  result    seconds  file`);
+    for (const s of chosen) {
+      const { verdict, seconds } = results.get(s.name)!;
+      const result = verdict.kind === 'caught' ? 'caught' : verdict.kind === 'survived' ? 'SURVIVED' : 'ERROR';
+      console.log(`${s.name.padEnd(width)}  ${result.padEnd(8)}  ${seconds.toFixed(1).padStart(7)}  ${s.file}`);
+    }
+    const all = [...results.values()].map((r) => r.verdict);
+    const caught = all.filter((v) => v.kind === 'caught').length;
+    const survived = chosen.filter((s) => results.get(s.name)!.verdict.kind === 'survived');
+    const errors = chosen.filter((s) => results.get(s.name)!.verdict.kind === 'error');
+    console.log(`\n${caught} caught, ${survived.length} survived, ${errors.length} errors; ${((performance.now() - t0) / 1000).toFixed(0)} s in all`);
+    for (const s of survived) console.log(`SURVIVED ${s.name}: ${s.tests.join(' ')} did not notice ${describeEdits(s)} in ${s.file}; ${s.why}`);
+    for (const s of errors) {
+      const v = results.get(s.name)!.verdict;
+      console.log(`ERROR ${s.name}: ${v.kind === 'error' ? v.problem : ''}`);
+    }
+    if (opts.keep) console.log(`kept: ${scratch} (the copy in repo/, vitest logs and reports beside it)`);
+    return survived.length + errors.length === 0 && caught === chosen.length ? 0 : 1;
+  } finally {
+    cleanUp();
+  }
+}
+
+process.exitCode = await main();
