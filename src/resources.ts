@@ -2,6 +2,7 @@ import type { Config } from './config.js';
 import type { OpenDatabase } from './db/index.js';
 import { openDatabase } from './db/index.js';
 import type { Logger } from './log.js';
+import { PixelBudget } from './images/budget.js';
 import { retry } from './retry.js';
 import type { ObjectStore } from './storage/index.js';
 import { createStore } from './storage/index.js';
@@ -12,6 +13,8 @@ export interface Resources {
   log: Logger;
   database: OpenDatabase;
   store: ObjectStore;
+  /** Every decode of the process shares it: runs' image checks and photo resizes. */
+  pixelBudget: PixelBudget;
   close(): Promise<void>;
 }
 
@@ -42,5 +45,5 @@ export async function openResources(config: Config, log: Logger, opts: OpenResou
     throw err;
   }
   log.info({ store: store.description, database: database.kind, src: config.srcBucket, res: config.resBucket }, 'ready');
-  return { config, log, database, store, close: () => database.close() };
+  return { config, log, database, store, pixelBudget: new PixelBudget(config.limits.maxImagePixels), close: () => database.close() };
 }

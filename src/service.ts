@@ -100,7 +100,7 @@ async function start(
   if (queue) releasers.push((deadline) => queue.stop(Math.max(0, deadline - Date.now())));
 
   const metrics = new Metrics((timeoutMs) => readClusterStats(db, timeoutMs), log);
-  const deps = { db, store, config, log, instance: thisInstance(), queue };
+  const deps = { db, store, config, log, budget: resources.pixelBudget, instance: thisInstance(), queue };
   const runner = new Runner(deps, (report) => metrics.runFinished(report));
   const processor = new EventProcessor(runner, metrics, config.events, log.child({ component: 'events' }));
   const intake = new EventIntake(db, metrics, processor);
@@ -109,7 +109,7 @@ async function start(
     store,
     srcBucket: config.srcBucket,
     runner,
-    photos: new Photos(store, config.limits),
+    photos: new Photos(store, config.limits, resources.pixelBudget),
     metrics,
     console: await loadConsoleAssets(),
     log,

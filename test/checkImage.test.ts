@@ -1,6 +1,7 @@
 import sharp from 'sharp';
 import { describe, expect, it } from 'vitest';
-import { checkImage, PixelBudget } from '../src/images/checkImage.js';
+import { PixelBudget } from '../src/images/budget.js';
+import { checkImage } from '../src/images/checkImage.js';
 import type { ImageFormat } from './support/fixtures.js';
 import { makeImage, pngDeclaring } from './support/fixtures.js';
 
@@ -15,24 +16,24 @@ describe('checkImage', () => {
     ['tiff', 'tiff'],
     ['avif', 'avif'],
   ])('accepts a %s image and reports its format and size', async (format, reported) => {
-    const r = await checkImage(await makeImage(format, 12, 7), LIMIT);
+    const r = await checkImage(await makeImage(format, 12, 7), new PixelBudget(LIMIT));
     expect(r).toEqual({ ok: true, data: { format: reported, width: 12, height: 7 } });
   });
 
   it('rejects bytes that are not an image', async () => {
-    const r = await checkImage(Buffer.from('first_name,last_name\nnot,an image\n'), LIMIT);
+    const r = await checkImage(Buffer.from('first_name,last_name\nnot,an image\n'), new PixelBudget(LIMIT));
     expect(r).toMatchObject({ ok: false, reason: expect.stringMatching(/^not a readable image: /) });
   });
 
   it('rejects an image format we do not accept (SVG)', async () => {
     const svg = Buffer.from('<svg xmlns="http://www.w3.org/2000/svg" width="4" height="4"><rect width="4" height="4"/></svg>');
-    expect(await checkImage(svg, LIMIT)).toEqual({ ok: false, reason: 'unsupported image format "svg"' });
+    expect(await checkImage(svg, new PixelBudget(LIMIT))).toEqual({ ok: false, reason: 'unsupported image format "svg"' });
   });
 
   it('rejects a decompression bomb by its declared pixel count, before decoding', async () => {
     const bomb = pngDeclaring(100_000, 100_000);
     expect(bomb.length).toBeLessThan(1000);
-    expect(await checkImage(bomb, LIMIT)).toEqual({
+    expect(await checkImage(bomb, new PixelBudget(LIMIT))).toEqual({
       ok: false,
       reason: 'image declares 100000x100000 = 10000000000 pixels, over the limit of 50000000',
     });
@@ -40,14 +41,14 @@ describe('checkImage', () => {
 
   it('applies the configured pixel limit exactly', async () => {
     const img = await makeImage('png', 10, 10);
-    expect((await checkImage(img, 100)).ok).toBe(true);
-    expect(await checkImage(img, 99)).toEqual({ ok: false, reason: 'image declares 10x10 = 100 pixels, over the limit of 99' });
+    expect((await checkImage(img, new PixelBudget(100))).ok).toBe(true);
+    expect(await checkImage(img, new PixelBudget(99))).toEqual({ ok: false, reason: 'image declares 10x10 = 100 pixels, over the limit of 99' });
   });
 
   it('rejects a truncated image whose header is intact', async () => {
     const full = await makeImage('png', 64, 64);
     const cut = full.subarray(0, Math.floor(full.length * 0.6));
-    const r = await checkImage(cut, LIMIT);
+    const r = await checkImage(cut, new PixelBudget(LIMIT));
     expect(r.ok).toBe(false);
     if (!r.ok) expect(r.reason).toMatch(/^(image data is corrupt or truncated|not a readable image): /);
   });
@@ -59,7 +60,7 @@ describe('checkImage', () => {
       .toBuffer();
     const cut = full.subarray(0, full.length >> 1);
     expect((await sharp(cut).metadata()).width).toBe(256);
-    const r = await checkImage(cut, LIMIT);
+    const r = await checkImage(cut, new PixelBudget(LIMIT));
     expect(r).toMatchObject({ ok: false, reason: expect.stringMatching(/^image data is corrupt or truncated: /) });
   });
 
@@ -67,8 +68,8 @@ describe('checkImage', () => {
     const full = await sharp({ create: { width: 1200, height: 1000, channels: 3, background: '#000', noise: { type: 'gaussian', mean: 128, sigma: 40 } } })
       .jpeg()
       .toBuffer();
-    expect(await checkImage(full, LIMIT)).toEqual({ ok: true, data: { format: 'jpeg', width: 1200, height: 1000 } });
-    const r = await checkImage(full.subarray(0, full.length >> 1), LIMIT);
+    expect(await checkImage(full, new PixelBudget(LIMIT))).toEqual({ ok: true, data: { format: 'jpeg', width: 1200, height: 1000 } });
+    const r = await checkImage(full.subarray(0, full.length >> 1), new PixelBudget(LIMIT));
     expect(r).toMatchObject({ ok: false, reason: expect.stringMatching(/^image data is corrupt or truncated: /) });
   });
 });
@@ -109,6 +110,6 @@ describe('checkImage deadline', () => {
     // nothing does that in a millisecond.
     const avif = await sharp({ create: { width: 2000, height: 2000, channels: 3, background: '#fff' } }).avif().toBuffer();
     expect(avif.length).toBeLessThan(10_000);
-    expect(await checkImage(avif, 50_000_000, 1)).toEqual({ ok: false, reason: 'decoding it took longer than 1 ms', transient: true });
+    expect(await checkImage(avif, new PixelBudget(50_000_000), 1)).toEqual({ ok: false, reason: 'decoding it took longer than 1 ms', transient: true });
   });
 });

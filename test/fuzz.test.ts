@@ -16,6 +16,7 @@ import type { Backend } from './support/stores.js';
 import type { TestService } from './support/service.js';
 import { startTestService } from './support/service.js';
 import { backends, startFolderBackend } from './support/stores.js';
+import { PixelBudget } from '../src/images/budget.js';
 
 // Property-based tests over hostile input. Each prints its seed when it fails; replay with
 // FUZZ_SEED=<seed> FUZZ_PATH=<path> npm test -- test/fuzz.test.ts. FUZZ_RUNS=<n> runs more.
@@ -55,7 +56,7 @@ describe('keys and images (property)', () => {
     const samples = await sampleImages();
     await fc.assert(
       fc.asyncProperty(imageFile(samples), async (g) => {
-        const r = await checkImage(g.bytes, 1_000_000, 10_000);
+        const r = await checkImage(g.bytes, new PixelBudget(1_000_000), 10_000);
         expect(r.ok).toBe(g.ok);
         if (!r.ok) expect(r.reason).toMatch(/\S/);
       }),

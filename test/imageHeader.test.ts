@@ -1,7 +1,8 @@
 import fc from 'fast-check';
 import sharp from 'sharp';
 import { describe, expect, it } from 'vitest';
-import { budgetFor, checkImage } from '../src/images/checkImage.js';
+import { PixelBudget } from '../src/images/budget.js';
+import { checkImage } from '../src/images/checkImage.js';
 import { readImageHeader } from '../src/images/imageHeader.js';
 import { makeImage } from './support/fixtures.js';
 
@@ -62,7 +63,7 @@ describe('checkImage with a header read from the bytes', () => {
       fc.asyncProperty(fc.constantFrom(...seeds), fc.array(fc.tuple(fc.integer({ min: 0, max: 40 }), fc.integer({ min: 0, max: 255 })), { maxLength: 3 }), async (seed, edits) => {
         const bytes = Buffer.from(seed);
         for (const [at, v] of edits) bytes[at % bytes.length] = v;
-        const r = await checkImage(bytes, LIMIT);
+        const r = await checkImage(bytes, new PixelBudget(LIMIT));
         if (!r.ok) return;
         const meta = await sharp(bytes).metadata();
         expect([r.data.width, r.data.height]).toEqual([meta.width, meta.height]);
@@ -73,15 +74,15 @@ describe('checkImage with a header read from the bytes', () => {
 
   it('checks a 12-megapixel JPEG photo while shrinking it, and rejects it cut off', async () => {
     const photo = await noise(400, 300).resize(4000, 3000).jpeg({ quality: 90 }).toBuffer();
-    expect(await checkImage(photo, LIMIT)).toEqual({ ok: true, data: { format: 'jpeg', width: 4000, height: 3000 } });
-    const cut = await checkImage(photo.subarray(0, Math.floor(photo.length * 0.7)), LIMIT);
+    expect(await checkImage(photo, new PixelBudget(LIMIT))).toEqual({ ok: true, data: { format: 'jpeg', width: 4000, height: 3000 } });
+    const cut = await checkImage(photo.subarray(0, Math.floor(photo.length * 0.7)), new PixelBudget(LIMIT));
     expect(cut).toMatchObject({ ok: false, reason: expect.stringMatching(/^image data is corrupt or truncated: /) });
   });
 
   it('applies the pixel limit to the size read from the bytes', async () => {
     const bytes = await noise(100, 50).jpeg().toBuffer();
-    expect(await checkImage(bytes, 4999)).toEqual({ ok: false, reason: 'image declares 100x50 = 5000 pixels, over the limit of 4999' });
-    expect(await checkImage(bytes, 5000)).toMatchObject({ ok: true });
+    expect(await checkImage(bytes, new PixelBudget(4999))).toEqual({ ok: false, reason: 'image declares 100x50 = 5000 pixels, over the limit of 4999' });
+    expect(await checkImage(bytes, new PixelBudget(5000))).toMatchObject({ ok: true });
   });
 
   // libjpeg reads FF 00 after a segment as stuffed data: it skips it and scans on to the next
@@ -98,10 +99,8 @@ describe('checkImage with a header read from the bytes', () => {
     expect([(await sharp(tiny).metadata()).width, (await sharp(tiny).metadata()).height]).toEqual([300, 200]);
     const h = readImageHeader(tiny);
     if (h) expect([h.width, h.height]).toEqual([300, 200]);
-    // A limit of its own, so no other decode shares this budget.
-    const limit = 60_001;
-    const budget = budgetFor(limit);
-    const checking = checkImage(tiny, limit);
+    const budget = new PixelBudget(60_001);
+    const checking = checkImage(tiny, budget);
     let held = 0;
     let settled = false;
     void checking.finally(() => (settled = true));
@@ -111,6 +110,6 @@ describe('checkImage with a header read from the bytes', () => {
   });
 
   it('does not refuse a JPEG for a size libjpeg never reads', async () => {
-    expect(await checkImage(await hiding(60_000, 60_000), LIMIT)).toEqual({ ok: true, data: { format: 'jpeg', width: 300, height: 200 } });
+    expect(await checkImage(await hiding(60_000, 60_000), new PixelBudget(LIMIT))).toEqual({ ok: true, data: { format: 'jpeg', width: 300, height: 200 } });
   });
 });

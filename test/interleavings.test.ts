@@ -17,6 +17,7 @@ import { GateStore } from './support/gateStore.js';
 import { ObservedStore, testConfig } from './support/harness.js';
 import type { Backend } from './support/stores.js';
 import { backends } from './support/stores.js';
+import { PixelBudget } from '../src/images/budget.js';
 
 // Interleavings of a full run, an event batch and an export, driven by gates the test opens:
 // each case must end equal to the store's final state, whichever path read an object first.
@@ -38,7 +39,7 @@ for (const [name, startBackend] of backends) {
       store = new GateStore(backend.store);
       await store.ensureBucket(config.srcBucket);
       await store.ensureBucket(config.resBucket);
-      deps = { db: db.pool, store, config, log: silentLogger() };
+      deps = { db: db.pool, store, config, log: silentLogger(), budget: new PixelBudget(config.limits.maxImagePixels) };
     });
     afterEach(() => db.drop());
 

@@ -14,6 +14,7 @@ import type { TestService } from './support/service.js';
 import { startTestService } from './support/service.js';
 import type { Backend } from './support/stores.js';
 import { backends } from './support/stores.js';
+import { PixelBudget } from '../src/images/budget.js';
 
 interface ErrorBody {
   error: { code: string; message: string };
@@ -250,7 +251,7 @@ describe('the thumbnail cache', () => {
     try {
       await backend.store.ensureBucket('src');
       const limits = loadConfig({}).limits;
-      const photos = new Photos(backend.store, limits, { cacheBytes: 20_000 });
+      const photos = new Photos(backend.store, limits, new PixelBudget(limits.maxImagePixels), { cacheBytes: 20_000 });
       let served = 0;
       for (let i = 0; i < 40; i++) {
         // Noise: it does not compress, so each thumbnail is a few KB.
@@ -277,9 +278,9 @@ describe('resizing a photo the run accepted', () => {
       const limits = loadConfig({}).limits;
       // 400,000 pixels, far under the limit: the run's image check accepts it.
       const tall = await sharp({ create: { width: 20, height: 20_000, channels: 3, background: '#888' } }).png().toBuffer();
-      expect(await checkImage(tall, limits.maxImagePixels)).toMatchObject({ ok: true, data: { width: 20, height: 20_000 } });
+      expect(await checkImage(tall, new PixelBudget(limits.maxImagePixels))).toMatchObject({ ok: true, data: { width: 20, height: 20_000 } });
       await put(backend, 'src', 'tall.png', tall);
-      const photos = new Photos(backend.store, limits);
+      const photos = new Photos(backend.store, limits, new PixelBudget(limits.maxImagePixels));
       const photo = await photos.locate({ path: 'src/tall.png' });
       for (const width of [16, 64, 1024]) {
         const meta = await sharp(await photos.resized(photo, width)).metadata();
@@ -309,7 +310,7 @@ describe('resizes at once', () => {
         entered++;
         await gate;
       };
-      const photos = new Photos(store, loadConfig({}).limits, { maxResizes: 2 });
+      const photos = new Photos(store, loadConfig({}).limits, new PixelBudget(loadConfig({}).limits.maxImagePixels), { maxResizes: 2 });
       const photo = await photos.locate({ path: 'src/p.png' });
       // Eight widths: eight resizes, each of which reads the whole photo into memory.
       const widths = [16, 17, 18, 19, 20, 21, 22, 23];

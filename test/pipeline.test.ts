@@ -9,6 +9,7 @@ import { makeImage, nextSecond, put, readText, remove, userCsv } from './support
 import { ObservedStore, runToCompletion, testConfig } from './support/harness.js';
 import type { Backend } from './support/stores.js';
 import { backends } from './support/stores.js';
+import { PixelBudget } from '../src/images/budget.js';
 
 interface UserRecord {
   id: number;
@@ -305,7 +306,7 @@ describe.each(backends)('pipeline on the %s backend', (_name, start) => {
     await seedThreeUsers();
     // An S3 server refusing connections: the same error code as a database that does.
     store.failWrites = Object.assign(new Error('connect ECONNREFUSED 10.1.2.3:9000'), { code: 'ECONNREFUSED' });
-    const failed = await runPipeline({ db: db.pool, store, config, log: silentLogger() }, { trigger: 'cli' }).catch((e: unknown) => e);
+    const failed = await runPipeline({ db: db.pool, store, config, log: silentLogger(), budget: new PixelBudget(config.limits.maxImagePixels) }, { trigger: 'cli' }).catch((e: unknown) => e);
     expect(failed).toBeInstanceOf(RunFailedError);
     const { rows } = await db.pool.query('SELECT status, error FROM runs ORDER BY id');
     // A short, stable description: the host and port stay in the log.
@@ -357,7 +358,7 @@ describe.each(backends)('pipeline on the %s backend', (_name, start) => {
   it('does not run while another process holds the run lock', async () => {
     const lock = await tryAcquireLock(db.pool, 'run');
     try {
-      const outcome = await runPipeline({ db: db.pool, store, config, log: silentLogger() }, { trigger: 'cli' });
+      const outcome = await runPipeline({ db: db.pool, store, config, log: silentLogger(), budget: new PixelBudget(config.limits.maxImagePixels) }, { trigger: 'cli' });
       expect(outcome).toEqual({ kind: 'busy', runId: null });
     } finally {
       await lock!.release();

@@ -11,6 +11,7 @@ import { makeImage, put, userCsv } from './support/fixtures.js';
 import { ObservedStore } from './support/harness.js';
 import type { Backend } from './support/stores.js';
 import { startFolderBackend } from './support/stores.js';
+import { PixelBudget } from '../src/images/budget.js';
 
 const LIMITS: Limits = { maxCsvBytes: 1024, maxImageBytes: 4096, maxImagePixels: 50_000_000, objectTimeoutMs: 10_000 };
 
@@ -18,7 +19,7 @@ describe('processObject', () => {
   let backend: Backend;
   let store: ObservedStore;
   let dir: string;
-  const opts = (limits: Partial<Limits> = {}) => ({ limits: { ...LIMITS, ...limits }, log: silentLogger() });
+  const opts = (limits: Partial<Limits> = {}) => ({ limits: { ...LIMITS, ...limits }, budget: new PixelBudget(limits.maxImagePixels ?? LIMITS.maxImagePixels), log: silentLogger() });
   beforeEach(async () => {
     backend = await startFolderBackend();
     dir = path.join((backend.config as { dir: string }).dir, 'src');

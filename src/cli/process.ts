@@ -59,7 +59,7 @@ export async function main(argv: string[]): Promise<number> {
   }
   try {
     const outcome = await runPipeline(
-      { db: app.database.pool, store: app.store, config, log },
+      { db: app.database.pool, store: app.store, config, log, budget: app.pixelBudget },
       { trigger: 'cli', full: args.full, onProgress: bar ? (p, c) => bar.update(p, c) : undefined },
     );
     bar?.stop();

@@ -2,6 +2,7 @@ import sharp, { type Metadata, type OutputInfo } from 'sharp';
 import { within } from '../deadline.js';
 import type { ImageData } from '../core/model.js';
 import { type ImageHeader, readImageHeader } from './imageHeader.js';
+import type { PixelBudget } from './budget.js';
 
 export type ImageResult =
   | { ok: true; data: ImageData }
@@ -19,48 +20,6 @@ const DECODE_BOX = 256;
 /** Formats sharp may report that we accept; avif is reported as heif with av1 compression. */
 const ACCEPTED_FORMATS = new Set(['png', 'jpeg', 'webp', 'gif', 'tiff', 'heif']);
 
-/**
- * Declared pixels of the decodes in flight, together. Shrinking while decoding keeps memory
- * low for most formats, but HEIF/AVIF decodes whole frames: a 1 KB AVIF can declare 50
- * megapixels. Admitting decodes only while the sum stays under the limit bounds memory
- * whatever the format. A decode larger than the limit on its own runs alone.
- */
-export class PixelBudget {
-  private inUse = 0;
-  private readonly waiting: Array<{ pixels: number; admit: () => void }> = [];
-  constructor(readonly limit: number) {}
-
-  /** Waits for room for this many pixels; call the returned function when the decode has ended. */
-  acquire(pixels: number): Promise<() => void> {
-    return new Promise((resolve) => {
-      this.waiting.push({ pixels, admit: () => resolve(() => this.release(pixels)) });
-      this.drain();
-    });
-  }
-
-  get pixelsInUse(): number {
-    return this.inUse;
-  }
-
-  private release(pixels: number): void {
-    this.inUse -= pixels;
-    this.drain();
-  }
-
-  private drain(): void {
-    // First come, first served: a large decode is not overtaken forever by small ones.
-    for (let w = this.waiting[0]; w && (this.inUse === 0 || this.inUse + w.pixels <= this.limit); w = this.waiting[0]) {
-      this.waiting.shift();
-      this.inUse += w.pixels;
-      w.admit();
-    }
-  }
-}
-
-const budgets = new Map<number, PixelBudget>();
-/** The one budget for a limit, shared by every decode in the process (runs and GET /data/:user_id/image). */
-export const budgetFor = (limit: number) => budgets.get(limit) ?? budgets.set(limit, new PixelBudget(limit)).get(limit)!;
-
 interface Declared {
   format: string;
   width: number;
@@ -77,7 +36,8 @@ interface Declared {
  * A still PNG, JPEG or WebP takes one sharp call: its size is read from its first bytes
  * (imageHeader.ts). Other formats, and headers that cannot be read so, ask sharp first.
  */
-export async function checkImage(bytes: Buffer, maxPixels: number, timeoutMs = 60_000): Promise<ImageResult> {
+export async function checkImage(bytes: Buffer, budget: PixelBudget, timeoutMs = 60_000): Promise<ImageResult> {
+  const maxPixels = budget.limit;
   const tooSlow: ImageResult = { ok: false, reason: `decoding it took longer than ${timeoutMs} ms`, transient: true };
   const sniffed = readImageHeader(bytes);
   let declared: Declared;
@@ -91,7 +51,7 @@ export async function checkImage(bytes: Buffer, maxPixels: number, timeoutMs = 6
   const overLimit = pixelLimitReason(declared, maxPixels);
   if (overLimit) return { ok: false, reason: overLimit };
 
-  const decoded = await decode(bytes, declared.width * declared.height * declared.frames, maxPixels, timeoutMs);
+  const decoded = await decode(bytes, declared.width * declared.height * declared.frames, budget, timeoutMs);
   if (decoded === 'timeout') return tooSlow;
   if ('reason' in decoded) return decoded;
   // libvips read the header itself. Should it disagree with ours, its word counts: ask it.
@@ -134,8 +94,9 @@ export function pixelLimitReason(d: Declared, maxPixels: number): string | null 
  * Decodes every byte of image data for real: a valid header can front truncated or corrupt
  * data. Declared pixels are admitted against the shared budget first.
  */
-async function decode(bytes: Buffer, pixels: number, maxPixels: number, timeoutMs: number): Promise<OutputInfo | { ok: false; reason: string } | 'timeout'> {
-  const release = await budgetFor(maxPixels).acquire(pixels);
+async function decode(bytes: Buffer, pixels: number, budget: PixelBudget, timeoutMs: number): Promise<OutputInfo | { ok: false; reason: string } | 'timeout'> {
+  const maxPixels = budget.limit;
+  const release = await budget.acquire(pixels);
   const decoding = sharp(bytes, { limitInputPixels: maxPixels, sequentialRead: true, failOn: 'error' })
     .timeout({ seconds: Math.max(1, Math.ceil(timeoutMs / 1000)) })
     .resize(DECODE_BOX, DECODE_BOX, { fit: 'inside', withoutEnlargement: true })

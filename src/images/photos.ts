@@ -6,8 +6,9 @@ import sharp from 'sharp';
 import type { Limits } from '../config.js';
 import { within } from '../deadline.js';
 import { fingerprintOf } from '../core/model.js';
-import { askSharp, budgetFor, PixelBudget, pixelLimitReason, sharpMessage } from './checkImage.js';
-import { ObjectReadTimeoutError, ObjectTooLargeError, readLimited } from '../pipeline/readObject.js';
+import { PixelBudget } from './budget.js';
+import { askSharp, pixelLimitReason, sharpMessage } from './checkImage.js';
+import { ObjectReadTimeoutError, ObjectTooLargeError, readLimited } from '../storage/readLimited.js';
 import type { ObjectInfo, ObjectStore } from '../storage/index.js';
 import { ObjectNotFoundError, ObjectUnreadableError } from '../storage/index.js';
 
@@ -69,6 +70,8 @@ export class Photos {
   constructor(
     private readonly store: ObjectStore,
     private readonly limits: Limits,
+    /** The process's pixel budget, shared with the runs' image checks. */
+    private readonly budget: PixelBudget,
     opts: { cacheBytes?: number; maxResizes?: number } = {},
   ) {
     // A counter of slots, one "pixel" per resize.
@@ -190,7 +193,7 @@ export class Photos {
     if (overLimit) throw refused(overLimit);
 
     // Only the first frame is decoded, shrunk while loading where the format allows it.
-    const admitting = budgetFor(maxImagePixels).acquire(header.width * header.height);
+    const admitting = this.budget.acquire(header.width * header.height);
     const admitted = await within(left(), admitting);
     if (admitted === 'timeout') {
       void admitting.then((release) => release());

@@ -6,10 +6,11 @@ import { MAX_REASON_CHARS } from '../core/model.js';
 import type { ObjectStore } from '../storage/index.js';
 import { ObjectNotFoundError, ObjectUnreadableError } from '../storage/index.js';
 import { clip, printable } from '../core/text.js';
+import type { PixelBudget } from '../images/budget.js';
 import { checkImage } from '../images/checkImage.js';
 import { StoreFailure } from './failures.js';
 import { parseUserCsv } from './parseUserCsv.js';
-import { ObjectReadTimeoutError, ObjectTooLargeError, readLimited } from './readObject.js';
+import { ObjectReadTimeoutError, ObjectTooLargeError, readLimited } from '../storage/readLimited.js';
 
 export type ProcessResult =
   /** Read and checked, or refused on its listed size: the state to record. */
@@ -25,6 +26,8 @@ export type ProcessResult =
 
 export interface ProcessOptions {
   limits: Limits;
+  /** The process's pixel budget, shared with every other decode. */
+  budget: PixelBudget;
   log: Logger;
 }
 
@@ -66,7 +69,7 @@ export async function processObject(obj: SourceObject, store: ObjectStore, bucke
       const r = parseUserCsv(bytes);
       return r.ok ? { kind: 'checked', state: { ...obj, status: 'ok', reason: null, csv: r.data, image: null }, read: true } : rejected(r.reason, true);
     }
-    const r = await checkImage(bytes, limits.maxImagePixels, limits.objectTimeoutMs);
+    const r = await checkImage(bytes, opts.budget, limits.objectTimeoutMs);
     if (r.ok) return { kind: 'checked', state: { ...obj, status: 'ok', reason: null, csv: null, image: r.data }, read: true };
     return r.transient ? { kind: 'skipped', reason: r.reason } : rejected(r.reason, true);
   } catch (err) {

@@ -2,6 +2,7 @@ import os from 'node:os';
 import type { Config } from '../config.js';
 import type { Database } from '../db/index.js';
 import type { WorkQueue } from '../db/workQueue.js';
+import type { PixelBudget } from '../images/budget.js';
 import type { Logger } from '../log.js';
 import type { ObjectStore } from '../storage/index.js';
 import type { UserBatch } from '../pipeline/diffSource.js';
@@ -12,6 +13,8 @@ export interface RunDeps {
   store: ObjectStore;
   config: Config;
   log: Logger;
+  /** The process's one pixel budget (MAX_IMAGE_PIXELS), shared with GET /data/:user_id/image. */
+  budget: PixelBudget;
   /** Who commits the work, in run_items and GET /runs/:id; by default host name and process id. */
   instance?: string;
   /** Spreads a full run's items over every replica; without it, this process does them all. */

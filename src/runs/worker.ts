@@ -61,13 +61,13 @@ export async function processItem(
 }
 
 function readAll(deps: RunDeps, objects: SourceObject[], limit: ReturnType<typeof pLimit>, signal?: AbortSignal): Promise<ProcessResult[]> {
-  const { store, config, log } = deps;
+  const { store, config, log, budget } = deps;
   return Promise.all(
     objects.map((object) =>
       limit(() => {
         // Stopping: the objects not started yet are not read, and the item is not committed.
         signal?.throwIfAborted();
-        return processObject(object, store, config.srcBucket, { limits: config.limits, log });
+        return processObject(object, store, config.srcBucket, { limits: config.limits, budget, log });
       }),
     ),
   );

@@ -8,6 +8,7 @@ import { runPipeline } from '../../src/runs/fullRun.js';
 import type { ObjectInfo, ObjectStore, ReadHint } from '../../src/storage/index.js';
 import type { TestDatabase } from './database.js';
 import type { Backend } from './stores.js';
+import { PixelBudget } from '../../src/images/budget.js';
 
 let bucketSeq = 0;
 
@@ -98,7 +99,7 @@ export class ObservedStore implements ObjectStore {
 }
 
 export async function runToCompletion(store: ObjectStore, db: TestDatabase, config: Config, opts: Partial<RunOptions> = {}): Promise<RunReport> {
-  const outcome = await runPipeline({ db: db.pool, store, config, log: silentLogger() }, { trigger: 'cli', ...opts });
+  const outcome = await runPipeline({ db: db.pool, store, config, log: silentLogger(), budget: new PixelBudget(config.limits.maxImagePixels) }, { trigger: 'cli', ...opts });
   if (outcome.kind !== 'finished') throw new Error(`run did not start: ${JSON.stringify(outcome)}`);
   return outcome.report;
 }

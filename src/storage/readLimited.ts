@@ -1,5 +1,5 @@
 import type { Readable } from 'node:stream';
-import type { ObjectStore } from '../storage/index.js';
+import type { ObjectStore } from './index.js';
 
 export class ObjectTooLargeError extends Error {
   override name = 'ObjectTooLargeError';
