@@ -1,4 +1,4 @@
-// npm run bench -- [--users N] [--s3-users N] [--api-seconds S] [--photos] [--photo-users N] [--out DIR]
+// npm run bench -- [--users N] [--s3-users N] [--api-seconds S] [--photos] [--photo-users N] [--core] [--out DIR]
 //
 // Generates a data set, then measures userjoin against floors measured in the same run on
 // the same machine: the least work each measured step cannot avoid, written as the plainest
@@ -34,6 +34,8 @@ const { values: args } = parseArgs({
     // The photo mix: 5% of users with a 12-megapixel JPEG photo, at --photo-users users.
     photos: { type: 'boolean', default: false },
     'photo-users': { type: 'string', default: '10000' },
+    // Only the runs (full, no change, 1% changed) and their floors: for medians over repeated runs.
+    core: { type: 'boolean', default: false },
   },
 });
 const N = positive(args.users, '--users');
@@ -367,179 +369,9 @@ async function main(): Promise<void> {
     const floorPerUser = floorFull / N;
     say(`1% changed re-run: ${seconds(onePercent.ms)} s (${changedUsers.size} users)`);
 
-    // API: the service in this process, a trivial Koa route beside it, autocannon in another.
-    const config = loadConfig({ ...env, HOST: '127.0.0.1', PORT: '0', SCHEDULE: 'off', LOG_LEVEL: 'silent' });
-    const service = await startService(config, silentLogger());
-    cleanup.push(() => service.stop());
-    // Its folder watch, for the event latency below.
-    const trivial = new Koa();
-    trivial.use((ctx) => {
-      ctx.body = { ok: true };
-    });
-    const trivialServer = trivial.listen(0, '127.0.0.1');
-    await new Promise((r) => trivialServer.once('listening', r));
-    cleanup.push(() => new Promise((r) => trivialServer.close(r)));
-    const trivialUrl = `http://127.0.0.1:${(trivialServer.address() as { port: number }).port}/`;
-    const filtered = await autocannon(`${service.url}/data?min_age=30&max_age=40&is_image_exists=true&limit=100`);
-    const reference = await autocannon(trivialUrl);
-    say(`GET /data filtered: p99 ${filtered.p99Ms} ms, ${filtered.requestsPerSec} req/s; trivial route ${reference.requestsPerSec} req/s`);
-
-    const streamed = await rssGrowth(async () => {
-      const res = await fetch(`${service.url}/data`);
-      let bytes = 0;
-      for await (const chunk of res.body!) bytes += (chunk as Uint8Array).length;
-      return bytes;
-    });
-    const csvStreamed = await rssGrowth(async () => {
-      const res = await fetch(`${service.url}/data?format=csv`);
-      let bytes = 0;
-      for await (const chunk of res.body!) bytes += (chunk as Uint8Array).length;
-      return bytes;
-    });
-    // output.csv: a --full run with nothing changed re-reads every object, so time the export
-    // alone by deleting output.csv and running normally (nothing else changed).
-    await fs.rm(path.join(storeDir, 'res', 'output.csv'));
-    const exportRun = await runCli(env, false);
-    say(`export: GET /data ${seconds(streamed.ms)} s (+${streamed.growthMb} MB), output.csv run ${seconds(exportRun.ms)} s`);
-
-    // Event latency: a CSV written into the watched folder, until its user answers in GET
-    // /data/:user_id. One at a time, with the EXPORT_INTERVAL exports of the full table in between.
-    const latencies: number[] = [];
-    for (let i = 0; i < EVENT_SAMPLES; i++) {
-      const id = `event${i}`;
-      const t0 = performance.now();
-      await fs.writeFile(path.join(srcDir, `${id}.csv`), `first_name,last_name,birthts\nEvent${i},Latency,0\n`);
-      for (;;) {
-        const res = await fetch(`${service.url}/data/${id}`);
-        await res.arrayBuffer();
-        if (res.status === 200) break;
-        if (performance.now() - t0 > 60_000) throw new Error(`user ${id} did not appear within 60 s of its file`);
-        await new Promise((r) => setTimeout(r, 5));
-      }
-      latencies.push(performance.now() - t0);
-      // A pause, so the samples fall at different points of the export cycle.
-      await new Promise((r) => setTimeout(r, 50 + ((i * 37) % 200)));
-    }
-    const eventLatency = percentiles(latencies);
-    say(`event latency: p50 ${eventLatency.p50Ms} ms, p99 ${eventLatency.p99Ms} ms over ${EVENT_SAMPLES} files`);
-
-    // Event latency during a full run: the same reprocess timed alone, then again with files
-    // dropped one after another while it runs. Only files dropped while it still runs count.
-    const runTimes = async (id: number) => {
-      for (;;) {
-        const r = (await (await fetch(`${service.url}/runs/${id}?issues=0`)).json()) as { status: string; started_at: string; finished_at: string | null };
-        if (r.status !== 'running') {
-          if (r.status !== 'succeeded') throw new Error(`full run ${id}: ${r.status}`);
-          return Date.parse(r.finished_at!) - Date.parse(r.started_at);
-        }
-        await new Promise((res) => setTimeout(res, 50));
-      }
-    };
-    const startFull = async () => ((await (await fetch(`${service.url}/data?full=true`, { method: 'POST' })).json()) as { id: number }).id;
-    const quietRunMs = await runTimes(await startFull());
-    const busyRun = await startFull();
-    const during: number[] = [];
-    for (let i = 0; during.length < DURING_SAMPLES; i++) {
-      const state = (await (await fetch(`${service.url}/runs/${busyRun}?issues=0`)).json()) as { status: string };
-      if (state.status !== 'running') break;
-      const id = `during${i}`;
-      const t0 = performance.now();
-      await fs.writeFile(path.join(srcDir, `${id}.csv`), `first_name,last_name,birthts\nDuring${i},Run,0\n`);
-      for (;;) {
-        const res = await fetch(`${service.url}/data/${id}`);
-        await res.arrayBuffer();
-        if (res.status === 200) break;
-        if (performance.now() - t0 > 60_000) throw new Error(`user ${id} did not appear within 60 s of its file, during a full run`);
-        await new Promise((r) => setTimeout(r, 5));
-      }
-      during.push(performance.now() - t0);
-      await new Promise((r) => setTimeout(r, 50 + ((i * 37) % 200)));
-    }
-    const busyRunMs = await runTimes(busyRun);
-    const duringRun = {
-      samples: during.length,
-      ...(during.length > 0 ? percentiles(during) : { p50Ms: null, p99Ms: null, maxMs: null }),
-      quietRunSeconds: seconds(quietRunMs),
-      runSeconds: seconds(busyRunMs),
-      runRatio: ratio(busyRunMs, quietRunMs),
-    };
-    say(`event latency during a full run: ${JSON.stringify(duringRun)}`);
-
-    await service.stop();
-    // Replicas: the same full run (fresh database, so every user is inserted) with the work
-    // queue, by one service process and then by two; the run is asked of the first.
-    const replicaRun = async (processes: number) => {
-      const dbUrl = await database(`bench_replicas_${processes}`);
-      const procs = await Promise.all(
-        Array.from({ length: processes }, () => startServiceProcess({ STORE_DIR: storeDir, DATABASE_URL: dbUrl, WORK_QUEUE: 'pgboss', BATCH_SIZE: String(REPLICA_BATCH) })),
-      );
-      try {
-        const t0 = performance.now();
-        const res = await fetch(`${procs[0]!.url}/data?wait=true`, { method: 'POST' });
-        const run = (await res.json()) as { status: string; counts: { new: number }; id: number };
-        const ms = performance.now() - t0;
-        if (run.status !== 'succeeded' || run.counts.new < N - data.invalidCsv) throw new Error(`replica run: ${JSON.stringify(run).slice(0, 300)}`);
-        const { workers } = (await (await fetch(`${procs[0]!.url}/runs/${run.id}?issues=0`)).json()) as { workers: Array<{ items: number }> };
-        return { ms, items: workers.map((w) => w.items) };
-      } finally {
-        await Promise.all(procs.map((p) => p.stop()));
-      }
-    };
-    const oneReplica = await replicaRun(1);
-    const twoReplicas = await replicaRun(2);
-    say(`replicas: 1 process ${seconds(oneReplica.ms)} s, 2 processes ${seconds(twoReplicas.ms)} s (items ${twoReplicas.items.join(' + ')})`);
-
-    // S3 path: the same full run and floor at S3_USERS users against s3rver.
-    say(`S3: ${S3_USERS} users on s3rver`);
-    const s3Dir = path.join(work, 's3rver');
-    await fs.mkdir(s3Dir);
-    const s3 = spawn(process.execPath, [path.join(ROOT, 'bench/s3rver.mjs'), s3Dir], { stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env, NODE_OPTIONS: '--openssl-legacy-provider' } });
-    cleanup.push(async () => {
-      s3.kill('SIGTERM');
-      await new Promise((r) => s3.once('exit', r));
-    });
-    const port = Number((await new Promise<string>((resolve) => s3.stdout.once('data', (d: Buffer) => resolve(d.toString())))).trim());
-    const minio = new Minio.Client({ endPoint: '127.0.0.1', port, useSSL: false, accessKey: 'S3RVER', secretKey: 'S3RVER', region: 'us-east-1', pathStyle: true });
-    await minio.makeBucket('src', 'us-east-1');
-    const s3Gen = await timed(() => generate(S3_USERS, async (key, body) => void (await minio.putObject('src', key, body, body.length))));
-    say(`uploaded ${S3_USERS + s3Gen.value.withImage} objects in ${seconds(s3Gen.ms)} s`);
-    const s3FloorDb = await database('bench_s3_floor');
-    const readS3 = async (key: string) => streamToBuffer(await minio.getObject('src', key));
-    await fullFloor(() => listS3(minio, 'src'), readS3, s3FloorDb);
-    const s3Floor = await fullFloor(() => listS3(minio, 'src'), readS3, s3FloorDb);
-    const s3Db = await database('bench_s3_userjoin');
-    const s3Full = await runCli({ MINIO_ENDPOINT: `http://127.0.0.1:${port}`, MINIO_ACCESS_KEY: 'S3RVER', MINIO_SECRET_KEY: 'S3RVER', DATABASE_URL: s3Db }, true);
-    say(`S3 full run ${seconds(s3Full.ms)} s, floor ${seconds(s3Floor)} s`);
-
-    // Photo mix: real-size photos for 5% of users, at PHOTO_USERS users, folder store.
-    let photoMix: Record<string, unknown> | null = null;
-    if (args.photos) {
-      const photoStore = path.join(work, 'photos');
-      const photoSrc = path.join(photoStore, 'src');
-      await fs.mkdir(photoSrc, { recursive: true });
-      say(`photo mix: generating ${PHOTO_VARIANTS} 12-megapixel photos`);
-      const photos: Buffer[] = [];
-      for (let i = 0; i < PHOTO_VARIANTS; i++) photos.push(await photo());
-      const photoGen = await generate(PHOTO_USERS, (key, body) => fs.writeFile(path.join(photoSrc, key), body), { photos });
-      const photoFloorDb = await database('bench_photo_floor');
-      await fullFloor(() => listFolder(photoSrc), (k) => fs.readFile(path.join(photoSrc, k)), photoFloorDb);
-      const photoFloor = await fullFloor(() => listFolder(photoSrc), (k) => fs.readFile(path.join(photoSrc, k)), photoFloorDb);
-      const photoRun = await runCli({ STORE_DIR: photoStore, DATABASE_URL: await database('bench_photo_userjoin') }, true);
-      say(`photo mix: full run ${seconds(photoRun.ms)} s, floor ${seconds(photoFloor)} s, peak RSS ${photoRun.peakRssMb} MB`);
-      photoMix = {
-        users: PHOTO_USERS,
-        photos: photoGen.photos,
-        photoBytes: photos.map((p) => p.length),
-        seconds: seconds(photoRun.ms),
-        floorSeconds: seconds(photoFloor),
-        ratioToFloor: ratio(photoRun.ms, photoFloor),
-        peakRssMb: photoRun.peakRssMb,
-        counts: photoRun.report.counts,
-      };
-    }
-
-    Object.assign(results, {
-      machine: { cpus: os.cpus().length, cpuModel: os.cpus()[0]?.model ?? 'unknown', memoryGb: Math.round(os.totalmem() / 1024 ** 3), node: process.version, platform: `${os.platform()} ${os.release()}` },
+    const machine = { cpus: os.cpus().length, cpuModel: os.cpus()[0]?.model ?? 'unknown', memoryGb: Math.round(os.totalmem() / 1024 ** 3), node: process.version, platform: `${os.platform()} ${os.release()}` };
+    const coreResults = {
+      machine,
       date: new Date().toISOString(),
       users: N,
       data: { objects, withImage: data.withImage, invalidCsv: data.invalidCsv, corruptImages: data.corruptImages },
@@ -552,22 +384,199 @@ async function main(): Promise<void> {
         peakRssMb: onePercent.peakRssMb,
         counts: onePercent.report.counts,
       },
-      api: { seconds: API_SECONDS, connections: 10, filtered, trivial: reference, ratioOfTrivial: ratio(filtered.requestsPerSec, reference.requestsPerSec) },
-      export: {
-        getDataJson: { seconds: seconds(streamed.ms), bytes: streamed.value, rssGrowthMb: streamed.growthMb },
-        getDataCsv: { seconds: seconds(csvStreamed.ms), bytes: csvStreamed.value, rssGrowthMb: csvStreamed.growthMb },
-        outputCsvRun: { seconds: seconds(exportRun.ms), peakRssMb: exportRun.peakRssMb },
-      },
-      replicas: {
-        oneSeconds: seconds(oneReplica.ms),
-        twoSeconds: seconds(twoReplicas.ms),
-        speedup: ratio(oneReplica.ms, twoReplicas.ms),
-        itemsByProcess: twoReplicas.items,
-      },
-      events: { samples: EVENT_SAMPLES, exportIntervalSeconds: config.events.exportIntervalMs / 1000, ...eventLatency, duringFullRun: duringRun },
-      s3: { users: S3_USERS, seconds: seconds(s3Full.ms), floorSeconds: seconds(s3Floor), ratioToFloor: ratio(s3Full.ms, s3Floor), peakRssMb: s3Full.peakRssMb },
-      photoMix,
-    });
+    };
+    Object.assign(results, coreResults);
+    // --core: the run measures only (full, no change, 1%), for medians over repeated runs.
+    if (!args.core) {
+      // API: the service in this process, a trivial Koa route beside it, autocannon in another.
+      const config = loadConfig({ ...env, HOST: '127.0.0.1', PORT: '0', SCHEDULE: 'off', LOG_LEVEL: 'silent' });
+      const service = await startService(config, silentLogger());
+      cleanup.push(() => service.stop());
+      // Its folder watch, for the event latency below.
+      const trivial = new Koa();
+      trivial.use((ctx) => {
+        ctx.body = { ok: true };
+      });
+      const trivialServer = trivial.listen(0, '127.0.0.1');
+      await new Promise((r) => trivialServer.once('listening', r));
+      cleanup.push(() => new Promise((r) => trivialServer.close(r)));
+      const trivialUrl = `http://127.0.0.1:${(trivialServer.address() as { port: number }).port}/`;
+      const filtered = await autocannon(`${service.url}/data?min_age=30&max_age=40&is_image_exists=true&limit=100`);
+      const reference = await autocannon(trivialUrl);
+      say(`GET /data filtered: p99 ${filtered.p99Ms} ms, ${filtered.requestsPerSec} req/s; trivial route ${reference.requestsPerSec} req/s`);
+
+      const streamed = await rssGrowth(async () => {
+        const res = await fetch(`${service.url}/data`);
+        let bytes = 0;
+        for await (const chunk of res.body!) bytes += (chunk as Uint8Array).length;
+        return bytes;
+      });
+      const csvStreamed = await rssGrowth(async () => {
+        const res = await fetch(`${service.url}/data?format=csv`);
+        let bytes = 0;
+        for await (const chunk of res.body!) bytes += (chunk as Uint8Array).length;
+        return bytes;
+      });
+      // output.csv: a --full run with nothing changed re-reads every object, so time the export
+      // alone by deleting output.csv and running normally (nothing else changed).
+      await fs.rm(path.join(storeDir, 'res', 'output.csv'));
+      const exportRun = await runCli(env, false);
+      say(`export: GET /data ${seconds(streamed.ms)} s (+${streamed.growthMb} MB), output.csv run ${seconds(exportRun.ms)} s`);
+
+      // Event latency: a CSV written into the watched folder, until its user answers in GET
+      // /data/:user_id. One at a time, with the EXPORT_INTERVAL exports of the full table in between.
+      const latencies: number[] = [];
+      for (let i = 0; i < EVENT_SAMPLES; i++) {
+        const id = `event${i}`;
+        const t0 = performance.now();
+        await fs.writeFile(path.join(srcDir, `${id}.csv`), `first_name,last_name,birthts\nEvent${i},Latency,0\n`);
+        for (;;) {
+          const res = await fetch(`${service.url}/data/${id}`);
+          await res.arrayBuffer();
+          if (res.status === 200) break;
+          if (performance.now() - t0 > 60_000) throw new Error(`user ${id} did not appear within 60 s of its file`);
+          await new Promise((r) => setTimeout(r, 5));
+        }
+        latencies.push(performance.now() - t0);
+        // A pause, so the samples fall at different points of the export cycle.
+        await new Promise((r) => setTimeout(r, 50 + ((i * 37) % 200)));
+      }
+      const eventLatency = percentiles(latencies);
+      say(`event latency: p50 ${eventLatency.p50Ms} ms, p99 ${eventLatency.p99Ms} ms over ${EVENT_SAMPLES} files`);
+
+      // Event latency during a full run: the same reprocess timed alone, then again with files
+      // dropped one after another while it runs. Only files dropped while it still runs count.
+      const runTimes = async (id: number) => {
+        for (;;) {
+          const r = (await (await fetch(`${service.url}/runs/${id}?issues=0`)).json()) as { status: string; started_at: string; finished_at: string | null };
+          if (r.status !== 'running') {
+            if (r.status !== 'succeeded') throw new Error(`full run ${id}: ${r.status}`);
+            return Date.parse(r.finished_at!) - Date.parse(r.started_at);
+          }
+          await new Promise((res) => setTimeout(res, 50));
+        }
+      };
+      const startFull = async () => ((await (await fetch(`${service.url}/data?full=true`, { method: 'POST' })).json()) as { id: number }).id;
+      const quietRunMs = await runTimes(await startFull());
+      const busyRun = await startFull();
+      const during: number[] = [];
+      for (let i = 0; during.length < DURING_SAMPLES; i++) {
+        const state = (await (await fetch(`${service.url}/runs/${busyRun}?issues=0`)).json()) as { status: string };
+        if (state.status !== 'running') break;
+        const id = `during${i}`;
+        const t0 = performance.now();
+        await fs.writeFile(path.join(srcDir, `${id}.csv`), `first_name,last_name,birthts\nDuring${i},Run,0\n`);
+        for (;;) {
+          const res = await fetch(`${service.url}/data/${id}`);
+          await res.arrayBuffer();
+          if (res.status === 200) break;
+          if (performance.now() - t0 > 60_000) throw new Error(`user ${id} did not appear within 60 s of its file, during a full run`);
+          await new Promise((r) => setTimeout(r, 5));
+        }
+        during.push(performance.now() - t0);
+        await new Promise((r) => setTimeout(r, 50 + ((i * 37) % 200)));
+      }
+      const busyRunMs = await runTimes(busyRun);
+      const duringRun = {
+        samples: during.length,
+        ...(during.length > 0 ? percentiles(during) : { p50Ms: null, p99Ms: null, maxMs: null }),
+        quietRunSeconds: seconds(quietRunMs),
+        runSeconds: seconds(busyRunMs),
+        runRatio: ratio(busyRunMs, quietRunMs),
+      };
+      say(`event latency during a full run: ${JSON.stringify(duringRun)}`);
+
+      await service.stop();
+      // Replicas: the same full run (fresh database, so every user is inserted) with the work
+      // queue, by one service process and then by two; the run is asked of the first.
+      const replicaRun = async (processes: number) => {
+        const dbUrl = await database(`bench_replicas_${processes}`);
+        const procs = await Promise.all(
+          Array.from({ length: processes }, () => startServiceProcess({ STORE_DIR: storeDir, DATABASE_URL: dbUrl, WORK_QUEUE: 'pgboss', BATCH_SIZE: String(REPLICA_BATCH) })),
+        );
+        try {
+          const t0 = performance.now();
+          const res = await fetch(`${procs[0]!.url}/data?wait=true`, { method: 'POST' });
+          const run = (await res.json()) as { status: string; counts: { new: number }; id: number };
+          const ms = performance.now() - t0;
+          if (run.status !== 'succeeded' || run.counts.new < N - data.invalidCsv) throw new Error(`replica run: ${JSON.stringify(run).slice(0, 300)}`);
+          const { workers } = (await (await fetch(`${procs[0]!.url}/runs/${run.id}?issues=0`)).json()) as { workers: Array<{ items: number }> };
+          return { ms, items: workers.map((w) => w.items) };
+        } finally {
+          await Promise.all(procs.map((p) => p.stop()));
+        }
+      };
+      const oneReplica = await replicaRun(1);
+      const twoReplicas = await replicaRun(2);
+      say(`replicas: 1 process ${seconds(oneReplica.ms)} s, 2 processes ${seconds(twoReplicas.ms)} s (items ${twoReplicas.items.join(' + ')})`);
+
+      // S3 path: the same full run and floor at S3_USERS users against s3rver.
+      say(`S3: ${S3_USERS} users on s3rver`);
+      const s3Dir = path.join(work, 's3rver');
+      await fs.mkdir(s3Dir);
+      const s3 = spawn(process.execPath, [path.join(ROOT, 'bench/s3rver.mjs'), s3Dir], { stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env, NODE_OPTIONS: '--openssl-legacy-provider' } });
+      cleanup.push(async () => {
+        s3.kill('SIGTERM');
+        await new Promise((r) => s3.once('exit', r));
+      });
+      const port = Number((await new Promise<string>((resolve) => s3.stdout.once('data', (d: Buffer) => resolve(d.toString())))).trim());
+      const minio = new Minio.Client({ endPoint: '127.0.0.1', port, useSSL: false, accessKey: 'S3RVER', secretKey: 'S3RVER', region: 'us-east-1', pathStyle: true });
+      await minio.makeBucket('src', 'us-east-1');
+      const s3Gen = await timed(() => generate(S3_USERS, async (key, body) => void (await minio.putObject('src', key, body, body.length))));
+      say(`uploaded ${S3_USERS + s3Gen.value.withImage} objects in ${seconds(s3Gen.ms)} s`);
+      const s3FloorDb = await database('bench_s3_floor');
+      const readS3 = async (key: string) => streamToBuffer(await minio.getObject('src', key));
+      await fullFloor(() => listS3(minio, 'src'), readS3, s3FloorDb);
+      const s3Floor = await fullFloor(() => listS3(minio, 'src'), readS3, s3FloorDb);
+      const s3Db = await database('bench_s3_userjoin');
+      const s3Full = await runCli({ MINIO_ENDPOINT: `http://127.0.0.1:${port}`, MINIO_ACCESS_KEY: 'S3RVER', MINIO_SECRET_KEY: 'S3RVER', DATABASE_URL: s3Db }, true);
+      say(`S3 full run ${seconds(s3Full.ms)} s, floor ${seconds(s3Floor)} s`);
+
+      // Photo mix: real-size photos for 5% of users, at PHOTO_USERS users, folder store.
+      let photoMix: Record<string, unknown> | null = null;
+      if (args.photos) {
+        const photoStore = path.join(work, 'photos');
+        const photoSrc = path.join(photoStore, 'src');
+        await fs.mkdir(photoSrc, { recursive: true });
+        say(`photo mix: generating ${PHOTO_VARIANTS} 12-megapixel photos`);
+        const photos: Buffer[] = [];
+        for (let i = 0; i < PHOTO_VARIANTS; i++) photos.push(await photo());
+        const photoGen = await generate(PHOTO_USERS, (key, body) => fs.writeFile(path.join(photoSrc, key), body), { photos });
+        const photoFloorDb = await database('bench_photo_floor');
+        await fullFloor(() => listFolder(photoSrc), (k) => fs.readFile(path.join(photoSrc, k)), photoFloorDb);
+        const photoFloor = await fullFloor(() => listFolder(photoSrc), (k) => fs.readFile(path.join(photoSrc, k)), photoFloorDb);
+        const photoRun = await runCli({ STORE_DIR: photoStore, DATABASE_URL: await database('bench_photo_userjoin') }, true);
+        say(`photo mix: full run ${seconds(photoRun.ms)} s, floor ${seconds(photoFloor)} s, peak RSS ${photoRun.peakRssMb} MB`);
+        photoMix = {
+          users: PHOTO_USERS,
+          photos: photoGen.photos,
+          photoBytes: photos.map((p) => p.length),
+          seconds: seconds(photoRun.ms),
+          floorSeconds: seconds(photoFloor),
+          ratioToFloor: ratio(photoRun.ms, photoFloor),
+          peakRssMb: photoRun.peakRssMb,
+          counts: photoRun.report.counts,
+        };
+      }
+
+      Object.assign(results, {
+        api: { seconds: API_SECONDS, connections: 10, filtered, trivial: reference, ratioOfTrivial: ratio(filtered.requestsPerSec, reference.requestsPerSec) },
+        export: {
+          getDataJson: { seconds: seconds(streamed.ms), bytes: streamed.value, rssGrowthMb: streamed.growthMb },
+          getDataCsv: { seconds: seconds(csvStreamed.ms), bytes: csvStreamed.value, rssGrowthMb: csvStreamed.growthMb },
+          outputCsvRun: { seconds: seconds(exportRun.ms), peakRssMb: exportRun.peakRssMb },
+        },
+        replicas: {
+          oneSeconds: seconds(oneReplica.ms),
+          twoSeconds: seconds(twoReplicas.ms),
+          speedup: ratio(oneReplica.ms, twoReplicas.ms),
+          itemsByProcess: twoReplicas.items,
+        },
+        events: { samples: EVENT_SAMPLES, exportIntervalSeconds: config.events.exportIntervalMs / 1000, ...eventLatency, duringFullRun: duringRun },
+        s3: { users: S3_USERS, seconds: seconds(s3Full.ms), floorSeconds: seconds(s3Floor), ratioToFloor: ratio(s3Full.ms, s3Floor), peakRssMb: s3Full.peakRssMb },
+        photoMix,
+      });
+    }
   } finally {
     for (const c of cleanup.reverse()) await c().catch(() => undefined);
     await admin.end();
@@ -578,13 +587,13 @@ async function main(): Promise<void> {
   await fs.mkdir(args.out, { recursive: true });
   const stamp = `${new Date().toISOString().replace(/[:.]/g, '-')}-${N}`;
   await fs.writeFile(path.join(args.out, `${stamp}.json`), JSON.stringify(results, null, 2) + '\n');
-  const md = markdown(results as unknown as Results);
+  const md = markdown(results as unknown as CoreResults | Results);
   await fs.writeFile(path.join(args.out, `${stamp}.md`), md);
   process.stdout.write(md);
   say(`wrote ${path.join(args.out, stamp)}.{json,md}`);
 }
 
-type Results = {
+type CoreResults = {
   machine: { cpus: number; cpuModel: string; memoryGb: number; node: string };
   date: string;
   users: number;
@@ -592,6 +601,9 @@ type Results = {
   full: { seconds: number; usersPerSec: number; floorSeconds: number; ratioToFloor: number; peakRssMb: number };
   noChange: { seconds: number; listingFloorSeconds: number; ratioToFloor: number; peakRssMb: number };
   onePercent: { seconds: number; changedUsers: number; budgetSeconds: number };
+};
+
+type Results = CoreResults & {
   api: { filtered: Load; trivial: Load; ratioOfTrivial: number; seconds: number };
   export: { getDataJson: { seconds: number; rssGrowthMb: number }; getDataCsv: { seconds: number; rssGrowthMb: number }; outputCsvRun: { seconds: number; peakRssMb: number } };
   s3: { users: number; seconds: number; floorSeconds: number; ratioToFloor: number };
@@ -607,12 +619,28 @@ type Results = {
   photoMix: { users: number; photos: number; seconds: number; floorSeconds: number; ratioToFloor: number; peakRssMb: number } | null;
 };
 
-function markdown(r: Results): string {
-  const rows = [
+function markdown(r: CoreResults | Results): string {
+  const core = [
     ['full run', `${r.full.seconds} s, ${r.full.usersPerSec} users/s`, `floor ${r.full.floorSeconds} s`, `${r.full.ratioToFloor}`, '≤ 1.25'],
     ['peak RSS, full run', `${r.full.peakRssMb} MB`, '', '', '≤ 256 MB at 100,000 users'],
     ['no-change re-run', `${r.noChange.seconds} s`, `listing floor ${r.noChange.listingFloorSeconds} s`, `${r.noChange.ratioToFloor}`, '≤ 1.2'],
     ['1% changed re-run', `${r.onePercent.seconds} s (${r.onePercent.changedUsers} users)`, `budget ${r.onePercent.budgetSeconds} s`, `${ratio(r.onePercent.seconds, r.onePercent.budgetSeconds)} of budget`, '≤ 1 of budget'],
+  ];
+  const rows = 'api' in r ? [...core, ...restRows(r)] : core;
+  return [
+    `### ${r.users.toLocaleString('en-US')} users (${r.data.objects.toLocaleString('en-US')} objects), ${r.date.slice(0, 10)}${'api' in r ? '' : ' (--core)'}`,
+    '',
+    `Machine: ${r.machine.cpus} × ${r.machine.cpuModel}, ${r.machine.memoryGb} GB RAM, Node ${r.machine.node}. Folder store and embedded PostgreSQL unless noted.${'api' in r ? ` API load: autocannon, 10 connections, ${r.api.seconds} s.` : ''}`,
+    '',
+    '| measure | userjoin | floor / reference | ratio | target |',
+    '|---|---|---|---|---|',
+    ...rows.map((c) => `| ${c.join(' | ')} |`),
+    '',
+  ].join('\n');
+}
+
+function restRows(r: Results): string[][] {
+  return [
     ['GET /data filtered page', `p50 ${r.api.filtered.p50Ms} ms, p99 ${r.api.filtered.p99Ms} ms, ${r.api.filtered.requestsPerSec} req/s`, `trivial Koa route ${r.api.trivial.requestsPerSec} req/s`, `${r.api.ratioOfTrivial}`, 'p99 ≤ 20 ms, ≥ 0.4'],
     ['GET /data, all users (JSON)', `${r.export.getDataJson.seconds} s, RSS +${r.export.getDataJson.rssGrowthMb} MB`, '', '', '≤ +50 MB'],
     ['GET /data, all users (CSV)', `${r.export.getDataCsv.seconds} s, RSS +${r.export.getDataCsv.rssGrowthMb} MB`, '', '', '≤ +50 MB'],
@@ -634,16 +662,6 @@ function markdown(r: Results): string {
         ]
       : []),
   ];
-  return [
-    `### ${r.users.toLocaleString('en-US')} users (${r.data.objects.toLocaleString('en-US')} objects), ${r.date.slice(0, 10)}`,
-    '',
-    `Machine: ${r.machine.cpus} × ${r.machine.cpuModel}, ${r.machine.memoryGb} GB RAM, Node ${r.machine.node}. Folder store and embedded PostgreSQL unless noted. API load: autocannon, 10 connections, ${r.api.seconds} s.`,
-    '',
-    '| measure | userjoin | floor / reference | ratio | target |',
-    '|---|---|---|---|---|',
-    ...rows.map((c) => `| ${c.join(' | ')} |`),
-    '',
-  ].join('\n');
 }
 
 await main();

@@ -1,4 +1,5 @@
-import sharp, { type Metadata, type OutputInfo } from 'sharp';
+import type Sharp from 'sharp';
+import type { Metadata, OutputInfo } from 'sharp';
 import { within } from '../deadline.js';
 import type { ImageData } from '../core/model.js';
 import { type ImageHeader, readImageHeader } from './imageHeader.js';
@@ -9,8 +10,18 @@ export type ImageResult =
   /** transient: the image took too long to decode, which says as much about the machine as the file. */
   | { ok: false; reason: string; transient?: true };
 
-// sharp's cache keeps decoded images around for reuse; we look at each image once.
-sharp.cache(false);
+let loading: Promise<typeof Sharp> | null = null;
+/**
+ * sharp, loaded on first use: loading it takes about 0.1 s, which a run that checks no image
+ * (nothing changed) need not pay.
+ */
+export function loadSharp(): Promise<typeof Sharp> {
+  return (loading ??= import('sharp').then(({ default: sharp }) => {
+    // sharp's cache keeps decoded images around for reuse; we look at each image once.
+    sharp.cache(false);
+    return sharp;
+  }));
+}
 
 // The decode's output fits in this box: enough to check every pixel of data on the way, at
 // most 256 KB out. Smaller images are decoded as they are, larger ones shrunk while decoding
@@ -68,6 +79,7 @@ export async function checkImage(bytes: Buffer, budget: PixelBudget, timeoutMs =
 
 /** The header as sharp reads it, or why the image is refused. */
 export async function askSharp(bytes: Buffer, timeoutMs: number): Promise<Declared | { ok: false; reason: string } | 'timeout'> {
+  const sharp = await loadSharp();
   let meta: Metadata | 'timeout';
   try {
     meta = await within(timeoutMs, sharp(bytes, { limitInputPixels: false }).metadata());
@@ -96,6 +108,7 @@ export function pixelLimitReason(d: Declared, maxPixels: number): string | null 
  */
 async function decode(bytes: Buffer, pixels: number, budget: PixelBudget, timeoutMs: number): Promise<OutputInfo | { ok: false; reason: string } | 'timeout'> {
   const maxPixels = budget.limit;
+  const sharp = await loadSharp();
   const release = await budget.acquire(pixels);
   const decoding = sharp(bytes, { limitInputPixels: maxPixels, sequentialRead: true, failOn: 'error' })
     .timeout({ seconds: Math.max(1, Math.ceil(timeoutMs / 1000)) })

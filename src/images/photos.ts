@@ -2,12 +2,11 @@ import { createHash } from 'node:crypto';
 import { availableParallelism } from 'node:os';
 import { Readable, Transform } from 'node:stream';
 import { LRUCache } from 'lru-cache';
-import sharp from 'sharp';
 import type { Limits } from '../config.js';
 import { within } from '../deadline.js';
 import { fingerprintOf } from '../core/model.js';
 import { PixelBudget } from './budget.js';
-import { askSharp, pixelLimitReason, sharpMessage } from './checkImage.js';
+import { askSharp, loadSharp, pixelLimitReason, sharpMessage } from './checkImage.js';
 import { ObjectReadTimeoutError, ObjectTooLargeError, readLimited } from '../storage/readLimited.js';
 import type { ObjectInfo, ObjectStore } from '../storage/index.js';
 import { ObjectNotFoundError, ObjectUnreadableError } from '../storage/index.js';
@@ -199,6 +198,7 @@ export class Photos {
       void admitting.then((release) => release());
       throw timedOut();
     }
+    const sharp = await loadSharp();
     const resizing = sharp(bytes, { limitInputPixels: maxImagePixels, failOn: 'error', sequentialRead: true })
       .timeout({ seconds: Math.max(1, Math.ceil(left() / 1000)) })
       .autoOrient()

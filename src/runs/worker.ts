@@ -5,7 +5,7 @@ import type { CommitResult } from '../db/commitItem.js';
 import { commitItem } from '../db/commitItem.js';
 import { isRunActive } from '../db/runItems.js';
 import type { SeenState, StoredFingerprint } from '../db/sourceFiles.js';
-import { WorkQueue } from '../db/workQueue.js';
+import type { WorkQueue } from '../db/workQueue.js';
 import type { Logger } from '../log.js';
 import type { SourceChange, UserBatch } from '../pipeline/diffSource.js';
 import { changesForKeys } from '../pipeline/eventChanges.js';
@@ -129,8 +129,12 @@ async function lookUpAgain(deps: RunDeps, batch: UserBatch, states: SeenState[])
 // Each replica takes two items at a time: one is read while the other commits.
 const QUEUE_WORKERS = 2;
 
-/** WORK_QUEUE=pgboss: the shared queue of work items, which every instance works. */
-export function openWorkQueue(url: string, config: Config, log: Logger): Promise<WorkQueue<WorkItem>> {
+/**
+ * WORK_QUEUE=pgboss: the shared queue of work items, which every instance works. pg-boss is
+ * loaded only then, so the CLI and WORK_QUEUE=local do not pay for it at start.
+ */
+export async function openWorkQueue(url: string, config: Config, log: Logger): Promise<WorkQueue<WorkItem>> {
+  const { WorkQueue } = await import('../db/workQueue.js');
   return WorkQueue.open<WorkItem>(url, { leaseSeconds: config.work.leaseSeconds, tries: 4, workers: QUEUE_WORKERS }, (err) =>
     log.warn({ err }, 'work queue: an error in its background work; it goes on'),
   );

@@ -1,13 +1,17 @@
 import type { StoreConfig } from '../config.js';
 import { FolderStore } from './folderStore.js';
 import type { ObjectStore } from './objectStore.js';
-import { S3Store } from './s3Store.js';
 
 export type { ObjectInfo, ObjectStore, ReadHint, StoreWatch } from './objectStore.js';
 export { ObjectNotFoundError, ObjectUnreadableError } from './objectStore.js';
 export { FolderStore } from './folderStore.js';
-export { S3Store } from './s3Store.js';
 
-export function createStore(config: StoreConfig): ObjectStore {
-  return config.kind === 'folder' ? new FolderStore(config.dir) : new S3Store(config);
+/**
+ * The configured store. The S3 client is loaded only for S3: loading it takes about 0.35 s,
+ * a tenth of a no-change run's listing of 190,000 files, which the folder store never needs.
+ */
+export async function createStore(config: StoreConfig): Promise<ObjectStore> {
+  if (config.kind === 'folder') return new FolderStore(config.dir);
+  const { S3Store } = await import('./s3Store.js');
+  return new S3Store(config);
 }

@@ -28,7 +28,7 @@ export async function startFolderBackend(): Promise<Backend> {
   return {
     name: 'folder',
     config,
-    store: createStore(config),
+    store: await createStore(config),
     env: { STORE_DIR: dir },
     stop: () => fs.rm(dir, { recursive: true, force: true }),
   };
@@ -51,7 +51,7 @@ export async function startS3Backend(): Promise<Backend> {
   return {
     name: 's3',
     config,
-    store: createStore(config),
+    store: await createStore(config),
     env: { MINIO_ENDPOINT: `http://127.0.0.1:${port}`, MINIO_ACCESS_KEY: 'S3RVER', MINIO_SECRET_KEY: 'S3RVER' },
     stop: async () => {
       if (running) await server.close();
