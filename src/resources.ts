@@ -3,6 +3,7 @@ import type { OpenDatabase } from './db/index.js';
 import { openDatabase } from './db/index.js';
 import type { Logger } from './log.js';
 import { PixelBudget } from './images/budget.js';
+import type { RetryOptions } from './retry.js';
 import { retry } from './retry.js';
 import type { ObjectStore } from './storage/index.js';
 import { createStore } from './storage/index.js';
@@ -22,11 +23,13 @@ export interface OpenResourcesOptions {
   /** How long to wait for PostgreSQL and the object store to come up; 0 fails at once. */
   waitMs: number;
   signal?: AbortSignal;
+  /** Called each time the object store is not ready yet and the start waits to try again. */
+  onWait?: RetryOptions['onRetry'];
 }
 
 export async function openResources(config: Config, log: Logger, opts: OpenResourcesOptions): Promise<Resources> {
+  const store = await createStore(config.store);
   const database = await openDatabase(config.db, { waitMs: opts.waitMs, statementTimeoutMs: config.dbStatementTimeoutMs, log });
-  const store = createStore(config.store);
   try {
     await retry(
       async () => {
@@ -37,7 +40,10 @@ export async function openResources(config: Config, log: Logger, opts: OpenResou
         what: `object store ${store.description}`,
         timeoutMs: opts.waitMs,
         signal: opts.signal,
-        onRetry: (i) => log.warn(i, 'waiting for the object store'),
+        onRetry: (i) => {
+          log.warn(i, 'waiting for the object store');
+          opts.onWait?.(i);
+        },
       },
     );
   } catch (err) {
