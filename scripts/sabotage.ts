@@ -7,10 +7,11 @@
 // tracked and untracked-but-not-ignored files as they are on disk, or with --ref <commit> that
 // commit's tree (git archive). node_modules is linked into the copy.
 //
-// Usage: npm run test:sabotage -- [name...] [--ref <commit>] [--baseline] [--list] [--keep] [--verbose]
-//   name...     run only these entries (default: all)
+// Usage: npm run test:sabotage -- [name...] [--ref <commit>] [--baseline] [--check] [--list] [--keep] [--verbose]
+//   name...     run only these entries (default: all but the known gaps)
 //   --ref C     copy commit C instead of the working tree
 //   --baseline  first run each entry's tests unsabotaged, which must pass
+//   --check     only check that every edit applies (known gaps included); no test is run
 //   --list      print the entries as a Markdown table (docs/testing.md) and exit
 //   --keep      keep the temporary copy and the vitest logs
 //   --verbose   show vitest's output as it runs
@@ -152,14 +153,6 @@ const SABOTAGES: Sabotage[] = [
     filter: '^interleavings \\(folder\\) .*export runs while items commit',
   },
   {
-    name: 'export-version',
-    why: 'an export that overlapped a commit would mark output.csv up to date although it lacks that commit',
-    file: 'src/db/runs.ts',
-    edits: [{ find: 'output_stale = output_version > $1', replace: 'output_stale = false' }],
-    tests: ['test/interleavings.test.ts'],
-    filter: '^interleavings \\(folder\\) .*export runs while items commit',
-  },
-  {
     name: 'run-lock',
     why: 'two runs could go on at once, across instances: twice the work, and two writers of output.csv',
     file: 'src/db/locks.ts',
@@ -167,11 +160,25 @@ const SABOTAGES: Sabotage[] = [
     tests: ['test/pipeline.test.ts'],
     filter: '^pipeline on the folder backend does not run while another process holds the run lock',
   },
+  {
+    name: 'export-version',
+    why: 'an export that overlapped a commit would mark output.csv up to date although it lacks that commit',
+    file: 'src/db/outputState.ts',
+    edits: [{ find: 'output_stale = output_version > $1', replace: 'output_stale = false' }],
+    tests: ['test/interleavings.test.ts'],
+    filter: '^interleavings \\(folder\\) .*export runs while items commit',
+  },
 ];
+
+// Sabotages no test catches yet: left out of a full run, which must pass, but shown by it and
+// run when named (npm run test:sabotage -- <name>), so they can be moved into the list above
+// once a test catches them.
+const KNOWN_GAPS: Array<Sabotage & { gap: string }> = [];
 
 // ---------------------------------------------------------------------------------------------
 
 const ROOT = path.resolve(import.meta.dirname, '..');
+const ALL: Sabotage[] = [...SABOTAGES, ...KNOWN_GAPS];
 // A sabotaged test that hangs is cut after this: testTimeout is 60 s, hookTimeout 120 s.
 const RUN_TIMEOUT_MS = 5 * 60_000;
 
@@ -179,20 +186,23 @@ interface Options {
   names: string[];
   ref: string | null;
   baseline: boolean;
+  check: boolean;
   list: boolean;
   keep: boolean;
   verbose: boolean;
 }
 
+const USAGE = 'usage: npm run test:sabotage -- [name...] [--ref <commit>] [--baseline] [--check] [--list] [--keep] [--verbose]';
+
 function usage(message: string): never {
   console.error(`sabotage: ${message}`);
-  console.error('usage: npm run test:sabotage -- [name...] [--ref <commit>] [--baseline] [--list] [--keep] [--verbose]');
-  console.error(`names: ${SABOTAGES.map((s) => s.name).join(', ')}`);
+  console.error(USAGE);
+  console.error(`names: ${SABOTAGES.map((s) => s.name).join(', ')}; known gaps, run only when named: ${KNOWN_GAPS.map((s) => s.name).join(', ')}`);
   process.exit(2);
 }
 
 function parseArgs(argv: string[]): Options {
-  const o: Options = { names: [], ref: null, baseline: false, list: false, keep: false, verbose: false };
+  const o: Options = { names: [], ref: null, baseline: false, check: false, list: false, keep: false, verbose: false };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
     if (a === '--ref') {
@@ -201,14 +211,18 @@ function parseArgs(argv: string[]): Options {
       o.ref = ref;
     } else if (a.startsWith('--ref=')) o.ref = a.slice('--ref='.length);
     else if (a === '--baseline') o.baseline = true;
+    else if (a === '--check') o.check = true;
     else if (a === '--list') o.list = true;
     else if (a === '--keep') o.keep = true;
     else if (a === '--verbose') o.verbose = true;
-    else if (a === '-h' || a === '--help') usage('help');
+    else if (a === '-h' || a === '--help') {
+      console.log(`${USAGE}\nnames: ${SABOTAGES.map((s) => s.name).join(', ')}\nknown gaps, run only when named: ${KNOWN_GAPS.map((s) => s.name).join(', ')}\nsee docs/testing.md`);
+      process.exit(0);
+    }
     else if (a.startsWith('-')) usage(`unknown option ${a}`);
     else o.names.push(a);
   }
-  const unknown = o.names.filter((n) => !SABOTAGES.some((s) => s.name === n));
+  const unknown = o.names.filter((n) => !ALL.some((s) => s.name === n));
   if (unknown.length > 0) usage(`unknown sabotage ${unknown.join(', ')}`);
   return o;
 }
@@ -273,11 +287,14 @@ function sabotaged(original: string, edits: Edit[]): { text: string } | { proble
 
 const show = (s: string) => `\`${s.trim().replace(/\s*\n\s*/g, ' ⏎ ') || '(nothing)'}\``;
 const describeEdits = (s: Sabotage) => s.edits.map((e) => `${show(e.find)} → ${show(e.replace)}`).join('; ');
+const describeTests = (s: Sabotage) => `${s.tests.join(' ')}${s.filter !== undefined ? ` -t "${s.filter}"` : ''}`;
 
 interface TestRun {
   name: string;
   file: string;
   status: string;
+  /** A failed test's first line of failure: shows whether it failed for the edit's reason. */
+  why?: string;
 }
 
 interface VitestResult {
@@ -298,52 +315,74 @@ interface VitestJson {
     name: string;
     status: string;
     message?: string;
-    assertionResults?: Array<{ fullName: string; status: string }>;
+    assertionResults?: Array<{ fullName: string; status: string; failureMessages?: string[] }>;
   }>;
 }
 
-let child: ReturnType<typeof spawn> | null = null;
+const withoutKey = (env: NodeJS.ProcessEnv, key: string) => Object.fromEntries(Object.entries(env).filter(([k]) => k !== key));
 
-function killChild(): void {
-  if (child?.pid === undefined || child.exitCode !== null || child.signalCode !== null) return;
-  const pid = child.pid;
-  // vitest and what it started (workers, PostgreSQL) are in the child's own process group.
-  try {
-    process.kill(-pid, 'SIGTERM');
-  } catch {
-    return;
-  }
-  setTimeout(() => {
+let child: ReturnType<typeof spawn> | null = null;
+/** Set on SIGINT or SIGTERM: no further vitest is started. */
+let stopping = false;
+
+/**
+ * Stops the running vitest and everything it started (workers, PostgreSQL), which share its own
+ * process group: SIGINT, as Ctrl-C in a terminal (PostgreSQL then shuts down at once), and SIGKILL
+ * if it is not gone 15 s later. What they leave on disk is under the scratch folder's tmp/.
+ */
+async function stopChild(): Promise<void> {
+  const c = child;
+  if (c?.pid === undefined || c.exitCode !== null || c.signalCode !== null) return;
+  const pid = c.pid;
+  const signal = (sig: NodeJS.Signals) => {
     try {
-      process.kill(-pid, 'SIGKILL');
+      process.kill(-pid, sig);
     } catch {
       // already gone
     }
-  }, 10_000).unref();
+  };
+  const closed = new Promise<void>((resolve) => c.once('close', () => resolve()));
+  signal('SIGINT');
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<'late'>((resolve) => (timer = setTimeout(() => resolve('late'), 15_000)));
+  if ((await Promise.race([closed, late])) === 'late') signal('SIGKILL');
+  clearTimeout(timer);
+  // PostgreSQL's postmaster, in the group, may outlive vitest by a moment while it shuts down.
+  for (let i = 0; i < 100 && groupAlive(pid); i++) await new Promise((r) => setTimeout(r, 100));
 }
 
-async function runVitest(copy: string, scratch: string, label: string, tests: string[], filter: string | undefined, verbose: boolean): Promise<VitestResult> {
+function groupAlive(pgid: number): boolean {
+  try {
+    process.kill(-pgid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+async function runVitest(copy: string, scratch: string, label: string, s: Sabotage, verbose: boolean): Promise<VitestResult> {
   const report = path.join(scratch, `${label}.json`);
   fs.rmSync(report, { force: true });
   const args = [
     path.join(copy, 'node_modules', 'vitest', 'vitest.mjs'),
     'run',
-    ...tests,
-    ...(filter !== undefined ? ['-t', filter] : []),
-    // Keep the results cache (in the linked node_modules) for the real runs.
+    ...s.tests,
+    ...(s.filter !== undefined ? ['-t', s.filter] : []),
+    // Leaves the results cache in the linked node_modules to the real runs.
     '--no-cache',
     '--reporter=default',
     '--reporter=json',
     `--outputFile.json=${report}`,
   ];
+  if (stopping) throw new Error('stopped');
   const started = performance.now();
   const log: Buffer[] = [];
   let timedOut = false;
   const code = await new Promise<number | null>((resolve, reject) => {
     child = spawn(process.execPath, args, {
       cwd: copy,
-      // As `npm test` runs it.
-      env: { ...process.env, NODE_OPTIONS: '--openssl-legacy-provider', FORCE_COLOR: '0' },
+      // As `npm test` runs it; plain text for the log (FORCE_COLOR turns colour on whatever its value).
+      env: { ...withoutKey(process.env, 'FORCE_COLOR'), NODE_OPTIONS: '--openssl-legacy-provider', NO_COLOR: '1', TMPDIR: path.join(scratch, 'tmp') },
       stdio: ['ignore', 'pipe', 'pipe'],
       detached: true,
     });
@@ -355,7 +394,7 @@ async function runVitest(copy: string, scratch: string, label: string, tests: st
     child.stderr!.on('data', take);
     const timer = setTimeout(() => {
       timedOut = true;
-      killChild();
+      void stopChild();
     }, RUN_TIMEOUT_MS);
     child.on('error', reject);
     child.on('close', (c) => {
@@ -374,37 +413,47 @@ async function runVitest(copy: string, scratch: string, label: string, tests: st
   for (const file of json.testResults ?? []) {
     const rel = path.relative(copy, file.name);
     const ran = (file.assertionResults ?? []).filter((t) => t.status === 'passed' || t.status === 'failed');
-    for (const t of ran) result.ran.push({ name: t.fullName, file: rel, status: t.status });
+    for (const t of ran) {
+      const why = t.failureMessages?.[0]?.split('\n')[0]?.trim();
+      result.ran.push({ name: t.fullName, file: rel, status: t.status, ...(why ? { why: why.length > 200 ? `${why.slice(0, 199)}…` : why } : {}) });
+    }
     if (file.status === 'failed' && ran.length === 0) result.loadErrors.push(`${rel}: ${(file.message ?? '').split('\n')[0]}`);
   }
   return result;
 }
 
-type Verdict = { kind: 'caught' | 'survived' | 'ok' } | { kind: 'error'; problem: string };
+type Verdict = { kind: 'caught' | 'survived' | 'passed' } | { kind: 'error'; problem: string };
 
-/** A sabotage's run: caught when a test failed; it survived when they all ran and passed. */
+/**
+ * Sabotaged: caught when a test failed, survived when they all ran and passed. Unsabotaged
+ * (baseline): they must all run and pass. Anything else is an error, never a catch: a filter
+ * that matches no test (vitest then exits 0, every test skipped), code that does not load.
+ */
 function judge(r: VitestResult, tests: string[], sabotage: boolean): Verdict {
   if (r.timedOut) return { kind: 'error', problem: `vitest did not finish within ${RUN_TIMEOUT_MS / 1000} s` };
   if (!r.reported) return { kind: 'error', problem: `vitest wrote no report (exit ${r.code})` };
   if (r.loadErrors.length > 0) return { kind: 'error', problem: `a test file did not load: ${r.loadErrors.join('; ')}` };
   const failed = r.ran.filter((t) => t.status === 'failed');
-  if (failed.length > 0) return sabotage ? { kind: 'caught' } : { kind: 'error', problem: `the unsabotaged tests fail: ${failed.map((t) => t.name).join('; ')}` };
+  if (failed.length > 0) return sabotage ? { kind: 'caught' } : { kind: 'error', problem: `tests fail without the sabotage: ${failed.map((t) => t.name).join('; ')}` };
   const idle = tests.filter((f) => !r.ran.some((t) => t.file === f));
   if (idle.length > 0) return { kind: 'error', problem: `no test ran in ${idle.join(', ')}: the filter matches none (renamed?)` };
   if (r.code !== 0) return { kind: 'error', problem: `vitest exited ${r.code} with every test passing (an unhandled error?)` };
-  return { kind: sabotage ? 'survived' : 'ok' };
+  return { kind: sabotage ? 'survived' : 'passed' };
 }
 
 function logTail(r: VitestResult, lines = 25): string {
   return r.log.trimEnd().split('\n').slice(-lines).map((l) => `        | ${l}`).join('\n');
 }
 
+/** The list as a Markdown table, as in docs/testing.md. */
 function printList(): void {
-  console.log('| name | file | edit | caught by | why it matters |');
-  console.log('|---|---|---|---|---|');
   const cell = (s: string) => s.replace(/\|/g, '\\|');
-  for (const s of SABOTAGES) {
-    const by = s.tests.map((t) => `\`${t}\``).join(', ') + (s.filter !== undefined ? ` -t \`${s.filter}\`` : '');
+  console.log('| name | file | edit | caught by | what it would let through |');
+  console.log('|---|---|---|---|---|');
+  for (const s of ALL) {
+    const by = KNOWN_GAPS.includes(s as Sabotage & { gap: string })
+      ? '**nothing yet** (known gap)'
+      : s.tests.map((t) => `\`${t}\``).join(', ') + (s.filter !== undefined ? ` -t \`${s.filter}\`` : '');
     console.log(`| ${s.name} | \`${s.file}\` | ${cell(describeEdits(s))} | ${cell(by)} | ${cell(s.why)} |`);
   }
 }
@@ -415,36 +464,59 @@ async function main(): Promise<number> {
     printList();
     return 0;
   }
-  const chosen = opts.names.length > 0 ? SABOTAGES.filter((s) => opts.names.includes(s.name)) : SABOTAGES;
+  const chosen = opts.names.length > 0 ? ALL.filter((s) => opts.names.includes(s.name)) : opts.check ? ALL : SABOTAGES;
   const t0 = performance.now();
   const scratch = fs.mkdtempSync(path.join(os.tmpdir(), 'userjoin-sabotage-'));
   const copy = path.join(scratch, 'repo');
   fs.mkdirSync(copy);
+  // The tests' temporary files (PostgreSQL's data, stores) go here too, so that they go with the
+  // rest even when vitest is stopped before its teardown. Like /tmp: the embedded PostgreSQL runs
+  // as its own user when we are root.
+  fs.chmodSync(scratch, 0o755);
+  fs.mkdirSync(path.join(scratch, 'tmp'));
+  fs.chmodSync(path.join(scratch, 'tmp'), 0o1777);
   const cleanUp = () => {
-    if (!opts.keep) fs.rmSync(scratch, { recursive: true, force: true });
+    if (opts.keep) return;
+    try {
+      fs.rmSync(scratch, { recursive: true, force: true, maxRetries: 5, retryDelay: 200 });
+    } catch (err) {
+      console.error(`sabotage: could not remove ${scratch}: ${String(err)}`);
+    }
   };
   for (const sig of ['SIGINT', 'SIGTERM'] as const) {
+    // Kept while stopping: a second signal (tsx relays the first one again) must not kill us half-way.
     process.on(sig, () => {
-      killChild();
-      cleanUp();
-      process.exit(130);
+      if (stopping) return;
+      stopping = true;
+      console.log(`\nsabotage: ${sig}, stopping vitest`);
+      void stopChild().finally(() => {
+        cleanUp();
+        process.exit(130);
+      });
     });
   }
   try {
     const what = makeCopy(copy, opts.ref, scratch);
-    console.log(`sabotage: ${chosen.length} of ${SABOTAGES.length} entries, in a copy of the ${what} at ${copy}`);
+    console.log(`sabotage: ${chosen.length} ${chosen.length === 1 ? 'entry' : 'entries'}, in a copy of the ${what} at ${copy}`);
+    if (opts.names.length === 0 && !opts.check) {
+      for (const g of KNOWN_GAPS) console.log(`  not run: ${g.name} (${g.file}), a known gap: ${g.gap}`);
+    }
 
     // Every edit is checked before any test runs, so a stale entry shows at once.
-    const results = new Map<string, { verdict: Verdict; seconds: number }>();
+    const results = new Map<string, { verdict: Verdict; seconds: number; failed: number; ran: number }>();
     const texts = new Map<string, { original: string; sabotaged: string }>();
     for (const s of chosen) {
       const file = path.join(copy, s.file);
       const original = fs.existsSync(file) ? fs.readFileSync(file, 'utf8') : null;
       const made = original === null ? { problem: 'the file does not exist' } : sabotaged(original, s.edits);
       if ('problem' in made) {
-        results.set(s.name, { verdict: { kind: 'error', problem: `cannot edit ${s.file}: ${made.problem}` }, seconds: 0 });
+        results.set(s.name, { verdict: { kind: 'error', problem: `cannot edit ${s.file}: ${made.problem}` }, seconds: 0, failed: 0, ran: 0 });
         console.log(`  ✗ ${s.name}: cannot edit ${s.file}: ${made.problem}`);
       } else texts.set(s.name, { original: original!, sabotaged: made.text });
+    }
+    if (opts.check) {
+      console.log(`${texts.size} of ${chosen.length} entries' edits apply (each text found exactly once); no test run`);
+      return texts.size === chosen.length ? 0 : 1;
     }
 
     if (opts.baseline) {
@@ -453,15 +525,16 @@ async function main(): Promise<number> {
         const key = JSON.stringify([s.tests, s.filter]);
         let verdict = seen.get(key);
         if (!verdict) {
-          const r = await runVitest(copy, scratch, `baseline-${s.name}`, s.tests, s.filter, opts.verbose);
+          const r = await runVitest(copy, scratch, `baseline-${s.name}`, s, opts.verbose);
+          if (stopping) return 130;
           verdict = judge(r, s.tests, false);
           seen.set(key, verdict);
-          console.log(`baseline ${s.tests.join(' ')}${s.filter !== undefined ? ` -t "${s.filter}"` : ''}: ${verdict.kind === 'ok' ? `${r.ran.length} passed` : verdict.problem} (${r.seconds.toFixed(1)} s)`);
-          if (verdict.kind !== 'ok') console.log(logTail(r));
+          console.log(`baseline ${describeTests(s)}: ${verdict.kind === 'error' ? verdict.problem : `${r.ran.length} passed`} (${r.seconds.toFixed(1)} s)`);
+          if (verdict.kind === 'error') console.log(logTail(r));
         }
-        if (verdict.kind !== 'ok') {
+        if (verdict.kind === 'error') {
           texts.delete(s.name);
-          results.set(s.name, { verdict: { kind: 'error', problem: 'its tests fail without the sabotage (baseline)' }, seconds: 0 });
+          results.set(s.name, { verdict: { kind: 'error', problem: `baseline, without the sabotage: ${verdict.problem}` }, seconds: 0, failed: 0, ran: 0 });
         }
       }
     }
@@ -469,47 +542,50 @@ async function main(): Promise<number> {
     let i = 0;
     for (const s of chosen) {
       i++;
+      if (stopping) return 130;
       const t = texts.get(s.name);
       if (!t) continue;
       const file = path.join(copy, s.file);
       console.log(`\n[${i}/${chosen.length}] ${s.name}  ${s.file}`);
       console.log(`      edit: ${describeEdits(s)}`);
-      console.log(`      runs: ${s.tests.join(' ')}${s.filter !== undefined ? ` -t "${s.filter}"` : ''}`);
+      console.log(`      runs: ${describeTests(s)}`);
       fs.writeFileSync(file, t.sabotaged);
       let r: VitestResult;
       try {
-        r = await runVitest(copy, scratch, s.name, s.tests, s.filter, opts.verbose);
+        r = await runVitest(copy, scratch, s.name, s, opts.verbose);
       } finally {
         fs.writeFileSync(file, t.original);
       }
+      if (stopping) return 130;
       const verdict = judge(r, s.tests, true);
-      results.set(s.name, { verdict, seconds: r.seconds });
-      for (const test of r.ran) console.log(`      ${test.status === 'failed' ? '✗ failed' : '✓ passed'}  ${test.name}`);
-      const label = verdict.kind === 'caught' ? 'caught' : verdict.kind === 'survived' ? 'SURVIVED: every test above passed with the edit made' : `ERROR: ${verdict.kind === 'error' ? verdict.problem : ''}`;
+      results.set(s.name, { verdict, seconds: r.seconds, failed: r.ran.filter((x) => x.status === 'failed').length, ran: r.ran.length });
+      for (const test of r.ran) {
+        console.log(`      ${test.status === 'failed' ? '✗ failed' : '✓ passed'}  ${test.name}`);
+        if (test.why) console.log(`                ${test.why}`);
+      }
+      const label =
+        verdict.kind === 'caught' ? 'caught' : verdict.kind === 'error' ? `ERROR: ${verdict.problem}` : 'SURVIVED: every test above passed with the edit made';
       console.log(`      ${label}  (${r.seconds.toFixed(1)} s)`);
       if (verdict.kind === 'error') console.log(logTail(r));
     }
 
-    // The summary.
     const width = Math.max(...chosen.map((s) => s.name.length));
-    console.log(`\n${'sabotage'.padEnd(width)}  result    seconds  file`);
+    console.log(`\n${'sabotage'.padEnd(width)}  result    seconds  tests failed  file`);
     for (const s of chosen) {
-      const { verdict, seconds } = results.get(s.name)!;
+      const { verdict, seconds, failed, ran } = results.get(s.name)!;
       const result = verdict.kind === 'caught' ? 'caught' : verdict.kind === 'survived' ? 'SURVIVED' : 'ERROR';
-      console.log(`${s.name.padEnd(width)}  ${result.padEnd(8)}  ${seconds.toFixed(1).padStart(7)}  ${s.file}`);
+      console.log(`${s.name.padEnd(width)}  ${result.padEnd(8)}  ${seconds.toFixed(1).padStart(7)}  ${`${failed} of ${ran}`.padEnd(12)}  ${s.file}`);
     }
-    const all = [...results.values()].map((r) => r.verdict);
-    const caught = all.filter((v) => v.kind === 'caught').length;
-    const survived = chosen.filter((s) => results.get(s.name)!.verdict.kind === 'survived');
-    const errors = chosen.filter((s) => results.get(s.name)!.verdict.kind === 'error');
-    console.log(`\n${caught} caught, ${survived.length} survived, ${errors.length} errors; ${((performance.now() - t0) / 1000).toFixed(0)} s in all`);
-    for (const s of survived) console.log(`SURVIVED ${s.name}: ${s.tests.join(' ')} did not notice ${describeEdits(s)} in ${s.file}; ${s.why}`);
+    const of = (kind: Verdict['kind']) => chosen.filter((s) => results.get(s.name)!.verdict.kind === kind);
+    const [caught, survived, errors] = [of('caught'), of('survived'), of('error')];
+    console.log(`\n${caught.length} caught, ${survived.length} survived, ${errors.length} errors; ${((performance.now() - t0) / 1000).toFixed(0)} s in all`);
+    for (const s of survived) console.log(`SURVIVED ${s.name}: ${describeTests(s)} passed with ${describeEdits(s)} in ${s.file}, so ${s.why}`);
     for (const s of errors) {
       const v = results.get(s.name)!.verdict;
-      console.log(`ERROR ${s.name}: ${v.kind === 'error' ? v.problem : ''}`);
+      if (v.kind === 'error') console.log(`ERROR ${s.name}: ${v.problem}`);
     }
-    if (opts.keep) console.log(`kept: ${scratch} (the copy in repo/, vitest logs and reports beside it)`);
-    return survived.length + errors.length === 0 && caught === chosen.length ? 0 : 1;
+    if (opts.keep) console.log(`kept: ${scratch} (the copy in repo/, vitest logs and JSON reports beside it)`);
+    return caught.length === chosen.length ? 0 : 1;
   } finally {
     cleanUp();
   }
