@@ -18,11 +18,14 @@ export interface PoolOptions {
 
 // A black-holed server would otherwise leave a connect attempt hanging for minutes.
 const CONNECT_TIMEOUT_MS = 10_000;
+// The run, events and export locks can each hold a connection at once, beside an export's
+// snapshot, two items of a run and an event batch's, and the API's queries.
+const POOL_SIZE = 16;
 
 export function createPool(url: string, opts: PoolOptions = {}): Database {
   const pool = new pg.Pool({
     connectionString: url,
-    max: opts.max ?? 10,
+    max: opts.max ?? POOL_SIZE,
     application_name: 'userjoin',
     statement_timeout: opts.statementTimeoutMs,
     connectionTimeoutMillis: opts.connectTimeoutMs ?? CONNECT_TIMEOUT_MS,
