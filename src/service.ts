@@ -2,6 +2,7 @@ import type { Server } from 'node:http';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Config } from './config.js';
+import type { ChangeFeed } from './db/changeFeed.js';
 import { listenForUserChanges } from './db/changeFeed.js';
 import { readClusterStats } from './db/stats.js';
 import { createHttpApp } from './http/app.js';
@@ -10,7 +11,7 @@ import { PageCache } from './http/pageCache.js';
 import { Photos } from './images/photos.js';
 import type { Logger } from './log.js';
 import { Metrics } from './metrics.js';
-import type { Resources } from './resources.js';
+import type { OpenResourcesOptions, Resources } from './resources.js';
 import { openResources } from './resources.js';
 import { Runner } from './runs/coordinator.js';
 import { thisInstance } from './runs/deps.js';
@@ -25,6 +26,8 @@ export interface Service {
   url: string;
   resources: Resources;
   runner: Runner;
+  /** The user change feed, for its events (down, listening again). */
+  changeFeed: Pick<ChangeFeed, 'events'>;
   /** Graceful stop: no new requests, let a run finish (or abort it after graceMs), close pools, stop embedded PostgreSQL. */
   stop(graceMs?: number): Promise<void>;
 }
@@ -32,6 +35,8 @@ export interface Service {
 export interface ServiceOptions {
   /** How long to wait at start for PostgreSQL and the object store. Default: forever. */
   waitMs?: number;
+  /** Called each time the start finds the object store not ready yet and waits to try again. */
+  onWait?: OpenResourcesOptions['onWait'];
   /** Replaces the configured store (tests wrap the real one to inject faults). */
   wrapStore?: (store: ObjectStore) => ObjectStore;
   /** Overrides the HTTP server timeouts (tests use small ones). */
@@ -82,7 +87,7 @@ async function start(
   releasers: Releaser[],
   releaseAll: (deadline: number) => Promise<void>,
 ): Promise<Service> {
-  const resources = await openResources(config, log, { waitMs: opts.waitMs ?? Number.POSITIVE_INFINITY });
+  const resources = await openResources(config, log, { waitMs: opts.waitMs ?? Number.POSITIVE_INFINITY, onWait: opts.onWait });
   releasers.push(() => resources.close());
   const store = opts.wrapStore ? opts.wrapStore(resources.store) : resources.store;
   const db = resources.database.pool;
@@ -164,7 +169,7 @@ async function start(
       log.info('stopped');
     })());
 
-  return { url, resources: { ...resources, store }, runner, stop };
+  return { url, resources: { ...resources, store }, runner, changeFeed: { events: feed.events }, stop };
 }
 
 function listen(config: Config, handle: ReturnType<ReturnType<typeof createHttpApp>['callback']>, timeouts?: Partial<HttpTimeouts>): Promise<Server> {

@@ -8,18 +8,10 @@ import { createPool, isDatabaseUnavailable, migrate } from '../src/db/index.js';
 import { silentLogger } from '../src/log.js';
 import type { TestDatabase } from './support/database.js';
 import { createTestDatabase } from './support/database.js';
+import { waitFor } from './support/fixtures.js';
 import { startTestService } from './support/service.js';
 import type { Backend } from './support/stores.js';
 import { startFolderBackend } from './support/stores.js';
-
-/** Polls fn until it returns true, failing after ms. */
-async function until(what: string, fn: () => Promise<boolean>, ms = 10_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!(await fn())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
 
 describe('PostgreSQL timeouts', () => {
   let db: TestDatabase;
@@ -79,7 +71,7 @@ describe('PostgreSQL timeouts', () => {
       migrating.catch(() => undefined);
       // Wait (by polling the server, not the clock) until migrate() has waited on the lock
       // for three times the statement timeout.
-      await until('migrate() to wait on the lock for 300 ms', async () => {
+      await waitFor('migrate() to wait on the lock for 300 ms', async () => {
         const { rows } = await other.query<{ n: number }>(
           `SELECT count(*)::int AS n FROM pg_stat_activity
             WHERE datname = current_database() AND pid <> pg_backend_pid() AND wait_event_type = 'Lock'

@@ -7,7 +7,7 @@ import { createTestDatabase } from './support/database.js';
 import { put, readText, sleep, userCsv } from './support/fixtures.js';
 import { runToCompletion, testConfig } from './support/harness.js';
 import type { TestService } from './support/service.js';
-import { recordingLogger, startTestService } from './support/service.js';
+import { startTestService } from './support/service.js';
 import type { Backend } from './support/stores.js';
 import { startFolderBackend, startS3Backend } from './support/stores.js';
 
@@ -51,11 +51,12 @@ describe('faults on real servers', () => {
   it('start-up waits for an S3 server that comes up late, then creates the buckets', async () => {
     backend = await startS3Backend();
     await backend.outage!.down();
-    const { log, messages } = recordingLogger();
-    const starting = startTestService(backend, db, {}, { waitMs: 30_000, log });
-    // Up only once the service has found it down and says it waits.
-    for (const deadline = Date.now() + 20_000; !messages().includes('waiting for the object store') && Date.now() < deadline; ) await sleep(20);
-    expect(messages()).toContain('waiting for the object store');
+    let found!: (wait: { what: string; error: string }) => void;
+    const waiting = new Promise<{ what: string; error: string }>((resolve) => (found = resolve));
+    const starting = startTestService(backend, db, {}, { waitMs: 30_000, onWait: (w) => found(w) });
+    // Up only once the service has found it down and waits; a start that fails instead ends the wait.
+    const wait = await Promise.race([waiting, starting.then(() => Promise.reject(new Error('the start did not wait for the store')))]);
+    expect(wait.what).toMatch(/^object store /);
     await backend.outage!.up();
     const svc = await starting;
     try {

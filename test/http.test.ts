@@ -4,7 +4,7 @@ import { errorAnswer } from '../src/http/errors.js';
 import { RunInProgressElsewhereError } from '../src/runs/coordinator.js';
 import type { TestDatabase } from './support/database.js';
 import { createTestDatabase } from './support/database.js';
-import { makeImage, put, userCsv } from './support/fixtures.js';
+import { makeImage, put, userCsv, waitFor } from './support/fixtures.js';
 import type { TestService } from './support/service.js';
 import { startTestService } from './support/service.js';
 import type { Backend } from './support/stores.js';
@@ -192,11 +192,10 @@ describe.each(backends)('HTTP API on the %s backend', (_name, start) => {
       const run = await json<{ id: number; status: string; url: string }>(res);
       expect(res.headers.get('location')).toBe(`/runs/${run.id}`);
       expect(run.url).toBe(`/runs/${run.id}`);
-      let status = run.status;
-      for (let i = 0; i < 100 && status === 'running'; i++) {
-        await new Promise((r) => setTimeout(r, 50));
-        status = (await json<{ status: string }>(await svc.get(`/runs/${run.id}`))).status;
-      }
+      const status = await waitFor('GET /runs/:id to show the run finished', async () => {
+        const { status } = await json<{ status: string }>(await svc.get(`/runs/${run.id}`));
+        return status !== 'running' && status;
+      });
       expect(status).toBe('succeeded');
     });
 

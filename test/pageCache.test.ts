@@ -4,9 +4,9 @@ import type { CachedPage } from '../src/http/pageCache.js';
 import { PageCache } from '../src/http/pageCache.js';
 import type { TestDatabase } from './support/database.js';
 import { createTestDatabase } from './support/database.js';
-import { put, userCsv, waitFor } from './support/fixtures.js';
+import { nextEvent, put, userCsv, waitFor } from './support/fixtures.js';
 import type { TestService } from './support/service.js';
-import { recordingLogger, startTestService } from './support/service.js';
+import { startTestService } from './support/service.js';
 import type { Backend } from './support/stores.js';
 import { startFolderBackend } from './support/stores.js';
 
@@ -63,7 +63,6 @@ describe('GET /data page cache', () => {
   let backend: Backend;
   let db: TestDatabase;
   let svc: TestService;
-  let messages: () => string[];
   const names = async (query = '?limit=10') => ((await (await svc.get(`/data${query}`)).json()) as Page).data.map((u) => u.first_name);
   /** Changes a row behind the service's back: no run, no notification. */
   const renameSilently = (name: string) => db.pool.query('UPDATE users SET first_name = $1', [name]);
@@ -74,9 +73,7 @@ describe('GET /data page cache', () => {
   beforeEach(async () => {
     backend = await startFolderBackend();
     db = await createTestDatabase();
-    const recorder = recordingLogger();
-    messages = recorder.messages;
-    svc = await startTestService(backend, db, {}, { log: recorder.log });
+    svc = await startTestService(backend, db);
     await put(backend, svc.srcBucket, '1.csv', userCsv('Ada', 'Lovelace', 1));
     expect((await (await svc.post('/data?wait=true')).json()) as { status: string }).toMatchObject({ status: 'succeeded' });
     await waitFor('the change feed to listen', listening);
@@ -107,12 +104,15 @@ describe('GET /data page cache', () => {
   });
 
   it('turns itself off while the change feed is down, and back on when it reconnects', async () => {
+    const lost = nextEvent(svc.changeFeed.events, 'lost');
+    const back = nextEvent(svc.changeFeed.events, 'listening');
     await db.pool.query('SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() AND query LIKE $1', ['LISTEN%']);
-    await waitFor('the service to notice the feed is gone', () => messages().some((m) => m.startsWith('lost the user change feed')));
+    await lost;
     expect(await names()).toEqual(['Ada']);
     await renameSilently('Uncached');
     expect(await names()).toEqual(['Uncached']);
-    await waitFor('the change feed to listen again', listening);
+    // The service has had LISTEN's answer, not only the server: the cache is on.
+    await back;
     expect(await names()).toEqual(['Uncached']);
     await renameSilently('Cached again');
     expect(await names()).toEqual(['Uncached']);

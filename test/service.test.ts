@@ -1,8 +1,10 @@
 import pg from 'pg';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import type { ObjectStore } from '../src/storage/index.js';
 import type { TestDatabase } from './support/database.js';
 import { createTestDatabase } from './support/database.js';
-import { put, readText, sleep, userCsv } from './support/fixtures.js';
+import { nextEvent, put, readText, recordEvents, userCsv, waitFor } from './support/fixtures.js';
+import { GateStore } from './support/gateStore.js';
 import { ObservedStore } from './support/harness.js';
 import type { TestService } from './support/service.js';
 import { sameBuckets, startTestService } from './support/service.js';
@@ -31,76 +33,113 @@ describe('service: one run at a time, scheduler, shutdown', () => {
   let backend: Backend;
   let db: TestDatabase;
   const services: TestService[] = [];
-  const slow = (ms: number) => (store: Parameters<NonNullable<Parameters<typeof startTestService>[3]>['wrapStore'] & object>[0]) => {
-    const observed = new ObservedStore(store);
-    observed.readDelayMs = ms;
-    return observed;
+  /** The gated store of each service started, in order: runs go on until the test opens a gate. */
+  let stores: GateStore[] = [];
+  const gated = (store: ObjectStore) => {
+    const g = new GateStore(store);
+    stores.push(g);
+    return g;
   };
 
   beforeEach(async () => {
     backend = await startFolderBackend();
     db = await createTestDatabase();
+    stores = [];
   });
   afterEach(async () => {
+    // A test that failed midway may have left a run waiting at a gate.
+    for (const s of stores) s.openAll();
     for (const s of services.splice(0)) await s.stop(0);
     await db.drop();
     await backend.stop();
   });
 
   it('many parallel POST /data calls produce one run', async () => {
-    const svc = await startTestService(backend, db, {}, { wrapStore: slow(100) });
+    const svc = await startTestService(backend, db, {}, { wrapStore: gated });
     services.push(svc);
     await seed(backend, svc.srcBucket, 4);
+    // The run waits at its read of 1000.csv until every call is in.
+    const held = stores[0]!.holdRead('1000.csv');
     const responses = await Promise.all(Array.from({ length: 25 }, () => svc.post('/data')));
     expect(responses.map((r) => r.status)).toEqual(Array(25).fill(202));
     const runs = (await Promise.all(responses.map((r) => r.json()))) as Run[];
     expect(new Set(runs.map((r) => r.id)).size).toBe(1);
     expect(runs.filter((r) => r.joined_existing_run === false)).toHaveLength(1);
     // A waiting caller during the run gets the same run's final report.
-    const waited = (await (await svc.post('/data?wait=true')).json()) as Run;
-    expect(waited).toMatchObject({ id: runs[0]!.id, status: 'succeeded' });
+    const joined = nextEvent(svc.runner.events, 'runJoined');
+    const waiting = svc.post('/data?wait=true');
+    expect(await joined).toMatchObject({ runId: runs[0]!.id, trigger: 'http', remote: false });
+    held.open();
+    expect((await (await waiting).json()) as Run).toMatchObject({ id: runs[0]!.id, status: 'succeeded' });
     expect(await runRows(db)).toHaveLength(1);
   });
 
   it('GET /runs/:id shows progress while a run is in progress', async () => {
-    const svc = await startTestService(backend, db, { BATCH_SIZE: '2', READ_CONCURRENCY: '1' }, { wrapStore: slow(40) });
+    const svc = await startTestService(backend, db, { BATCH_SIZE: '2', READ_CONCURRENCY: '1' }, { wrapStore: gated });
     services.push(svc);
     await seed(backend, svc.srcBucket, 10);
+    // The third item waits at its first read: the first two commit, the run cannot finish.
+    const held = stores[0]!.holdRead('1004.csv');
     const run = (await (await svc.post('/data')).json()) as Run;
-    let seen: { status: string; progress: { phase: string; done: number; total: number | null } } | null = null;
-    for (let i = 0; i < 100; i++) {
-      seen = (await (await svc.get(`/runs/${run.id}`)).json()) as typeof seen;
-      if (seen!.progress.phase === 'processing' && seen!.progress.done > 0) break;
-      await sleep(20);
-    }
+    const seen = await waitFor('the run to report processed users', async () => {
+      const r = (await (await svc.get(`/runs/${run.id}`)).json()) as Run & { progress: { phase: string; done: number; total: number | null } };
+      return r.progress.phase === 'processing' && r.progress.done > 0 && r;
+    });
     // The listing streams alongside processing, so the total is known only at the end.
     expect(seen).toMatchObject({ status: 'running', progress: { phase: 'processing', total: null } });
-    expect(seen!.progress.done).toBeLessThan(10);
-    const done = (await (await svc.post('/data?wait=true')).json()) as Run & { progress: unknown };
+    expect(seen.progress.done).toBeLessThan(10);
+    const joined = nextEvent(svc.runner.events, 'runJoined');
+    const waiting = svc.post('/data?wait=true');
+    await joined;
+    held.open();
+    const done = (await (await waiting).json()) as Run & { progress: unknown };
     expect(done).toMatchObject({ id: run.id, status: 'succeeded', progress: { phase: 'done', done: 10, total: 10 } });
   });
 
   it('two instances on one database never process at once', async () => {
-    const a = await startTestService(backend, db, {}, { wrapStore: slow(80) });
+    const a = await startTestService(backend, db, {}, { wrapStore: gated });
     services.push(a);
-    const b = await startTestService(backend, db, sameBuckets(a), { wrapStore: slow(80) });
+    const b = await startTestService(backend, db, sameBuckets(a), { wrapStore: gated });
     services.push(b);
     await seed(backend, a.srcBucket, 4);
+    const events = [a, b].map((s) => ({ started: recordEvents(s.runner.events, 'runStarted'), joined: recordEvents(s.runner.events, 'runJoined') }));
+    const started = () => events.flatMap((e) => e.started);
+    const joined = () => events.flatMap((e) => e.joined);
+    const triggers = () => started().length + joined().length;
+    // Whichever instance runs waits at its read of 1000.csv (every run here reads it), so the
+    // other calls come while its run is in progress.
+    const holdRuns = () => stores.map((s) => s.holdRead('1000.csv'));
+    const json = async (r: Promise<Response>) => (await (await r).json()) as Run;
 
     // Simultaneous triggers on both replicas: one run, and both answer with it.
-    const [ra, rb] = (await Promise.all([a.post('/data?wait=true'), b.post('/data?wait=true')]).then((rs) =>
-      Promise.all(rs.map((r) => r.json())),
-    )) as Run[];
+    let gates = holdRuns();
+    const both = [a.post('/data?wait=true'), b.post('/data?wait=true')];
+    await waitFor('both calls to start or join a run', () => triggers() === 2);
+    for (const g of gates) g.open();
+    const [ra, rb] = await Promise.all(both.map(json));
     expect(ra!.id).toBe(rb!.id);
     expect(ra!.status).toBe('succeeded');
     expect(rb!.status).toBe('succeeded');
+    // One instance ran it; the other joined it through the database.
+    expect(started()).toHaveLength(1);
+    expect(joined()).toEqual([{ runId: ra!.id, trigger: 'http', remote: true }]);
 
-    // Many rounds of racing full runs: the recorded runs never overlap in time.
+    // Rounds of racing full runs: one run a round, and the recorded runs never overlap in time.
     for (let round = 0; round < 3; round++) {
-      await Promise.all([a.post('/data?full=true'), b.post('/data?full=true'), a.post('/data?full=true')]);
-      await a.post('/data?wait=true');
+      gates = holdRuns();
+      const before = triggers();
+      const posted = await Promise.all([a.post('/data?full=true'), b.post('/data?full=true'), a.post('/data?full=true')]);
+      // After the full calls (first, one would start a run that reads nothing, and not wait),
+      // and on both instances: each is done with the run when its call answers.
+      const waiting = [a.post('/data?wait=true'), b.post('/data?wait=true')];
+      await waitFor('the waiting calls to join the run', () => triggers() - before === 5);
+      for (const g of gates) g.open();
+      const runs = await Promise.all([...posted.map((r) => json(Promise.resolve(r))), ...waiting.map(json)]);
+      expect(new Set(runs.map((r) => r.id)).size).toBe(1);
     }
     const rows = await runRows(db);
+    expect(rows).toHaveLength(4);
+    expect(started()).toHaveLength(4);
     expect(rows.every((r) => r.status === 'succeeded')).toBe(true);
     for (let i = 1; i < rows.length; i++) {
       expect(rows[i]!.started_at.getTime()).toBeGreaterThanOrEqual(rows[i - 1]!.finished_at!.getTime());
@@ -113,38 +152,54 @@ describe('service: one run at a time, scheduler, shutdown', () => {
     const svc = await startTestService(backend, db, { SCHEDULE: '* * * * * *' });
     services.push(svc);
     await seed(backend, svc.srcBucket, 2);
-    let rows: Awaited<ReturnType<typeof runRows>> = [];
-    for (let i = 0; i < 50 && rows.filter((r) => r.status === 'succeeded').length < 2; i++) {
-      await sleep(100);
-      rows = await runRows(db);
-    }
+    const rows = await waitFor('two scheduled runs to succeed', async () => {
+      const r = await runRows(db);
+      return r.filter((row) => row.trigger === 'schedule' && row.status === 'succeeded').length >= 2 && r;
+    });
     expect(rows.filter((r) => r.trigger === 'schedule' && r.status === 'succeeded').length).toBeGreaterThanOrEqual(2);
     expect(await readText(backend, svc.resBucket, 'output.csv')).toContain('1001,F1,L1,1000,');
   });
 
   it('shutdown lets a run in progress finish, then stops', async () => {
-    const svc = await startTestService(backend, db, {}, { wrapStore: slow(50) });
+    const svc = await startTestService(backend, db, {}, { wrapStore: gated });
+    // Stopped here; afterEach only if the test fails first (stop() is once).
+    services.push(svc);
     await seed(backend, svc.srcBucket, 6);
+    const held = stores[0]!.holdRead('1003.csv');
     const run = (await (await svc.post('/data')).json()) as Run;
-    await svc.stop(30_000);
+    await held.reached;
+    // The run goes on only once shutdown has begun, and must then be let finish.
+    const shuttingDown = nextEvent(svc.runner.events, 'shuttingDown');
+    const stopped = svc.stop(30_000);
+    expect(await shuttingDown).toMatchObject({ run: true });
+    held.open();
+    await stopped;
     const [row] = await runRows(db);
     expect(row).toMatchObject({ id: run.id, status: 'succeeded' });
     await expect(fetch(`${svc.url}/health`)).rejects.toThrow();
   });
 
   it('shutdown aborts a run that outlasts the grace period, keeping committed batches', async () => {
-    const svc = await startTestService(backend, db, { BATCH_SIZE: '2', READ_CONCURRENCY: '1' }, { wrapStore: slow(60) });
+    const svc = await startTestService(backend, db, { BATCH_SIZE: '2', READ_CONCURRENCY: '1' }, { wrapStore: gated });
+    services.push(svc);
     await seed(backend, svc.srcBucket, 20);
+    // The sixth item waits at its first read: the run outlasts any grace period.
+    const held = stores[0]!.holdRead('1010.csv');
     await svc.post('/data');
-    // Stop once a batch is in: every read takes 60 ms, so the run is far from done then.
+    await held.reached;
     const committed = async () => (await db.pool.query<{ n: number }>('SELECT count(*)::int AS n FROM users')).rows[0]!.n;
-    for (const deadline = Date.now() + 20_000; (await committed()) === 0 && Date.now() < deadline; ) await sleep(20);
-    await svc.stop(100);
+    await waitFor('a batch to be committed', async () => (await committed()) > 0);
+    const aborting = nextEvent(svc.runner.events, 'aborting');
+    const stopped = svc.stop(100);
+    expect(await aborting).toMatchObject({ run: true });
+    // Aborted: the item's remaining read is not made, and what is committed stays.
+    held.open();
+    await stopped;
     const [row] = await runRows(db);
     expect(row).toMatchObject({ status: 'aborted', error: 'aborted: the service is shutting down' });
-    const { rows } = await db.pool.query<{ n: number }>('SELECT count(*)::int AS n FROM users');
-    expect(rows[0]!.n).toBeGreaterThan(0);
-    expect(rows[0]!.n).toBeLessThan(20);
+    const n = await committed();
+    expect(n).toBeGreaterThan(0);
+    expect(n).toBeLessThan(20);
   });
 });
 

@@ -1,3 +1,4 @@
+import { EventEmitter } from 'node:events';
 import pg from 'pg';
 import type { Logger } from '../log.js';
 import type { Database, Queryable } from './pool.js';
@@ -20,11 +21,34 @@ export interface ChangeFeedHandlers {
   onLost(): void;
 }
 
+/** When the feed goes down and comes back, for health, metrics and whoever waits on it. */
+export interface ChangeFeedEvents {
+  /** Listening (again), after onListening. */
+  listening: [];
+  /** The connection failed, after onLost; it reconnects after a pause. Not said on close(). */
+  lost: [{ err: unknown }];
+}
+
+export interface ChangeFeed {
+  /** Listening side only. */
+  readonly events: Pick<EventEmitter<ChangeFeedEvents>, 'on' | 'once' | 'off'>;
+  close(): Promise<void>;
+}
+
 /**
  * Keeps one dedicated connection LISTENing for user changes, reconnecting after failures.
  * While it is down, onLost has been called, so callers never trust a stale view.
  */
-export function listenForUserChanges(pool: Database, handlers: ChangeFeedHandlers, log: Logger): { close(): Promise<void> } {
+export function listenForUserChanges(pool: Database, handlers: ChangeFeedHandlers, log: Logger): ChangeFeed {
+  const events = new EventEmitter<ChangeFeedEvents>();
+  // A listener that throws must not stop the reconnecting: it is logged.
+  const emit = <K extends keyof ChangeFeedEvents>(name: K, ...args: ChangeFeedEvents[K]) => {
+    try {
+      (events as EventEmitter).emit(name, ...args);
+    } catch (err) {
+      log.error({ err, event: name }, 'a listener of change feed events failed');
+    }
+  };
   let closed = false;
   let client: pg.Client | null = null;
   let timer: NodeJS.Timeout | null = null;
@@ -40,6 +64,7 @@ export function listenForUserChanges(pool: Database, handlers: ChangeFeedHandler
     if (closed) return;
     log.warn({ err }, 'lost the user change feed; page cache off until it is back');
     timer = setTimeout(connect, RECONNECT_MS);
+    emit('lost', { err });
   };
 
   const connect = () => {
@@ -53,13 +78,16 @@ export function listenForUserChanges(pool: Database, handlers: ChangeFeedHandler
     c.connect()
       .then(() => c.query(`LISTEN ${USERS_CHANGED}`))
       .then(() => {
-        if (client === c) handlers.onListening();
+        if (client !== c) return;
+        handlers.onListening();
+        emit('listening');
       })
       .catch(lost);
   };
   connect();
 
   return {
+    events,
     close: async () => {
       closed = true;
       if (timer) clearTimeout(timer);

@@ -1,3 +1,4 @@
+import { EventEmitter } from 'node:events';
 import { getRun, getRunningRunId, markRunFailed } from '../db/runs.js';
 import type { RunReport, RunTrigger } from '../core/model.js';
 import { emptyCounts } from '../core/model.js';
@@ -18,6 +19,27 @@ export interface Triggered {
   done: Promise<RunReport>;
 }
 
+/** What a Runner reports as it goes, for metrics, logs and whoever waits on it. */
+export interface RunnerEvents {
+  /** This process started a run. */
+  runStarted: [{ runId: number; trigger: RunTrigger; full: boolean }];
+  /** A trigger joined a run in progress, of this process or (remote) of another instance. */
+  runJoined: [{ runId: number; trigger: RunTrigger; remote: boolean }];
+  /** A run this process carried out is over, whatever its status (runs it joined are not reported). */
+  runFinished: [{ report: RunReport }];
+  /** An event batch of this process is over (it may have found nothing to do, or the events lock taken). */
+  eventBatch: [{ outcome: EventBatchOutcome }];
+  /** An event batch of this process failed; its events stay pending. */
+  eventBatchFailed: [{ err: unknown }];
+  /** Shutdown began: it waits up to graceMs for the run and the event batch of this process, if any. */
+  shuttingDown: [{ graceMs: number; run: boolean; eventBatch: boolean }];
+  /** The grace period ran out with work in progress: it is aborted. */
+  aborting: [{ run: boolean; eventBatch: boolean }];
+}
+
+/** The listening side of an emitter: listeners cannot emit. */
+export type Events<T extends Record<keyof T, unknown[]>> = Pick<EventEmitter<T>, 'on' | 'once' | 'off'>;
+
 // How long to wait for another instance's run, which holds the lock, to record its row.
 const REMOTE_RUN_APPEAR_MS = 2000;
 const REMOTE_POLL_MS = 200;
@@ -30,6 +52,8 @@ const START_WAIT_MS = 30_000;
  * loses gets the other instance's run back.
  */
 export class Runner {
+  private readonly emitter = new EventEmitter<RunnerEvents>();
+  readonly events: Events<RunnerEvents> = this.emitter;
   private current: Promise<Triggered> | null = null;
   /** An event batch of this process in progress; it goes on beside runs. */
   private eventBatch: Promise<unknown> | null = null;
@@ -44,7 +68,12 @@ export class Runner {
   ) {}
 
   trigger(opts: { trigger: RunTrigger; full?: boolean }): Promise<Triggered> {
-    if (this.current) return this.current.then((t) => ({ ...t, started: false }));
+    if (this.current) {
+      return this.current.then((t) => {
+        this.emit('runJoined', { runId: t.runId, trigger: opts.trigger, remote: !t.started });
+        return { ...t, started: false };
+      });
+    }
     const attempt = this.start(opts);
     this.current = attempt;
     // Clear the slot once the run (or the attempt to start one) is over.
@@ -64,7 +93,12 @@ export class Runner {
     const batch = runEventBatch(this.deps, { ...opts, signal: this.abort.signal });
     this.eventBatch = batch;
     try {
-      return await batch;
+      const outcome = await batch;
+      this.emit('eventBatch', { outcome });
+      return outcome;
+    } catch (err) {
+      this.emit('eventBatchFailed', { err });
+      throw err;
     } finally {
       this.eventBatch = null;
     }
@@ -75,12 +109,17 @@ export class Runner {
    * batches, keeping what it committed, and is recorded as aborted.
    */
   async shutdown(graceMs: number): Promise<void> {
-    if (!this.current && !this.eventBatch) {
+    const busy = { run: this.current !== null, eventBatch: this.eventBatch !== null };
+    this.emit('shuttingDown', { graceMs, ...busy });
+    if (!busy.run && !busy.eventBatch) {
       this.abort.abort();
       return;
     }
     const done = Promise.allSettled([this.current?.then((t) => t.done), this.eventBatch]);
-    const timer = setTimeout(() => this.abort.abort(), graceMs);
+    const timer = setTimeout(() => {
+      this.emit('aborting', { run: this.current !== null, eventBatch: this.eventBatch !== null });
+      this.abort.abort();
+    }, graceMs);
     await done;
     clearTimeout(timer);
     this.abort.abort();
@@ -99,7 +138,10 @@ export class Runner {
       // Another process holds the lock: join its run (event runs are never one, see getRunningRunId).
       const runId = attempt.busy ?? (await this.waitForRemoteRun());
       const run = runId === null ? null : await getRun(this.deps.db, runId, 0);
-      if (run?.status === 'running') return { runId: run.id, started: false, done: this.waitForRemoteFinish(run.id) };
+      if (run?.status === 'running') {
+        this.emit('runJoined', { runId: run.id, trigger: opts.trigger, remote: true });
+        return { runId: run.id, started: false, done: this.waitForRemoteFinish(run.id) };
+      }
       if (Date.now() > deadline) throw new RunInProgressElsewhereError('another instance holds the run lock without running a run');
     }
   }
@@ -127,15 +169,32 @@ export class Runner {
           return this.synthesizeFailed(err.runId, err.message, opts);
         },
       );
-      done.then(this.onFinished, () => undefined);
+      this.emit('runStarted', { runId: first.id, trigger: opts.trigger, full: opts.full ?? false });
+      done.then((report) => this.finished(report), () => undefined);
       return { runId: first.id, started: true, done };
     }
     const o = first.o;
     if (o.kind === 'finished') {
-      this.onFinished(o.report);
+      this.emit('runStarted', { runId: o.report.id, trigger: opts.trigger, full: opts.full ?? false });
+      this.finished(o.report);
       return { runId: o.report.id, started: true, done: Promise.resolve(o.report) };
     }
     return { busy: o.runId };
+  }
+
+  private finished(report: RunReport): void {
+    this.onFinished(report);
+    this.emit('runFinished', { report });
+  }
+
+  /** A listener that throws must not break the bookkeeping of runs: it is logged. */
+  private emit<K extends keyof RunnerEvents>(name: K, ...args: RunnerEvents[K]): void {
+    try {
+      // Typed at the call sites; TypeScript cannot check a generic K against the map here.
+      (this.emitter as EventEmitter).emit(name, ...args);
+    } catch (err) {
+      this.deps.log.error({ err, event: name }, 'a listener of run events failed');
+    }
   }
 
   private async recordUnrecorded(): Promise<void> {

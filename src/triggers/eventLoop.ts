@@ -1,9 +1,21 @@
+import { EventEmitter } from 'node:events';
 import type { EventsConfig } from '../config.js';
 import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics.js';
-import type { Runner } from '../runs/coordinator.js';
+import type { Events, Runner } from '../runs/coordinator.js';
+import type { EventBatchOutcome } from '../runs/eventBatch.js';
 
 const MAX_BACKOFF_MS = 5 * 60_000;
+
+/** What the event loop reports as it goes, for metrics, logs and whoever waits on it. */
+export interface EventProcessorEvents {
+  /** A batch is over: processed (more may be pending), nothing to do, or busy elsewhere. */
+  batch: [{ outcome: EventBatchOutcome }];
+  /** Nothing more to do for now: the loop waits up to waitMs, or until woken. */
+  idle: [{ waitMs: number }];
+  /** A batch failed; its events stay pending, and the next try comes after retryInMs. */
+  failed: [{ err: unknown; retryInMs: number }];
+}
 
 /**
  * Takes pending events in batches, on every instance: right away when this instance recorded
@@ -11,6 +23,8 @@ const MAX_BACKOFF_MS = 5 * 60_000;
  * so the instances take turns. Also rewrites output.csv when it is due.
  */
 export class EventProcessor {
+  private readonly emitter = new EventEmitter<EventProcessorEvents>();
+  readonly events: Events<EventProcessorEvents> = this.emitter;
   private wakeUp: (() => void) | null = null;
   private woken = false;
   private stopped = false;
@@ -52,6 +66,7 @@ export class EventProcessor {
           coalesceMs: this.config.coalesceMs,
         });
         this.failures = 0;
+        this.emit('batch', { outcome: out });
         if (out.kind === 'finished') {
           this.metrics.eventBatch(out.counts);
           if (out.more) continue;
@@ -65,9 +80,25 @@ export class EventProcessor {
         this.failures++;
         waitMs = Math.min(MAX_BACKOFF_MS, this.config.pollMs * 2 ** (this.failures - 1));
         this.log.error({ err, retryInMs: waitMs }, 'event batch failed; its events stay pending');
+        this.emit('failed', { err, retryInMs: waitMs });
       }
       // After a failure, new events do not cut the pause short.
-      if ((!this.woken || this.failures > 0) && !this.stopped) await this.sleep(waitMs);
+      if ((!this.woken || this.failures > 0) && !this.stopped) {
+        const pause = this.sleep(waitMs);
+        // After the pause is set up, so a listener may wake the loop.
+        if (this.failures === 0) this.emit('idle', { waitMs });
+        await pause;
+      }
+    }
+  }
+
+  /** A listener that throws must not stop the loop: it is logged. */
+  private emit<K extends keyof EventProcessorEvents>(name: K, ...args: EventProcessorEvents[K]): void {
+    try {
+      // Typed at the call sites; TypeScript cannot check a generic K against the map here.
+      (this.emitter as EventEmitter).emit(name, ...args);
+    } catch (err) {
+      this.log.error({ err, event: name }, 'a listener of event loop events failed');
     }
   }
 

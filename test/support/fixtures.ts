@@ -1,3 +1,4 @@
+import type { EventEmitter } from 'node:events';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import zlib from 'node:zlib';
@@ -78,11 +79,31 @@ export async function readText(backend: Backend, bucket: string, key: string): P
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /**
- * Waits until the store's clock has moved to a later second, so a rewrite gets a strictly
- * newer last-modified time (S3 reports whole seconds).
+ * Writes an object that the store then reports as modified after `than`, so its fingerprint
+ * differs even from a same-size or same-content write, and it is the newer of two files.
+ * The folder store: the file's mtime is set (a rewrite within one clock tick would keep it).
+ * S3 reports whole seconds and has no way to set them: the object is written again until
+ * the server's clock has passed `than`'s second.
  */
-export async function nextSecond(): Promise<void> {
-  await sleep(1100 - (Date.now() % 1000));
+export async function putNewer(backend: Backend, bucket: string, key: string, body: string | Buffer, than: Date): Promise<void> {
+  await put(backend, bucket, key, body);
+  if (backend.config.kind === 'folder') {
+    const later = new Date(than.getTime() + 1000);
+    await fs.utimes(path.join(backend.config.dir, bucket, ...key.split('/')), later, later);
+    return;
+  }
+  await waitFor(`the store to report ${key} newer than ${than.toISOString()}`, async () => {
+    if (((await backend.store.stat(bucket, key))?.lastModified ?? than) > than) return true;
+    await put(backend, bucket, key, body);
+    return false;
+  }, 5000);
+}
+
+/** When the store last modified an object, as it reports it. */
+export async function modifiedAt(backend: Backend, bucket: string, key: string): Promise<Date> {
+  const info = await backend.store.stat(bucket, key);
+  if (!info) throw new Error(`${key} is not in ${bucket}`);
+  return info.lastModified;
 }
 
 /**
@@ -97,4 +118,44 @@ export async function waitFor<T>(what: string, check: () => Promise<T | undefine
     if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
     await sleep(25);
   }
+}
+
+/** An emitter's listening side, as the service's parts expose it. */
+interface Listenable {
+  on(name: string, listener: (...args: never[]) => void): unknown;
+  off(name: string, listener: (...args: never[]) => void): unknown;
+}
+type Payload<T, K extends keyof T> = T[K] extends [infer P, ...unknown[]] ? P : undefined;
+
+/**
+ * The payload of the next `name` event that matches; fails past the deadline, naming the
+ * event. Call it before the action that causes the event, so the event cannot be missed.
+ */
+export function nextEvent<T extends Record<keyof T, unknown[]>, K extends keyof T & string>(
+  emitter: Pick<EventEmitter<T>, 'on' | 'off'>,
+  name: K,
+  matches: (payload: Payload<T, K>) => boolean = () => true,
+  timeoutMs = 15_000,
+): Promise<Payload<T, K>> {
+  const e = emitter as unknown as Listenable;
+  return new Promise((resolve, reject) => {
+    const listener = (payload: Payload<T, K>) => {
+      if (!matches(payload)) return;
+      clearTimeout(timer);
+      e.off(name, listener);
+      resolve(payload);
+    };
+    const timer = setTimeout(() => {
+      e.off(name, listener);
+      reject(new Error(`timed out after ${timeoutMs} ms waiting for the ${name} event`));
+    }, timeoutMs);
+    e.on(name, listener);
+  });
+}
+
+/** Every `name` event's payload from now on, in order, for a test to count or look through. */
+export function recordEvents<T extends Record<keyof T, unknown[]>, K extends keyof T & string>(emitter: Pick<EventEmitter<T>, 'on'>, name: K): Array<Payload<T, K>> {
+  const seen: Array<Payload<T, K>> = [];
+  (emitter as unknown as Listenable).on(name, (payload: Payload<T, K>) => void seen.push(payload));
+  return seen;
 }

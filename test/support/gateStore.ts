@@ -35,21 +35,28 @@ async function bytes(stream: Readable): Promise<Buffer> {
  *   at the gate before handing them on (a reader that read an object, and has yet to commit).
  * - holdWrite(key): the next write of key takes the first chunk of its body, then waits at the
  *   gate before taking the rest (a writer partway through).
+ * - openAll(): opens every gate handed out, so a test that failed midway can still stop.
  */
 export class GateStore implements ObjectStore {
   private readonly reads = new Map<string, Gate>();
   private readonly writes = new Map<string, Gate>();
+  private readonly handedOut: Gate[] = [];
   constructor(private readonly inner: ObjectStore) {}
 
   holdRead(key: string): Gate {
     const g = new Gate();
     this.reads.set(key, g);
+    this.handedOut.push(g);
     return g;
   }
   holdWrite(key: string): Gate {
     const g = new Gate();
     this.writes.set(key, g);
+    this.handedOut.push(g);
     return g;
+  }
+  openAll(): void {
+    for (const g of this.handedOut) g.open();
   }
 
   get description() {

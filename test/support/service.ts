@@ -38,7 +38,7 @@ export function sameBuckets(s: TestService): Record<string, string> {
   return { SRC_BUCKET: s.srcBucket, RES_BUCKET: s.resBucket };
 }
 
-/** A logger whose messages a test can read, to wait for what the service says it does. */
+/** A logger whose messages a test can read, for tests of what the service logs; never to wait on. */
 export function recordingLogger(): { log: Logger; messages: () => string[] } {
   const lines: string[] = [];
   const log = pino({ level: 'debug' }, { write: (line: string) => void lines.push(line) });
