@@ -149,14 +149,14 @@ describe('commitItem: a work item of a run', () => {
     const runId = await createRun(db.pool, { trigger: 'cli', full: false, host: 'h' });
     expect(await commit(runId, 1, 'u1')).toMatchObject({ inserted: 1, read: 1 });
     // A retry after the lease ran out on a worker that had committed.
-    expect(await commit(runId, 1, 'u1')).toBe('skipped');
+    expect(await commit(runId, 1, 'u1')).toBe('committed-before');
     expect((await db.pool.query('SELECT item_no, instance, users, read, new FROM run_items')).rows).toEqual([{ item_no: 1, instance: 'here:1', users: 1, read: 1, new: 1 }]);
   });
 
   it('commits nothing for a run that has ended (an item still in hand when its run was aborted)', async () => {
     const runId = await createRun(db.pool, { trigger: 'cli', full: false, host: 'h' });
     await db.pool.query(`UPDATE runs SET status = 'aborted' WHERE id = $1`, [runId]);
-    expect(await commit(runId, 1, 'late')).toBe('skipped');
+    expect(await commit(runId, 1, 'late')).toBe('run-ended');
     expect((await db.pool.query('SELECT count(*)::int AS n FROM users')).rows[0]).toEqual({ n: 0 });
     expect((await db.pool.query('SELECT count(*)::int AS n FROM run_items')).rows[0]).toEqual({ n: 0 });
   });

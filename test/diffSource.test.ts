@@ -39,6 +39,19 @@ describe('diffSource', () => {
     expect(stats.outOfOrder).toBe(3);
   });
 
+  it('flags a change whose record is younger than the listing: an event recorded it after the listing saw it', async () => {
+    const listing = [object('1.csv', 'e2'), object('2.csv', 'e2')];
+    const old = { ...recorded('1.csv'), recordedAtMs: 500 };
+    const late = { ...recorded('2.csv'), recordedAtMs: 2000 };
+    const changes = await collect(diffSource(from(listing), from([old, late]), { full: false, listedFromMs: 1000 }));
+    expect(changes.map((c) => (c.kind === 'changed' ? [c.object.key, c.verify ?? false] : []))).toEqual([
+      ['1.csv', false],
+      ['2.csv', true],
+    ]);
+    const [batch] = await collect(batchByUser(from(changes), 10));
+    expect(batch!.verify).toEqual(['2.csv']);
+  });
+
   it('with full, yields every listed object', async () => {
     const changes = await collect(diffSource(from(stored.map((s) => object(s.key))), from(stored), { full: true }));
     expect(summary(changes)).toEqual(stored.map((s) => `changed:${s.key}`));

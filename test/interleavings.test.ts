@@ -18,6 +18,9 @@ import { ObservedStore, testConfig } from './support/harness.js';
 import type { Backend } from './support/stores.js';
 import { backends } from './support/stores.js';
 import { PixelBudget } from '../src/images/budget.js';
+import { fingerprintsOf } from '../src/db/sourceFiles.js';
+import { processItem } from '../src/runs/worker.js';
+import pLimit from 'p-limit';
 
 // Interleavings of a full run, an event batch and an export, driven by gates the test opens:
 // each case must end equal to the store's final state, whichever path read an object first.
@@ -93,6 +96,69 @@ for (const [name, startBackend] of backends) {
       expect((await batch).status).toBe('succeeded');
       expect(await stored()).toEqual([{ user_id: 'u', first_name: 'New' }]);
       expect(await recorded('u.csv')).toBe(await current('u.csv'));
+    });
+
+    it('an object that changes again after the event batch, with no event: the item reads it again and ends on the newest', async () => {
+      await put(backend, config.srcBucket, 'u.csv', userCsv('One', 'L', 1));
+      const held = store.holdRead('u.csv');
+      const run = fullRun();
+      await held.reached;
+      await put(backend, config.srcBucket, 'u.csv', userCsv('Two', 'L', 1));
+      await eventBatch(['u.csv']);
+      // A third version, which no event announces: only the item's own lookup can find it.
+      await put(backend, config.srcBucket, 'u.csv', userCsv('Three', 'Later', 1));
+      held.open();
+      expect((await run).status).toBe('succeeded');
+      expect(await stored()).toEqual([{ user_id: 'u', first_name: 'Three' }]);
+      expect(await recorded('u.csv')).toBe(await current('u.csv'));
+    });
+
+    it('a listed state older than what an event recorded after the listing saw it: the item looks it up, never records the older one', async () => {
+      await put(backend, config.srcBucket, 'u.csv', userCsv('New', 'L', 1));
+      await eventBatch(['u.csv']);
+      const seen = (await fingerprintsOf(db.pool, ['u.csv'])).get('u.csv')!.fingerprint;
+      // As the listing saw the key before the event: an empty file then (refused on its size alone).
+      const listed = { key: 'u.csv', userId: 'u', kind: 'csv' as const, size: 0, etag: 'listed-before', lastModifiedMs: 1 };
+      const runId = await createRun(db.pool, { trigger: 'cli', full: false, host: 'h' });
+      const batch = { users: ['u'], changed: [listed], removed: [], refused: [], seen: [{ key: 'u.csv', fingerprint: seen }], verify: ['u.csv'] };
+      await processItem(deps, { runId, no: 1, batch }, 'here:1', pLimit(2));
+      expect(await stored()).toEqual([{ user_id: 'u', first_name: 'New' }]);
+      expect(await recorded('u.csv')).toBe(await current('u.csv'));
+      expect((await db.pool.query('SELECT status FROM source_files WHERE key = $1', ['u.csv'])).rows).toEqual([{ status: 'ok' }]);
+    });
+
+    it("a listing's removal of a key an event recorded meanwhile: the item looks it up, and keeps the file", async () => {
+      await put(backend, config.srcBucket, 'u.csv', userCsv('Kept', 'L', 1));
+      await eventBatch(['u.csv']);
+      const seen = (await fingerprintsOf(db.pool, ['u.csv'])).get('u.csv')!.fingerprint;
+      // As a listing that passed the key before the file was written would report it: gone.
+      const runId = await createRun(db.pool, { trigger: 'cli', full: false, host: 'h' });
+      const batch = { users: ['u'], changed: [], removed: [{ key: 'u.csv', userId: 'u' }], refused: [], seen: [{ key: 'u.csv', fingerprint: seen }] };
+      await processItem(deps, { runId, no: 1, batch }, 'here:1', pLimit(2));
+      expect(await recorded('u.csv')).toBe(await current('u.csv'));
+      expect(await stored()).toEqual([{ user_id: 'u', first_name: 'Kept' }]);
+    });
+
+    it('a run another instance ended meanwhile (this one lost its lock) fails, keeps that outcome, and an event batch so ended keeps its events', async () => {
+      await put(backend, config.srcBucket, 'u.csv', userCsv('Una', 'L', 1));
+      const held = store.holdRead('u.csv');
+      const run = fullRun();
+      await held.reached;
+      // What the next holder of the run lock does to a run it finds running: marks it aborted.
+      await db.pool.query(`UPDATE runs SET status = 'aborted', finished_at = now() WHERE status = 'running'`);
+      held.open();
+      await expect(run).rejects.toThrow();
+      expect((await db.pool.query('SELECT status FROM runs')).rows).toEqual([{ status: 'aborted' }]);
+      expect(await stored()).toEqual([]);
+
+      const heldEvent = store.holdRead('u.csv');
+      await recordEvents(db.pool, ['u.csv']);
+      const batch = runEventBatch(deps, { maxKeys: 100, exportIntervalMs: 0, coalesceMs: 0 });
+      await heldEvent.reached;
+      await db.pool.query(`UPDATE runs SET status = 'aborted', finished_at = now() WHERE status = 'running'`);
+      heldEvent.open();
+      await expect(batch).rejects.toThrow();
+      expect((await db.pool.query('SELECT key FROM pending_events')).rows).toEqual([{ key: 'u.csv' }]);
     });
 
     it('an event batch that fails keeps its events pending, and the next batch processes them', async () => {

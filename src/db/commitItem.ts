@@ -39,8 +39,10 @@ export interface CommitResult {
 
 export type CommitOutcome =
   | { kind: 'committed'; result: CommitResult }
-  /** Committed by an earlier try of the item, or its run has ended: nothing was written. */
-  | { kind: 'skipped' }
+  /** Committed by an earlier try of the item: nothing was written. */
+  | { kind: 'committed-before' }
+  /** Its run is no longer running (aborted, or ended elsewhere): nothing was written. */
+  | { kind: 'run-ended' }
   /**
    * Newest wins: since the item read them, another commit recorded other states of these
    * objects. Nothing was written; the caller reads them again and retries.
@@ -66,12 +68,12 @@ class Moved extends Error {
  * committed. Any other error fails the item.
  */
 export async function commitItem(db: Database, item: ItemToCommit, plan: (recorded: FileState[]) => BatchPlan, log: Logger): Promise<CommitOutcome> {
-  const begin = async (tx: DbClient): Promise<BatchPlan | null> => {
+  const begin = async (tx: DbClient): Promise<BatchPlan | 'run-ended' | 'committed-before'> => {
     // Each statement must see what was committed before it (what the lock holder before us
     // wrote), whatever the server's default isolation.
     await tx.query('SET TRANSACTION ISOLATION LEVEL READ COMMITTED');
-    if (!(await holdRunOpen(tx, item.runId))) return null;
-    if (!(await claimItem(tx, item.runId, item.no, item.instance))) return null;
+    if (!(await holdRunOpen(tx, item.runId))) return 'run-ended';
+    if (!(await claimItem(tx, item.runId, item.no, item.instance))) return 'committed-before';
     await lockUsers(tx, item.users);
     const moved = await movedSince(tx, item.seen);
     if (moved.length > 0) throw new Moved(moved);
@@ -81,7 +83,7 @@ export async function commitItem(db: Database, item: ItemToCommit, plan: (record
     try {
       return await withTransaction(db, async (tx) => {
         const p = await begin(tx);
-        if (!p) return { kind: 'skipped' } as const;
+        if (typeof p === 'string') return { kind: p } as const;
         const written = await writeUsers(tx, item.runId, p.users);
         return { kind: 'committed', result: await finish(tx, item, p, written, []) } as const;
       });
@@ -91,7 +93,7 @@ export async function commitItem(db: Database, item: ItemToCommit, plan: (record
     }
     return await withTransaction(db, async (tx) => {
       const p = await begin(tx);
-      if (!p) return { kind: 'skipped' } as const;
+      if (typeof p === 'string') return { kind: p } as const;
       return { kind: 'committed', result: await commitOneByOne(tx, item, p, log) } as const;
     });
   } catch (err) {

@@ -1,4 +1,4 @@
-import type { Database } from './pool.js';
+import type { Database, Queryable } from './pool.js';
 import { connectClient } from './pool.js';
 
 /**
@@ -44,6 +44,15 @@ export async function tryAcquireLock(pool: Database, lock: ClusterLock): Promise
       }
     },
   };
+}
+
+/** Whether some session holds the lock now (a hint: it may be released the next moment). */
+export async function isLockHeld(db: Queryable, lock: ClusterLock): Promise<boolean> {
+  const { rows } = await db.query<{ held: boolean }>(
+    `SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND classid = 0 AND objid = $1 AND objsubid = 1 AND granted) AS held`,
+    [LOCK_KEYS[lock]],
+  );
+  return rows[0]?.held ?? false;
 }
 
 // A blocking pg_advisory_lock would be cut by statement_timeout and hold a connection while

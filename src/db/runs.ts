@@ -47,18 +47,23 @@ export async function addRunIssues(
   );
 }
 
+/**
+ * Records how a run ended. Only a run still running: false when another instance ended it
+ * first (it found the run stale after this one lost its lock's connection), whose word stays.
+ */
 export async function finishRun(
   db: Queryable,
   id: number,
   end: { status: Exclude<RunStatus, 'running'>; counts: RunCounts; progress: RunProgress; outputWritten: boolean; error: string | null },
-): Promise<void> {
-  await updateRunProgress(db, id, end.progress, end.counts);
-  await db.query(`UPDATE runs SET status = $2, finished_at = now(), output_written = $3, error = $4 WHERE id = $1`, [
-    id,
-    end.status,
-    end.outputWritten,
-    end.error,
-  ]);
+): Promise<boolean> {
+  const c = end.counts;
+  const { rowCount } = await db.query(
+    `UPDATE runs SET progress = $2, scanned = $3, read = $4, new = $5, updated = $6, unchanged = $7, rejected = $8, ignored = $9,
+       status = $10, finished_at = now(), output_written = $11, error = $12
+     WHERE id = $1 AND status = 'running'`,
+    [id, end.progress, c.scanned, c.read, c.new, c.updated, c.unchanged, c.rejected, c.ignored, end.status, end.outputWritten, end.error],
+  );
+  return rowCount === 1;
 }
 
 interface RunRow {

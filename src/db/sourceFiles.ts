@@ -7,6 +7,8 @@ export interface StoredFingerprint {
   userId: string;
   /** See fingerprintOf. */
   fingerprint: string;
+  /** When it was recorded (the recording transaction's start), ms since the epoch. */
+  recordedAtMs?: number;
 }
 
 // Large enough that round trips do not matter, small enough that a page is a few MB.
@@ -16,14 +18,14 @@ const FINGERPRINT_PAGE = 5000;
  * Every recorded object in key order (COLLATE "C": UTF-8 byte order, as S3 lists), page by
  * page, with the next page fetched while this one is consumed. Memory stays at two pages.
  *
- * Safe while the same run writes source_files: a run only writes keys at or before the
- * merge position, and pages are only fetched after it.
+ * Pages are fetched as the merge needs them, so a page may hold what an event batch recorded
+ * after the listing passed that key: recordedAtMs tells such entries apart (see diffSource).
  */
 export async function* iterateFingerprints(db: Queryable, pageSize = FINGERPRINT_PAGE): AsyncGenerator<StoredFingerprint> {
-  type Row = [key: string, userId: string, etag: string, size: number, lastModifiedMs: number];
+  type Row = [key: string, userId: string, etag: string, size: number, lastModifiedMs: number, recordedAtMs: number];
   const fetchPage = (after: string | null): Promise<{ rows: Row[] }> =>
     db.query<Row>({
-      text: `SELECT key, user_id, etag, size, (extract(epoch FROM last_modified) * 1000)::float8
+      text: `SELECT key, user_id, etag, size, (extract(epoch FROM last_modified) * 1000)::float8, (extract(epoch FROM processed_at) * 1000)::float8
              FROM source_files WHERE $1::text IS NULL OR key > $1 ORDER BY key LIMIT $2`,
       values: [after, pageSize],
       rowMode: 'array',
@@ -34,8 +36,14 @@ export async function* iterateFingerprints(db: Queryable, pageSize = FINGERPRINT
     next = rows.length === pageSize ? fetchPage(rows.at(-1)![0]) : null;
     // Without this, an error in a prefetch the caller never awaits would be unhandled.
     next?.catch(() => undefined);
-    for (const [key, userId, etag, size, lm] of rows) yield { key, userId, fingerprint: fingerprintOf(etag, size, lm) };
+    for (const [key, userId, etag, size, lm, at] of rows) yield { key, userId, fingerprint: fingerprintOf(etag, size, lm), recordedAtMs: at };
   }
+}
+
+/** The database's clock now, ms since the epoch: the clock recordedAtMs is on. */
+export async function databaseNowMs(db: Queryable): Promise<number> {
+  const { rows } = await db.query<{ ms: number }>(`SELECT (extract(epoch FROM clock_timestamp()) * 1000)::float8 AS ms`);
+  return rows[0]!.ms;
 }
 
 /** The recorded fingerprints of the given keys; keys never recorded are absent. */

@@ -8,7 +8,14 @@ import type { ListedObject } from './listSource.js';
 // commit checks under the user lock: see commitItem, "newest wins".
 export type SourceChange =
   /** New, or its etag, size or modification time differ from what was recorded. */
-  | { kind: 'changed'; userId: string; object: SourceObject; recorded: string | null }
+  | {
+      kind: 'changed';
+      userId: string;
+      object: SourceObject;
+      recorded: string | null;
+      /** Recorded after the listing began: the listed state may be the older one. Look it up before reading. */
+      verify?: true;
+    }
   /** Recorded, but no longer listed. */
   | { kind: 'removed'; userId: string; key: string; recorded: string }
   /** A user file refused on its name before reading; never recorded, so it takes no part in the merge. */
@@ -31,7 +38,7 @@ export interface DiffStats {
 export async function* diffSource(
   listing: AsyncIterable<ListedObject>,
   recorded: AsyncIterable<StoredFingerprint>,
-  opts: { full: boolean; stats?: DiffStats },
+  opts: { full: boolean; stats?: DiffStats; listedFromMs?: number },
 ): AsyncGenerator<SourceChange> {
   const stored = recorded[Symbol.asyncIterator]();
   let head = await stored.next();
@@ -58,7 +65,10 @@ export async function* diffSource(
       candidates.delete(object.key);
     }
     if (opts.full || previous?.fingerprint !== fingerprintOf(object.etag, object.size, object.lastModifiedMs)) {
-      yield { kind: 'changed', userId: object.userId, object, recorded: previous?.fingerprint ?? null };
+      // An event batch may have recorded the key after the listing saw it: then which of the
+      // two is newer is unknown, and the item looks the object up again before reading it.
+      const late = previous?.recordedAtMs !== undefined && opts.listedFromMs !== undefined && previous.recordedAtMs >= opts.listedFromMs;
+      yield { kind: 'changed', userId: object.userId, object, recorded: previous?.fingerprint ?? null, ...(late ? { verify: true as const } : {}) };
     }
   }
   while (!head.done) {
@@ -76,6 +86,8 @@ export interface UserBatch {
   refused: Array<{ key: string; reason: string }>;
   /** The recorded state of each changed and removed object when the change was found. */
   seen: SeenState[];
+  /** Changed keys to look up again before reading (see SourceChange's verify). */
+  verify?: string[];
 }
 
 /**
@@ -114,7 +126,10 @@ export async function* batchByUser(changes: AsyncIterable<SourceChange>, size: n
         batch.users.push(change.userId);
       }
     }
-    if (change.kind === 'changed') batch.changed.push(change.object);
+    if (change.kind === 'changed') {
+      batch.changed.push(change.object);
+      if (change.verify) (batch.verify ??= []).push(change.object.key);
+    }
     else batch.removed.push({ key: change.key, userId: change.userId });
     batch.seen.push({ key: change.kind === 'changed' ? change.object.key : change.key, fingerprint: change.recorded });
   }

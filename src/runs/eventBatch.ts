@@ -1,5 +1,5 @@
 import { forgetEvents, hasPendingEvents, takePendingEvents } from '../db/events.js';
-import { tryAcquireLock } from '../db/locks.js';
+import { isLockHeld, tryAcquireLock } from '../db/locks.js';
 import { getOutputState, markEventsOweExport } from '../db/outputState.js';
 import { fingerprintsOf } from '../db/sourceFiles.js';
 import type { RunCounts, RunReport } from '../core/model.js';
@@ -46,6 +46,9 @@ export type EventBatchOutcome =
  * run lock: batches go on during a run and during an export. The user locks keep their
  * commits apart from a run's, and the newest state of each object wins (commitItem).
  */
+// How soon to look again when output.csv is due but another export holds the lock.
+const EXPORT_BUSY_RETRY_MS = 1000;
+
 export async function runEventBatch(deps: RunDeps, opts: EventBatchOptions): Promise<EventBatchOutcome> {
   const { db, config } = deps;
   // Event processing writes output.csv only when event batches made it lag; a run that failed
@@ -56,6 +59,9 @@ export async function runEventBatch(deps: RunDeps, opts: EventBatchOptions): Pro
   if (!(await hasPendingEvents(db))) {
     const due = exportIn(await getOutputState(db));
     if (due !== 0) return { kind: 'idle', exportInMs: due };
+    // Due, but an export is being written (a run's, or another instance's): it may clear the
+    // lag; look again in a while rather than open an event run only to find the lock taken.
+    if (await isLockHeld(db, 'export')) return { kind: 'idle', exportInMs: EXPORT_BUSY_RETRY_MS };
   }
   const lock = await tryAcquireLock(db, 'events');
   if (!lock) return { kind: 'busy' };
@@ -82,11 +88,13 @@ export async function runEventBatch(deps: RunDeps, opts: EventBatchOptions): Pro
       run.st.counts.ignored = listed.ignored;
       // Only after the users are committed: a crash before this processes the keys again.
       await forgetEvents(db, pending);
-      await markEventsOweExport(db);
+      // A batch that changed users owes output.csv their change; one that changed nothing owes
+      // nothing (during a run, the lag is the run's, and so is its export).
+      if (run.st.counts.new + run.st.counts.updated > before.new + before.updated) await markEventsOweExport(db);
       run.log.info({ keys: pending.length, affectedUsers: run.st.affectedUsers }, 'event batch processed');
       opts.signal?.throwIfAborted();
       // Another instance exporting already: it clears the lag, or leaves it for the next batch.
-      if (exportIn(await getOutputState(db)) === 0) await exportNow(deps, opts, run, 'try');
+      if (exportIn(await getOutputState(db)) === 0) await exportNow(deps, opts, run, { wait: false, force: false });
     });
     const counts = Object.fromEntries(Object.entries(report.counts).map(([k, v]) => [k, v - before[k as keyof RunCounts]])) as unknown as RunCounts;
     return { kind: 'finished', report, counts, more: pending.length === opts.maxKeys, exportInMs: exportIn(await getOutputState(db)) };

@@ -1,7 +1,7 @@
 import { tryAcquireLock } from '../db/locks.js';
 import { getRunningRunId } from '../db/runs.js';
 import { getOutputState } from '../db/outputState.js';
-import { countUsersWithValidCsv, iterateFingerprints } from '../db/sourceFiles.js';
+import { countUsersWithValidCsv, databaseNowMs, iterateFingerprints } from '../db/sourceFiles.js';
 import type { RunCounts, RunProgress, RunTrigger } from '../core/model.js';
 import type { RunReport } from '../core/model.js';
 import { diffSource } from '../pipeline/diffSource.js';
@@ -45,7 +45,9 @@ export async function runPipeline(deps: RunDeps, opts: RunOptions): Promise<RunO
     const report = await carryOut(deps, opts, { trigger: opts.trigger, full, reopenWindowMs: null }, async (run) => {
       const listed = { listed: 0, scanned: 0, ignored: 0 };
       const diffStats = { outOfOrder: 0 };
-      const changes = diffSource(listSource(deps.store, deps.config.srcBucket, listed), iterateFingerprints(db), { full, stats: diffStats });
+      // On the database's clock, as recordedAtMs is: what is recorded from here on may be newer than the listing.
+      const listedFromMs = await databaseNowMs(db);
+      const changes = diffSource(listSource(deps.store, deps.config.srcBucket, listed), iterateFingerprints(db), { full, stats: diffStats, listedFromMs });
       await commitChanges(deps, opts, run, changes, listed, true);
       run.log.info(
         { scanned: listed.scanned, ignored: listed.ignored, affectedUsers: run.st.affectedUsers, outOfOrder: diffStats.outOfOrder },
@@ -53,11 +55,8 @@ export async function runPipeline(deps: RunDeps, opts: RunOptions): Promise<RunO
       );
       run.st.counts.unchanged = Math.max(0, (await countUsersWithValidCsv(db)) - run.st.counts.new - run.st.counts.updated);
       opts.signal?.throwIfAborted();
-      const needsExport =
-        full ||
-        (await getOutputState(db)).stale ||
-        (await onStore('checking output.csv', () => deps.store.stat(deps.config.resBucket, OUTPUT_KEY))) === null;
-      if (needsExport) await exportNow(deps, opts, run, 'wait');
+      const missing = (await onStore('checking output.csv', () => deps.store.stat(deps.config.resBucket, OUTPUT_KEY))) === null;
+      if (full || missing || (await getOutputState(db)).stale) await exportNow(deps, opts, run, { wait: true, force: full || missing });
     });
     return { kind: 'finished', report };
   } finally {

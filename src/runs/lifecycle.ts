@@ -80,7 +80,9 @@ export async function carryOut(
   try {
     await work(run);
     st.progress = { phase: 'done', done: st.affectedUsers, total: st.affectedUsers };
-    await finishRun(db, runId, { ...outcomeOf(st), status: 'succeeded', error: null });
+    if (!(await finishRun(db, runId, { ...outcomeOf(st), status: 'succeeded', error: null }))) {
+      throw new Error('the run was ended elsewhere before it finished (this instance lost its lock)');
+    }
   } catch (err) {
     const aborted = opts.signal?.aborted === true;
     const reason = aborted ? 'aborted: the service is shutting down' : describeFailure(err);

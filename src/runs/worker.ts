@@ -5,6 +5,7 @@ import type { CommitResult } from '../db/commitItem.js';
 import { commitItem } from '../db/commitItem.js';
 import { isRunActive } from '../db/runItems.js';
 import type { SeenState, StoredFingerprint } from '../db/sourceFiles.js';
+import { movedSince } from '../db/sourceFiles.js';
 import type { WorkQueue } from '../db/workQueue.js';
 import type { Logger } from '../log.js';
 import type { SourceChange, UserBatch } from '../pipeline/diffSource.js';
@@ -20,6 +21,17 @@ export type { WorkItem } from './deps.js';
 const MAX_REREADS = 3;
 
 /**
+ * An item's run is no longer running: another instance ended it (this instance lost its lock's
+ * connection, and the next holder found the run stale), or it was aborted. The item wrote nothing.
+ */
+export class RunEndedError extends Error {
+  override name = 'RunEndedError';
+  constructor(readonly runId: number) {
+    super('the run was ended elsewhere while its items were being committed');
+  }
+}
+
+/**
  * Carries out one work item: reads and checks its objects, then commits its users (commitItem).
  * Newest wins: when the commit finds objects recorded anew since they were read, they are
  * looked up and read again, and the commit retried; after MAX_REREADS the item leaves them
@@ -33,22 +45,28 @@ export async function processItem(
   signal?: AbortSignal,
 ): Promise<CommitResult | null> {
   const { db, config, log } = deps;
-  // A listing's removal is a guess made while others may record objects: looked up first.
-  let batch = await lookUpAgain(deps, item.batch, item.batch.removed.map((r) => ({ key: r.key, fingerprint: seenOf(item.batch, r.key) })));
+  // Before reading: keys recorded anew since the change was found (an event batch committed
+  // them) are looked up again, so what the item reads is never older than what it saw. So are
+  // a listing's guesses made while others record objects: its removals, and keys recorded
+  // after the listing saw them (verify).
+  const moved = await movedSince(db, item.batch.seen);
+  const movedKeys = new Set(moved.map((m) => m.key));
+  const guesses = [...item.batch.removed.map((r) => r.key), ...(item.batch.verify ?? [])].filter((k) => !movedKeys.has(k));
+  let batch = await lookUpAgain(deps, item.batch, [...moved, ...guesses.map((key) => ({ key, fingerprint: seenOf(item.batch, key) }))]);
   let results = await readAll(deps, batch.changed, limit, signal);
   for (let tries = 1; ; tries++) {
     const current = { batch, results };
     const out = await commitItem(db, { runId: item.runId, no: item.no, instance, users: batch.users, seen: batch.seen }, (recorded) =>
       planBatch(current.batch, current.results, recorded, config.srcBucket), log,
     );
-    if (out.kind === 'skipped') return null;
+    if (out.kind === 'committed-before') return null;
+    if (out.kind === 'run-ended') throw new RunEndedError(item.runId);
     if (out.kind === 'committed') {
       for (const i of [...out.result.rejected, ...out.result.issues]) log.warn({ runId: item.runId, key: i.key, reason: i.reason }, 'file rejected');
       return out.result;
     }
     log.debug({ runId: item.runId, item: item.no, moved: out.moved.length, tries }, 'objects recorded anew since the item read them; reading them again');
-    const movedKeys = new Set(out.moved.map((m) => m.key));
-    const kept = without(batch, results, movedKeys);
+    const kept = without(batch, results, new Set(out.moved.map((m) => m.key)));
     if (tries >= MAX_REREADS) {
       ({ batch, results } = kept);
       continue;
@@ -149,7 +167,11 @@ export async function workQueue(queue: WorkQueue<WorkItem>, deps: RunDeps & { in
   const limit = pLimit(deps.config.readConcurrency);
   await queue.work(async (item) => {
     if (!(await isRunActive(deps.db, item.runId))) return;
-    const r = await processItem(deps, item, deps.instance, limit, signal);
+    const r = await processItem(deps, item, deps.instance, limit, signal).catch((err: unknown) => {
+      // Its run is over: the item is dropped, not retried.
+      if (err instanceof RunEndedError) return null;
+      throw err;
+    });
     deps.log.debug({ runId: item.runId, item: item.no, users: item.batch.users.length, committed: r !== null }, 'work item done');
   });
 }
