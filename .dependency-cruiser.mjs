@@ -58,6 +58,45 @@ export default {
       to: { path: '^src/(http|runs|pipeline|triggers)/' },
     },
     {
+      name: 'lower-layers-not-to-images',
+      severity: 'error',
+      comment: 'db/ and storage/ know nothing of image checks; images/ builds on storage/ (reading photos).',
+      from: { path: '^src/(db|storage)/' },
+      to: { path: '^src/images/' },
+    },
+    {
+      name: 'core-imports-nothing-above',
+      severity: 'error',
+      comment:
+        'src/core/ holds the domain types, the key rules and text handling that every layer shares: it ' +
+        'imports only its own files, so any layer may use it without pulling in another.',
+      from: { path: '^src/core/' },
+      to: { path: '^src/', pathNot: '^src/core/' },
+    },
+    {
+      name: 'pipeline-not-to-runs-or-triggers',
+      severity: 'error',
+      comment:
+        'The pipeline is the stages of the work (list, diff, read, check, join, export); runs/ carries them ' +
+        'out and triggers/ starts runs. A stage reaching up would tie it to how and when it is run.',
+      from: { path: '^src/pipeline/' },
+      to: { path: '^src/(runs|triggers)/' },
+    },
+    {
+      name: 'images-not-up',
+      severity: 'error',
+      comment: 'Image checks serve runs and the photo routes alike; they must not depend on either.',
+      from: { path: '^src/images/' },
+      to: { path: '^src/(runs|triggers|http|pipeline)/' },
+    },
+    {
+      name: 'runs-not-to-triggers',
+      severity: 'error',
+      comment: 'Triggers start runs (schedule, events, HTTP); runs must not know what started them.',
+      from: { path: '^src/runs/' },
+      to: { path: '^src/triggers/' },
+    },
+    {
       name: 'service-only-from-entry-points',
       severity: 'error',
       comment:
