@@ -85,6 +85,14 @@ export class WorkQueue<T extends object> {
     return (rows as Array<{ no: number }>).map((r) => r.no);
   }
 
+  /**
+   * Returns items whose lease ran out (a worker killed with them in hand) to the queue now,
+   * rather than at pg-boss's next maintenance, whose timer may be late on a busy machine.
+   */
+  async reclaimExpired(): Promise<void> {
+    await this.boss.expire();
+  }
+
   /** Stops taking items, lets the ones in progress finish for up to timeoutMs, and closes. */
   async stop(timeoutMs: number): Promise<void> {
     await this.boss.stop({ graceful: true, wait: true, timeout: Math.max(1000, timeoutMs) });

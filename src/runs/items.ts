@@ -58,9 +58,11 @@ export async function commitChanges(deps: RunDeps, opts: { signal?: AbortSignal 
         opts.signal?.throwIfAborted();
         await new Promise((r) => setTimeout(r, QUEUE_POLL_MS));
         done = await refresh();
-        // About every 2 s: items that failed for good, and a run another instance ended (its
-        // lock's connection died, and the next run marked this one aborted).
+        // About every 2 s: items of dead workers back to the queue, items that failed for good,
+        // and a run another instance ended (its lock's connection died, and the next run
+        // marked this one aborted).
         if (++polls % 10 !== 0) continue;
+        await queue.reclaimExpired();
         if ((await uncommittedItems(db, run.id, await queue.failedItems(run.id))).length > 0) throw new Error('a work item of the run failed on every try');
         if (!(await isRunActive(db, run.id))) throw new Error('the run was ended by another instance');
       }
