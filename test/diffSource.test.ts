@@ -71,4 +71,18 @@ describe('batchByUser', () => {
     // What each change saw recorded travels with the batch, for the commit's newest-wins check.
     expect(batches[1]!.seen).toEqual([...['3.csv', '3.png', '4.csv'].map((key) => ({ key, fingerprint: null })), { key: 'x/4.png', fingerprint: 'fp' }]);
   });
+
+  it('with a span, also cuts a batch once the listing has moved that far since it began', async () => {
+    let listed = 0;
+    // Sparse changes: one changed user per 100 listed objects.
+    async function* sparse(): AsyncGenerator<SourceChange> {
+      for (const key of ['1.csv', '2.csv', '3.csv', '4.csv', '5.csv']) {
+        listed += 100;
+        yield await Promise.resolve(change(key));
+      }
+    }
+    const batches = await collect(batchByUser(sparse(), 1000, { listed: () => listed, objects: 200 }));
+    expect(batches.map((b) => b.users)).toEqual([['1', '2'], ['3', '4'], ['5']]);
+  });
 });
+

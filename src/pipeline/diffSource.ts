@@ -96,19 +96,38 @@ export interface UserBatch {
  * of other users sorting between them) can land in two batches; each batch then resolves the
  * user from what is recorded so far, and the last one leaves the right row.
  */
-export async function* batchByUser(changes: AsyncIterable<SourceChange>, size: number): AsyncGenerator<UserBatch> {
+export async function* batchByUser(
+  changes: AsyncIterable<SourceChange>,
+  size: number,
+  /**
+   * Also cut a batch once the listing has moved this far (in listed objects, read from
+   * listed()) since the batch began: few changes spread over a large bucket then start being
+   * read while the listing goes on, instead of all at its end.
+   */
+  span?: { listed: () => number; objects: number },
+): AsyncGenerator<UserBatch> {
   const empty = (): UserBatch => ({ users: [], changed: [], removed: [], refused: [], seen: [] });
   let batch = empty();
   let inBatch = new Set<string>();
   let current: string | null = null;
+  // Where the listing was when the batch took its first change.
+  let begunAt = 0;
   // Refused files count toward the size too, so a bucket full of them still commits in steps.
-  const full = () => batch.users.length + batch.refused.length >= size;
+  const full = () =>
+    batch.users.length + batch.refused.length >= size ||
+    (span !== undefined && batch.users.length + batch.refused.length > 0 && span.listed() - begunAt >= span.objects);
+  const next = () => {
+    batch = empty();
+    inBatch = new Set();
+    // The change at hand opens the next batch.
+    begunAt = span?.listed() ?? 0;
+  };
   for await (const change of changes) {
+    if (span && batch.users.length + batch.refused.length === 0) begunAt = span.listed();
     if (change.kind === 'refused') {
       if (full()) {
         yield batch;
-        batch = empty();
-        inBatch = new Set();
+        next();
         current = null;
       }
       batch.refused.push({ key: change.key, reason: change.reason });
@@ -117,8 +136,7 @@ export async function* batchByUser(changes: AsyncIterable<SourceChange>, size: n
     if (change.userId !== current) {
       if (full()) {
         yield batch;
-        batch = empty();
-        inBatch = new Set();
+        next();
       }
       current = change.userId;
       if (!inBatch.has(change.userId)) {

@@ -16,6 +16,8 @@ const LOCAL_ITEMS = 2;
 // The queue holds at most this many items of a run that no one has finished yet.
 const QUEUED_ITEMS = 16;
 const QUEUE_POLL_MS = 200;
+// A batch is cut at the latest once the listing has moved this many batches' worth of objects.
+const SPAN_BATCHES = 10;
 
 /**
  * Reads, checks and commits the changes batch by batch, each batch a work item. Listing,
@@ -49,6 +51,10 @@ export async function commitChanges(deps: RunDeps, opts: { signal?: AbortSignal 
     return t.items - before.items;
   };
 
+  // Sparse changes (1% of a large bucket) fill a batch only near the listing's end; cut one
+  // every SPAN_BATCHES batches' worth of listed objects so their reading overlaps the listing.
+  const span = { listed: () => listed.listed, objects: SPAN_BATCHES * config.batchSize };
+
   if (queued && deps.queue) {
     const queue = deps.queue;
     let done = 0;
@@ -67,7 +73,7 @@ export async function commitChanges(deps: RunDeps, opts: { signal?: AbortSignal 
         if (!(await isRunActive(db, run.id))) throw new Error('the run was ended by another instance');
       }
     };
-    for await (const batch of batchByUser(changes, config.batchSize)) {
+    for await (const batch of batchByUser(changes, config.batchSize, span)) {
       opts.signal?.throwIfAborted();
       await queue.enqueue({ runId: run.id, no: ++made, batch });
       await waitUntil(() => made - before.lastItemNo - done < QUEUED_ITEMS);
@@ -87,7 +93,7 @@ export async function commitChanges(deps: RunDeps, opts: { signal?: AbortSignal 
     reporting.catch(() => undefined);
   };
   try {
-    for await (const batch of batchByUser(changes, config.batchSize)) {
+    for await (const batch of batchByUser(changes, config.batchSize, span)) {
       opts.signal?.throwIfAborted();
       const p: Promise<unknown> = processItem(deps, { runId: run.id, no: ++made, batch }, deps.instance ?? thisInstance(), limit, opts.signal).then(reportAfterItem);
       inFlight.add(p);
