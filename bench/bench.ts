@@ -425,19 +425,21 @@ async function main(): Promise<void> {
 
       // Event latency: a CSV written into the watched folder, until its user answers in GET
       // /data/:user_id. One at a time, with the EXPORT_INTERVAL exports of the full table in between.
-      const latencies: number[] = [];
-      for (let i = 0; i < EVENT_SAMPLES; i++) {
-        const id = `event${i}`;
+      // Writes a new user's CSV, and answers how long until GET /data/:user_id has the user.
+      const dropAndWait = async (id: string, first: string): Promise<number> => {
         const t0 = performance.now();
-        await fs.writeFile(path.join(srcDir, `${id}.csv`), `first_name,last_name,birthts\nEvent${i},Latency,0\n`);
+        await fs.writeFile(path.join(srcDir, `${id}.csv`), `first_name,last_name,birthts\n${first},Latency,0\n`);
         for (;;) {
           const res = await fetch(`${service.url}/data/${id}`);
           await res.arrayBuffer();
-          if (res.status === 200) break;
+          if (res.status === 200) return performance.now() - t0;
           if (performance.now() - t0 > 60_000) throw new Error(`user ${id} did not appear within 60 s of its file`);
           await new Promise((r) => setTimeout(r, 5));
         }
-        latencies.push(performance.now() - t0);
+      };
+      const latencies: number[] = [];
+      for (let i = 0; i < EVENT_SAMPLES; i++) {
+        latencies.push(await dropAndWait(`event${i}`, `Event${i}`));
         // A pause, so the samples fall at different points of the export cycle.
         await new Promise((r) => setTimeout(r, 50 + ((i * 37) % 200)));
       }
@@ -463,17 +465,7 @@ async function main(): Promise<void> {
       for (let i = 0; during.length < DURING_SAMPLES; i++) {
         const state = (await (await fetch(`${service.url}/runs/${busyRun}?issues=0`)).json()) as { status: string };
         if (state.status !== 'running') break;
-        const id = `during${i}`;
-        const t0 = performance.now();
-        await fs.writeFile(path.join(srcDir, `${id}.csv`), `first_name,last_name,birthts\nDuring${i},Run,0\n`);
-        for (;;) {
-          const res = await fetch(`${service.url}/data/${id}`);
-          await res.arrayBuffer();
-          if (res.status === 200) break;
-          if (performance.now() - t0 > 60_000) throw new Error(`user ${id} did not appear within 60 s of its file, during a full run`);
-          await new Promise((r) => setTimeout(r, 5));
-        }
-        during.push(performance.now() - t0);
+        during.push(await dropAndWait(`during${i}`, `During${i}`));
         await new Promise((r) => setTimeout(r, 50 + ((i * 37) % 200)));
       }
       const busyRunMs = await runTimes(busyRun);
