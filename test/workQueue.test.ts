@@ -35,6 +35,10 @@ describe('work queue (pg-boss)', () => {
     });
     await first.enqueue({ runId: 1, no: 7 });
     await waitFor('the first worker to take the item', () => taken.length === 1);
+    // Killed: it takes nothing more. (Alive, pg-boss would free its worker once the lease ran
+    // out, and it could take the retried item itself, again and again, until its tries ran out.)
+    queues.splice(queues.indexOf(first), 1);
+    await first.stop(0);
 
     const second = await open(1);
     await second.work(async (item) => {
