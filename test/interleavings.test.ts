@@ -12,7 +12,7 @@ import { runPipeline } from '../src/runs/fullRun.js';
 import { upsertUsers } from '../src/db/users.js';
 import type { TestDatabase } from './support/database.js';
 import { createTestDatabase } from './support/database.js';
-import { put, readText, userCsv } from './support/fixtures.js';
+import { put, readText, remove, userCsv } from './support/fixtures.js';
 import { GateStore } from './support/gateStore.js';
 import { ObservedStore, testConfig } from './support/harness.js';
 import type { Backend } from './support/stores.js';
@@ -111,6 +111,25 @@ for (const [name, startBackend] of backends) {
       expect((await run).status).toBe('succeeded');
       expect(await stored()).toEqual([{ user_id: 'u', first_name: 'Three' }]);
       expect(await recorded('u.csv')).toBe(await current('u.csv'));
+    });
+
+    it('a file recorded and removed by events while an item reads it: the item does not bring it back', async () => {
+      await put(backend, config.srcBucket, 'u.csv', userCsv('One', 'L', 1));
+      const held = store.holdRead('u.csv');
+      const run = fullRun();
+      await held.reached;
+      // Not recorded when the run listed it, and not recorded again by the time the item
+      // commits: only the tombstone tells that it was recorded and removed in between.
+      await put(backend, config.srcBucket, 'u.csv', userCsv('Two', 'L', 1));
+      await eventBatch(['u.csv']);
+      await remove(backend, config.srcBucket, 'u.csv');
+      await eventBatch(['u.csv']);
+      expect(await recorded('u.csv')).toBeNull();
+      held.open();
+      expect((await run).status).toBe('succeeded');
+      expect(await recorded('u.csv')).toBeNull();
+      // Removing a file never removes its user, who keeps the last CSV recorded.
+      expect(await stored()).toEqual([{ user_id: 'u', first_name: 'Two' }]);
     });
 
     it('a listed state older than what an event recorded after the listing saw it: the item looks it up, never records the older one', async () => {

@@ -60,6 +60,8 @@ export async function fingerprintsOf(db: Queryable, keys: string[]): Promise<Map
 export interface SeenState {
   key: string;
   fingerprint: string | null;
+  /** When it was seen (or earlier), on the database's clock: a removal after it is a move too. */
+  atMs?: number;
 }
 
 /**
@@ -69,15 +71,19 @@ export interface SeenState {
  */
 export async function movedSince(db: Queryable, seen: SeenState[]): Promise<SeenState[]> {
   if (seen.length === 0) return [];
-  const { rows } = await db.query<{ key: string; etag: string | null; size: number | null; lm: number | null }>(
-    `SELECT s.key, f.etag, f.size, (extract(epoch FROM f.last_modified) * 1000)::float8 AS lm
-     FROM unnest($1::text[]) AS s(key) LEFT JOIN source_files f ON f.key = s.key`,
+  const { rows } = await db.query<{ key: string; etag: string | null; size: number | null; lm: number | null; removed: number | null; now: number }>(
+    `SELECT s.key, f.etag, f.size, (extract(epoch FROM f.last_modified) * 1000)::float8 AS lm,
+            (extract(epoch FROM r.removed_at) * 1000)::float8 AS removed, (extract(epoch FROM clock_timestamp()) * 1000)::float8 AS now
+     FROM unnest($1::text[]) AS s(key) LEFT JOIN source_files f ON f.key = s.key LEFT JOIN source_removals r ON r.key = s.key`,
     [seen.map((s) => s.key)],
   );
-  const now = new Map(rows.map((r) => [r.key, r.etag === null ? null : fingerprintOf(r.etag, r.size ?? 0, r.lm ?? 0)]));
+  const byKey = new Map(rows.map((r) => [r.key, r]));
   return seen.flatMap((s) => {
-    const current = now.get(s.key) ?? null;
-    return current === s.fingerprint ? [] : [{ key: s.key, fingerprint: current }];
+    const r = byKey.get(s.key);
+    const current = !r || r.etag === null ? null : fingerprintOf(r.etag, r.size ?? 0, r.lm ?? 0);
+    // Not recorded then and now, but recorded and removed in between: it moved all the same.
+    const removedSince = current === null && s.fingerprint === null && r?.removed != null && r.removed >= (s.atMs ?? 0);
+    return current === s.fingerprint && !removedSince ? [] : [{ key: s.key, fingerprint: current, atMs: r?.now ?? 0 }];
   });
 }
 
@@ -148,10 +154,20 @@ export async function saveFileStates(db: Queryable, files: FileState[]): Promise
   );
 }
 
-/** Forgets objects that are gone from the bucket. Users are never deleted here. */
+/** Forgets objects that are gone from the bucket, leaving a tombstone of each (see movedSince). Users are never deleted here. */
 export async function deleteFileStates(db: Queryable, keys: string[]): Promise<void> {
   if (keys.length === 0) return;
-  await db.query(`DELETE FROM source_files WHERE key = ANY($1::text[])`, [keys]);
+  await db.query(
+    `WITH gone AS (DELETE FROM source_files WHERE key = ANY($1::text[]) RETURNING key)
+     INSERT INTO source_removals (key, removed_at) SELECT key, clock_timestamp() FROM gone
+     ON CONFLICT (key) DO UPDATE SET removed_at = EXCLUDED.removed_at`,
+    [keys],
+  );
+}
+
+/** Tombstones older than any work item can be: an item outlives its lease by far less. */
+export async function pruneRemovals(db: Queryable): Promise<void> {
+  await db.query(`DELETE FROM source_removals WHERE removed_at < now() - interval '1 day'`);
 }
 
 /** Users that currently have a valid CSV in the bucket. */

@@ -15,9 +15,11 @@ export type SourceChange =
       recorded: string | null;
       /** Recorded after the listing began: the listed state may be the older one. Look it up before reading. */
       verify?: true;
+      /** When `recorded` was seen, or earlier, on the database's clock (SeenState.atMs). */
+      seenAtMs?: number;
     }
   /** Recorded, but no longer listed. */
-  | { kind: 'removed'; userId: string; key: string; recorded: string }
+  | { kind: 'removed'; userId: string; key: string; recorded: string; seenAtMs?: number }
   /** A user file refused on its name before reading; never recorded, so it takes no part in the merge. */
   | { kind: 'refused'; key: string; reason: string };
 
@@ -68,14 +70,23 @@ export async function* diffSource(
       // An event batch may have recorded the key after the listing saw it: then which of the
       // two is newer is unknown, and the item looks the object up again before reading it.
       const late = previous?.recordedAtMs !== undefined && opts.listedFromMs !== undefined && previous.recordedAtMs >= opts.listedFromMs;
-      yield { kind: 'changed', userId: object.userId, object, recorded: previous?.fingerprint ?? null, ...(late ? { verify: true as const } : {}) };
+      yield {
+        kind: 'changed',
+        userId: object.userId,
+        object,
+        recorded: previous?.fingerprint ?? null,
+        ...(late ? { verify: true as const } : {}),
+        ...(opts.listedFromMs !== undefined ? { seenAtMs: opts.listedFromMs } : {}),
+      };
     }
   }
   while (!head.done) {
     candidates.set(head.value.key, head.value);
     head = await stored.next();
   }
-  for (const c of candidates.values()) yield { kind: 'removed', userId: c.userId, key: c.key, recorded: c.fingerprint };
+  for (const c of candidates.values()) {
+    yield { kind: 'removed', userId: c.userId, key: c.key, recorded: c.fingerprint, ...(opts.listedFromMs !== undefined ? { seenAtMs: opts.listedFromMs } : {}) };
+  }
 }
 
 export interface UserBatch {
@@ -149,7 +160,8 @@ export async function* batchByUser(
       if (change.verify) (batch.verify ??= []).push(change.object.key);
     }
     else batch.removed.push({ key: change.key, userId: change.userId });
-    batch.seen.push({ key: change.kind === 'changed' ? change.object.key : change.key, fingerprint: change.recorded });
+    const key = change.kind === 'changed' ? change.object.key : change.key;
+    batch.seen.push(change.seenAtMs === undefined ? { key, fingerprint: change.recorded } : { key, fingerprint: change.recorded, atMs: change.seenAtMs });
   }
   if (batch.users.length + batch.refused.length > 0) yield batch;
 }

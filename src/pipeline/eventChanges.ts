@@ -23,7 +23,8 @@ export async function changesForKeys(
   bucket: string,
   keys: string[],
   recorded: Map<string, StoredFingerprint>,
-  opts: { limits: Limits; concurrency: number; counts: ListCounts },
+  /** seenAtMs: when `recorded` was read, on the database's clock (SeenState.atMs). */
+  opts: { limits: Limits; concurrency: number; counts: ListCounts; seenAtMs?: number },
 ): Promise<SourceChange[]> {
   const { counts } = opts;
   const users: Array<{ key: string; userId: string; kind: FileKind }> = [];
@@ -40,6 +41,7 @@ export async function changesForKeys(
     if (refused) changes.push({ kind: 'refused', key: printable(key), reason: refused });
     else users.push({ key, ...cls });
   }
+  const seenAt = opts.seenAtMs === undefined ? {} : { seenAtMs: opts.seenAtMs };
   const limit = pLimit(opts.concurrency);
   const looked = await Promise.all(users.map((u) => limit(async () => ({ ...u, info: await headOne(store, bucket, u.key, opts.limits.objectTimeoutMs) }))));
   looked.sort((a, b) => compareKeys(a.userId, b.userId) || compareKeys(a.key, b.key));
@@ -48,13 +50,14 @@ export async function changesForKeys(
     const previous = recorded.get(key);
     if (info?.problem) changes.push({ kind: 'refused', key: printable(key), reason: info.problem });
     else if (!info) {
-      if (previous) changes.push({ kind: 'removed', userId, key, recorded: previous.fingerprint });
+      if (previous) changes.push({ kind: 'removed', userId, key, recorded: previous.fingerprint, ...seenAt });
     } else if (previous?.fingerprint !== fingerprintOf(info.etag, info.size, info.lastModified.getTime())) {
       changes.push({
         kind: 'changed',
         userId,
         object: { key, userId, kind, size: info.size, etag: info.etag, lastModifiedMs: info.lastModified.getTime() },
         recorded: previous?.fingerprint ?? null,
+        ...seenAt,
       });
     }
   }

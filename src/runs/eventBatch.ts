@@ -1,7 +1,7 @@
 import { forgetEvents, hasPendingEvents, takePendingEvents } from '../db/events.js';
 import { isLockHeld, tryAcquireLock } from '../db/locks.js';
 import { getOutputState, markEventsOweExport } from '../db/outputState.js';
-import { fingerprintsOf } from '../db/sourceFiles.js';
+import { databaseNowMs, fingerprintsOf } from '../db/sourceFiles.js';
 import type { RunCounts, RunReport } from '../core/model.js';
 import { emptyCounts } from '../core/model.js';
 import { changesForKeys } from '../pipeline/eventChanges.js';
@@ -77,10 +77,12 @@ export async function runEventBatch(deps: RunDeps, opts: EventBatchOptions): Pro
       before = { ...run.st.counts };
       const listed = { listed: pending.length, scanned: before.scanned, ignored: before.ignored };
       const keys = pending.map((e) => e.key);
+      const seenAtMs = await databaseNowMs(db);
       const changes = await changesForKeys(deps.store, config.srcBucket, keys, await fingerprintsOf(db, keys), {
         limits: config.limits,
         concurrency: config.readConcurrency,
         counts: listed,
+        seenAtMs,
       });
       // Events concern a few users and want them soon: this process does them itself.
       await commitChanges(deps, opts, run, toAsync(changes), listed, false);

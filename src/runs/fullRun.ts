@@ -1,7 +1,7 @@
 import { tryAcquireLock } from '../db/locks.js';
 import { getRunningRunId } from '../db/runs.js';
 import { getOutputState } from '../db/outputState.js';
-import { countUsersWithValidCsv, databaseNowMs, iterateFingerprints } from '../db/sourceFiles.js';
+import { countUsersWithValidCsv, databaseNowMs, iterateFingerprints, pruneRemovals } from '../db/sourceFiles.js';
 import type { RunCounts, RunProgress, RunTrigger } from '../core/model.js';
 import type { RunReport } from '../core/model.js';
 import { diffSource } from '../pipeline/diffSource.js';
@@ -46,6 +46,7 @@ export async function runPipeline(deps: RunDeps, opts: RunOptions): Promise<RunO
       const listed = { listed: 0, scanned: 0, ignored: 0 };
       const diffStats = { outOfOrder: 0 };
       // On the database's clock, as recordedAtMs is: what is recorded from here on may be newer than the listing.
+      await pruneRemovals(db);
       const listedFromMs = await databaseNowMs(db);
       const changes = diffSource(listSource(deps.store, deps.config.srcBucket, listed), iterateFingerprints(db), { full, stats: diffStats, listedFromMs });
       await commitChanges(deps, opts, run, changes, listed, true);

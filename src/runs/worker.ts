@@ -52,7 +52,7 @@ export async function processItem(
   const moved = await movedSince(db, item.batch.seen);
   const movedKeys = new Set(moved.map((m) => m.key));
   const guesses = [...item.batch.removed.map((r) => r.key), ...(item.batch.verify ?? [])].filter((k) => !movedKeys.has(k));
-  let batch = await lookUpAgain(deps, item.batch, [...moved, ...guesses.map((key) => ({ key, fingerprint: seenOf(item.batch, key) }))]);
+  let batch = await lookUpAgain(deps, item.batch, [...moved, ...guesses.map((key) => seenOf(item.batch, key))]);
   let results = await readAll(deps, batch.changed, limit, signal);
   for (let tries = 1; ; tries++) {
     const current = { batch, results };
@@ -91,7 +91,7 @@ function readAll(deps: RunDeps, objects: SourceObject[], limit: ReturnType<typeo
   );
 }
 
-const seenOf = (batch: UserBatch, key: string) => batch.seen.find((s) => s.key === key)?.fingerprint ?? null;
+const seenOf = (batch: UserBatch, key: string): SeenState => batch.seen.find((s) => s.key === key) ?? { key, fingerprint: null };
 
 /** The batch without these keys (and their read results). */
 function without(batch: UserBatch, results: ProcessResult[], keys: Set<string>): { batch: UserBatch; results: ProcessResult[] } {
@@ -116,6 +116,12 @@ async function lookUpAgain(deps: RunDeps, batch: UserBatch, states: SeenState[])
   if (states.length === 0) return batch;
   const { store, config } = deps;
   const keys = new Set(states.map((s) => s.key));
+  // A key looked up now was seen as the state it is looked up against, at that state's time.
+  const seenAt = new Map(states.map((s) => [s.key, s.atMs]));
+  const seen = (key: string, fingerprint: string | null): SeenState => {
+    const atMs = seenAt.get(key);
+    return atMs === undefined ? { key, fingerprint } : { key, fingerprint, atMs };
+  };
   const recorded = new Map<string, StoredFingerprint>();
   for (const s of states) if (s.fingerprint !== null) recorded.set(s.key, { key: s.key, userId: '', fingerprint: s.fingerprint });
   const counts = { listed: 0, scanned: 0, ignored: 0 };
@@ -135,10 +141,10 @@ async function lookUpAgain(deps: RunDeps, batch: UserBatch, states: SeenState[])
     if (c.kind === 'refused') out.refused.push({ key: c.key, reason: c.reason });
     else if (c.kind === 'changed') {
       out.changed.push(c.object);
-      out.seen.push({ key: c.object.key, fingerprint: c.recorded });
+      out.seen.push(seen(c.object.key, c.recorded));
     } else {
       out.removed.push({ key: c.key, userId: c.userId });
-      out.seen.push({ key: c.key, fingerprint: c.recorded });
+      out.seen.push(seen(c.key, c.recorded));
     }
   }
   return out;
