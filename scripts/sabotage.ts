@@ -224,6 +224,22 @@ const SABOTAGES: Sabotage[] = [
     tests: ['test/interleavings.test.ts'],
     filter: '^interleavings \\(folder\\) .*recorded and removed',
   },
+  {
+    name: 'events-owe-only-changes',
+    why: "an event batch that changed no user would make events owe a run's lag, and output.csv would be rewritten every EXPORT_INTERVAL during a run",
+    file: 'src/runs/eventBatch.ts',
+    edits: [{ find: '      if (run.st.counts.new + run.st.counts.updated > before.new + before.updated) await markEventsOweExport(db);', replace: '      await markEventsOweExport(db);' }],
+    tests: ['test/interleavings.test.ts'],
+    filter: '^interleavings \\(folder\\) .*changed no user',
+  },
+  {
+    name: 'export-busy-backoff',
+    why: 'while another export holds its lock, every event loop would open an event run every 50 ms only to find the lock taken',
+    file: 'src/runs/eventBatch.ts',
+    edits: [{ find: "    if (await isLockHeld(db, 'export')) return", replace: '    if (false) return' }],
+    tests: ['test/interleavings.test.ts'],
+    filter: '^interleavings \\(folder\\) .*backs off',
+  },
 ];
 
 // Sabotages no test catches yet: left out of a full run, which must pass, but shown by it and

@@ -180,6 +180,33 @@ for (const [name, startBackend] of backends) {
       expect((await db.pool.query('SELECT key FROM pending_events')).rows).toEqual([{ key: 'u.csv' }]);
     });
 
+    it('an event batch that changed no user does not make events owe output.csv a lag that is a run\'s', async () => {
+      await put(backend, config.srcBucket, 'u.csv', userCsv('Una', 'L', 1));
+      await eventBatch(['u.csv']);
+      // A run's commits made output.csv lag; an event naming an unchanged file changes nothing.
+      await db.pool.query('UPDATE pipeline_state SET output_stale = true, events_owe_export = false WHERE id = 1');
+      await recordEvents(db.pool, ['u.csv']);
+      // An hour between event exports: the batch writes no output.csv, which would clear the debt.
+      expect(await runEventBatch(deps, { maxKeys: 100, exportIntervalMs: 3_600_000, coalesceMs: 0 })).toMatchObject({ kind: 'finished' });
+      expect((await getOutputState(db.pool)).eventsOwe).toBe(false);
+    });
+
+    it('an event loop finding output.csv due while another export holds its lock backs off, and opens no event run', async () => {
+      await db.pool.query(`UPDATE pipeline_state SET output_stale = true, events_owe_export = true, exported_at = now() - interval '1 hour' WHERE id = 1`);
+      const other = await db.pool.connect();
+      try {
+        await other.query('SELECT pg_advisory_lock(7330105)');
+        const out = await runEventBatch(deps, { maxKeys: 100, exportIntervalMs: 0, coalesceMs: 0 });
+        expect(out).toMatchObject({ kind: 'idle' });
+        expect((await db.pool.query('SELECT count(*)::int AS n FROM runs')).rows[0]).toEqual({ n: 0 });
+      } finally {
+        await other.query('SELECT pg_advisory_unlock(7330105)');
+        other.release();
+      }
+      // Free again: the export is written.
+      expect(await runEventBatch(deps, { maxKeys: 100, exportIntervalMs: 0, coalesceMs: 0 })).toMatchObject({ kind: 'finished', report: { output_written: true } });
+    });
+
     it('an event batch that fails keeps its events pending, and the next batch processes them', async () => {
       await put(backend, config.srcBucket, 'u.csv', userCsv('Una', 'L', 1));
       const observed = new ObservedStore(backend.store);

@@ -10,6 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestDatabase, type TestDatabase } from './support/database.js';
 import { makeImage, userCsv } from './support/fixtures.js';
 import { tempDir } from './support/stores.js';
+import { within } from '../src/deadline.js';
 
 const exec = promisify(execFile);
 const ROOT = path.resolve(import.meta.dirname, '..');
@@ -145,13 +146,9 @@ function killGroup(child: ChildProcess, signal: NodeJS.Signals): void {
 }
 
 async function deadline<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const late = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms waiting for ${what}`)), ms)));
-  try {
-    return await Promise.race([promise, late]);
-  } finally {
-    clearTimeout(timer);
-  }
+  const r = await within(ms, promise);
+  if (r === 'timeout') throw new Error(`timed out after ${ms} ms waiting for ${what}`);
+  return r;
 }
 
 async function exists(p: string): Promise<boolean> {

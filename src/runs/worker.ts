@@ -51,8 +51,9 @@ export async function processItem(
   // after the listing saw them (verify).
   const moved = await movedSince(db, item.batch.seen);
   const movedKeys = new Set(moved.map((m) => m.key));
+  const seen = new Map(item.batch.seen.map((s) => [s.key, s]));
   const guesses = [...item.batch.removed.map((r) => r.key), ...(item.batch.verify ?? [])].filter((k) => !movedKeys.has(k));
-  let batch = await lookUpAgain(deps, item.batch, [...moved, ...guesses.map((key) => seenOf(item.batch, key))]);
+  let batch = await lookUpAgain(deps, item.batch, [...moved, ...guesses.map((key) => seen.get(key) ?? { key, fingerprint: null })]);
   let results = await readAll(deps, batch.changed, limit, signal);
   for (let tries = 1; ; tries++) {
     const current = { batch, results };
@@ -90,8 +91,6 @@ function readAll(deps: RunDeps, objects: SourceObject[], limit: ReturnType<typeo
     ),
   );
 }
-
-const seenOf = (batch: UserBatch, key: string): SeenState => batch.seen.find((s) => s.key === key) ?? { key, fingerprint: null };
 
 /** The batch without these keys (and their read results). */
 function without(batch: UserBatch, results: ProcessResult[], keys: Set<string>): { batch: UserBatch; results: ProcessResult[] } {
