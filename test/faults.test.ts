@@ -4,7 +4,8 @@ import { spawn } from 'node:child_process';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { TestDatabase } from './support/database.js';
 import { createTestDatabase } from './support/database.js';
-import { put, readText, sleep, userCsv } from './support/fixtures.js';
+import { put, readText, userCsv, waitFor } from './support/fixtures.js';
+import { isLockHeld } from '../src/db/locks.js';
 import { runToCompletion, testConfig } from './support/harness.js';
 import type { TestService } from './support/service.js';
 import { startTestService } from './support/service.js';
@@ -93,14 +94,14 @@ describe('faults on real servers', () => {
     });
     const exited = new Promise<void>((resolve) => child.on('exit', () => resolve()));
     // Kill it hard once a few batches are committed, well before the end.
-    let committed = 0;
-    for (let i = 0; i < 600 && committed < 20; i++) {
-      await sleep(25);
+    await waitFor('20 users committed by the child', async () => {
       const { rows } = await db.pool.query<{ n: number }>('SELECT count(*)::int AS n FROM users');
-      committed = rows[0]!.n;
-    }
+      return rows[0]!.n >= 20;
+    });
     child.kill('SIGKILL');
     await exited;
+    // The server frees the dead process's run lock only once its backend sees the socket close.
+    await waitFor('the killed run lock freed', async () => !(await isLockHeld(db.pool, 'run')));
     const before = (await db.pool.query<{ n: number }>('SELECT count(*)::int AS n FROM users')).rows[0]!.n;
     expect(before).toBeGreaterThanOrEqual(20);
     expect(before).toBeLessThan(USERS);

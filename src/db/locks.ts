@@ -46,10 +46,11 @@ export async function tryAcquireLock(pool: Database, lock: ClusterLock): Promise
   };
 }
 
-/** Whether some session holds the lock now (a hint: it may be released the next moment). */
+/** Whether some session holds the lock now (a hint: it may be released the next moment).
+ * Advisory locks are per database, and pg_locks shows the whole cluster. */
 export async function isLockHeld(db: Queryable, lock: ClusterLock): Promise<boolean> {
   const { rows } = await db.query<{ held: boolean }>(
-    `SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND classid = 0 AND objid = $1 AND objsubid = 1 AND granted) AS held`,
+    `SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND database = (SELECT oid FROM pg_database WHERE datname = current_database()) AND classid = 0 AND objid = $1 AND objsubid = 1 AND granted) AS held`,
     [LOCK_KEYS[lock]],
   );
   return rows[0]?.held ?? false;
