@@ -2,6 +2,8 @@ import path from 'node:path';
 import cron from 'node-cron';
 import { z } from 'zod';
 import { isLoopbackHost } from './loopback.js';
+import type { RetryPolicy } from './storage/retryPolicy.js';
+import { DEFAULT_RETRY_POLICY } from './storage/retryPolicy.js';
 
 /** Where objects live: a plain folder (embedded default) or any S3-compatible server. */
 export type StoreConfig =
@@ -30,6 +32,8 @@ export interface Limits {
 
 export interface Config {
   store: StoreConfig;
+  /** How an S3 request that fails for a transient reason is tried again. */
+  storeRetry: RetryPolicy;
   srcBucket: string;
   resBucket: string;
   db: DatabaseConfig;
@@ -104,6 +108,12 @@ const envSchema = z.object({
   STORE_DIR: z.string().min(1).default('./minio'),
   SRC_BUCKET: bucketName.default('src'),
   RES_BUCKET: bucketName.default('res'),
+  // An S3 request that fails for a transient reason (SlowDown, 5xx, a reset, a cut answer, a
+  // timeout) is tried again, after a random wait that doubles each time, within a total time.
+  STORE_RETRIES: z.coerce.number().int().min(0).max(100).default(DEFAULT_RETRY_POLICY.retries),
+  STORE_RETRY_BASE_MS: z.coerce.number().int().min(1).max(60_000).default(DEFAULT_RETRY_POLICY.baseDelayMs),
+  STORE_RETRY_MAX_MS: z.coerce.number().int().min(0).max(3_600_000).default(DEFAULT_RETRY_POLICY.maxTotalMs),
+  STORE_REQUEST_TIMEOUT_MS: z.coerce.number().int().min(1).max(3_600_000).default(DEFAULT_RETRY_POLICY.requestTimeoutMs),
   DATABASE_URL: optionalText.pipe(
     z.url({ protocol: /^postgres(ql)?$/, error: 'must be a postgres:// or postgresql:// URL' }).optional(),
   ),
@@ -216,6 +226,12 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
 
   return {
     store,
+    storeRetry: {
+      retries: e.STORE_RETRIES,
+      baseDelayMs: e.STORE_RETRY_BASE_MS,
+      maxTotalMs: e.STORE_RETRY_MAX_MS,
+      requestTimeoutMs: e.STORE_REQUEST_TIMEOUT_MS,
+    },
     srcBucket: e.SRC_BUCKET,
     resBucket: e.RES_BUCKET,
     db: e.DATABASE_URL

@@ -2,6 +2,7 @@ import client from 'prom-client';
 import type { ClusterStats } from './db/stats.js';
 import type { Logger } from './log.js';
 import type { RunCounts, RunReport } from './core/model.js';
+import type { StoreObserver } from './storage/index.js';
 
 /** What became of one event (a webhook record or a folder-watch key). */
 export type EventOutcome = 'accepted' | 'other_bucket' | 'not_user_file' | 'refused_key' | 'other_event' | 'unparsable';
@@ -23,6 +24,13 @@ export class Metrics {
   private readonly objectsRejected: client.Counter;
   private readonly http: client.Histogram<'method' | 'route' | 'status'>;
   private readonly events: client.Counter<'source' | 'outcome'>;
+  private readonly storeRequests: client.Counter<'op' | 'outcome'>;
+  private readonly storeRetries: client.Counter<'op' | 'reason'>;
+  /** Counts the object store's requests and retries; given to the store when it is made. */
+  readonly store: StoreObserver = {
+    request: (op, outcome) => this.storeRequests.inc({ op, outcome }),
+    retry: (op, reason) => this.storeRetries.inc({ op, reason }),
+  };
   private stats: { at: number; value: Promise<ClusterStats | null> } | null = null;
   private lastKnown: ClusterStats | null = null;
 
@@ -62,6 +70,18 @@ export class Metrics {
       name: 'userjoin_events_total',
       help: 'Events this process received, by source (s3, folder) and outcome (accepted, or why it was ignored)',
       labelNames: ['source', 'outcome'],
+      registers,
+    });
+    this.storeRequests = new client.Counter({
+      name: 'userjoin_store_requests_total',
+      help: 'Object store requests (S3), by operation (list, stat, read, write, bucket) and outcome (ok, not_found, refused, gave_up, error), each counted once however often it was tried',
+      labelNames: ['op', 'outcome'],
+      registers,
+    });
+    this.storeRetries = new client.Counter({
+      name: 'userjoin_store_retries_total',
+      help: 'Object store requests (S3) tried again, by operation and transient reason (throttled, unavailable, server_error, connection, cut, timeout)',
+      labelNames: ['op', 'reason'],
       registers,
     });
     const stat = (name: string, help: string, pick: (s: ClusterStats) => number) =>

@@ -5,7 +5,7 @@ import type { Logger } from './log.js';
 import { PixelBudget } from './images/budget.js';
 import type { RetryOptions } from './retry.js';
 import { retry } from './retry.js';
-import type { ObjectStore } from './storage/index.js';
+import type { ObjectStore, StoreObserver } from './storage/index.js';
 import { createStore } from './storage/index.js';
 
 /** What every entry point needs: a migrated database and a store with both buckets. */
@@ -25,10 +25,12 @@ export interface OpenResourcesOptions {
   signal?: AbortSignal;
   /** Called each time the object store is not ready yet and the start waits to try again. */
   onWait?: RetryOptions['onRetry'];
+  /** Told of every store request and retry (the service's metrics). */
+  storeObserver?: StoreObserver;
 }
 
 export async function openResources(config: Config, log: Logger, opts: OpenResourcesOptions): Promise<Resources> {
-  const store = await createStore(config.store);
+  const store = await createStore(config.store, { retry: config.storeRetry, observer: opts.storeObserver });
   const database = await openDatabase(config.db, { waitMs: opts.waitMs, statementTimeoutMs: config.dbStatementTimeoutMs, log });
   try {
     await retry(

@@ -87,7 +87,9 @@ async function start(
   releasers: Releaser[],
   releaseAll: (deadline: number) => Promise<void>,
 ): Promise<Service> {
-  const resources = await openResources(config, log, { waitMs: opts.waitMs ?? Number.POSITIVE_INFINITY, onWait: opts.onWait });
+  // Made first, to count the store's requests from the start; its figures are read once it is scraped.
+  const metrics = new Metrics((timeoutMs) => readClusterStats(resources.database.pool, timeoutMs), log);
+  const resources = await openResources(config, log, { waitMs: opts.waitMs ?? Number.POSITIVE_INFINITY, onWait: opts.onWait, storeObserver: metrics.store });
   releasers.push(() => resources.close());
   const store = opts.wrapStore ? opts.wrapStore(resources.store) : resources.store;
   const db = resources.database.pool;
@@ -104,7 +106,6 @@ async function start(
   // Stopped after the runs: this process's queue workers help its run finish.
   if (queue) releasers.push((deadline) => queue.stop(Math.max(0, deadline - Date.now())));
 
-  const metrics = new Metrics((timeoutMs) => readClusterStats(db, timeoutMs), log);
   const deps = { db, store, config, log, budget: resources.pixelBudget, instance: thisInstance(), queue };
   const runner = new Runner(deps, (report) => metrics.runFinished(report));
   const processor = new EventProcessor(runner, metrics, config.events, log.child({ component: 'events' }));

@@ -1,5 +1,6 @@
 import { createReadStream, createWriteStream } from 'node:fs';
 import fs from 'node:fs/promises';
+import type { IncomingMessage } from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
@@ -9,12 +10,18 @@ import { Client, NotificationConfig, ObjectCreatedAll, ObjectRemovedAll, QueueCo
 import type { StoreConfig } from '../config.js';
 import type { ObjectInfo, ObjectStore } from './objectStore.js';
 import { ObjectNotFoundError, ObjectUnreadableError } from './objectStore.js';
+import { AnswerCutError, Retrier, resumingBody } from './retry.js';
+import type { StoreOptions, StoreOutcome } from './retryPolicy.js';
+import { DEFAULT_RETRY_POLICY } from './retryPolicy.js';
+import { troubleAwareTransport } from './s3Transport.js';
 
 export type S3Options = Omit<Extract<StoreConfig, { kind: 's3' }>, 'kind'>;
 
 // Streams of unknown length are uploaded in parts of this size, so this bounds the memory an
 // upload of output.csv holds. 5 MiB is the S3 minimum.
 const PART_SIZE = 16 * 1024 * 1024;
+// A health check must answer within 3 s (http/routes/health.ts): ping stops retrying sooner.
+const PING_MAX_MS = 2_000;
 
 const NOT_FOUND_CODES = new Set(['NoSuchKey', 'NotFound', 'NoSuchObject']);
 const ALREADY_EXISTS_CODES = new Set(['BucketAlreadyOwnedByYou', 'BucketAlreadyExists']);
@@ -43,12 +50,19 @@ function xmlText(v: XmlText): string {
 /**
  * Any S3-compatible server through the `minio` client: MinIO, AWS S3, Garage, SeaweedFS.
  * Path-style addressing, because self-hosted servers rarely have wildcard DNS for buckets.
+ * Every request is retried when it fails for a transient reason (src/storage/retry.ts).
  */
 export class S3Store implements ObjectStore {
   readonly description: string;
   private readonly client: Client;
+  private readonly retrier: Retrier;
 
-  constructor(private readonly opts: S3Options) {
+  constructor(
+    private readonly opts: S3Options,
+    store: StoreOptions = {},
+  ) {
+    const policy = store.retry ?? DEFAULT_RETRY_POLICY;
+    this.retrier = new Retrier(policy, store.observer, answerOf);
     this.description = `s3:${opts.useSSL ? 'https' : 'http'}://${opts.endPoint}:${opts.port}`;
     this.client = new Client({
       endPoint: opts.endPoint,
@@ -59,23 +73,29 @@ export class S3Store implements ObjectStore {
       region: opts.region,
       pathStyle: true,
       partSize: PART_SIZE,
+      // Ours retries instead: the client's own (one retry of a 5xx) loses the error's code.
+      retryOptions: { disableRetry: true },
+      transport: troubleAwareTransport(opts.useSSL, policy.requestTimeoutMs),
     });
   }
 
   async ensureBucket(bucket: string): Promise<void> {
-    if (await this.client.bucketExists(bucket)) return;
-    try {
-      await this.client.makeBucket(bucket, this.opts.region);
-    } catch (err) {
-      // Another instance created it between our check and our request.
-      if (err instanceof S3Error && ALREADY_EXISTS_CODES.has(err.code ?? '')) return;
-      throw err;
-    }
+    await this.retrier.run('bucket', async () => {
+      if (await this.client.bucketExists(bucket)) return;
+      try {
+        await this.client.makeBucket(bucket, this.opts.region);
+      } catch (err) {
+        // Another instance created it between our check and our request.
+        if (err instanceof S3Error && ALREADY_EXISTS_CODES.has(err.code ?? '')) return;
+        throw err;
+      }
+    });
   }
 
   async ping(bucket: string): Promise<void> {
     // HEAD on our own bucket: works with credentials limited to the two buckets, unlike ListBuckets.
-    if (!(await this.client.bucketExists(bucket))) throw new Error(`bucket ${bucket} does not exist`);
+    const exists = await this.retrier.run('bucket', () => this.client.bucketExists(bucket), { maxTotalMs: PING_MAX_MS });
+    if (!exists) throw new Error(`bucket ${bucket} does not exist`);
   }
 
   /**
@@ -83,6 +103,7 @@ export class S3Store implements ObjectStore {
    * the only way a key with characters XML cannot carry survives the listing, and decoded
    * only when the server says it encoded them: some S3-compatible servers ignore the
    * parameter, and decoding a raw key such as "100%.csv" would fail the whole listing.
+   * A page that fails is asked for again with the same token: the listing goes on, never restarts.
    */
   async *list(bucket: string, prefix = ''): AsyncIterable<ObjectInfo> {
     let token = '';
@@ -90,8 +111,10 @@ export class S3Store implements ObjectStore {
       const query = ['encoding-type=url', 'list-type=2', 'max-keys=1000'];
       if (prefix) query.push(`prefix=${rfc3986(prefix)}`);
       if (token) query.unshift(`continuation-token=${rfc3986(token)}`);
-      const res = await this.client.makeRequestAsync({ method: 'GET', bucketName: bucket, query: query.join('&') });
-      const page = parseListPage(await readBody(res));
+      const page = await this.retrier.run('list', async () => {
+        const res = await this.client.makeRequestAsync({ method: 'GET', bucketName: bucket, query: query.join('&') });
+        return parseListPage(await readBody(res));
+      });
       yield* page.objects;
       if (!page.truncated) return;
       if (!page.nextToken) throw new Error('the server cut the listing short without a continuation token');
@@ -100,13 +123,15 @@ export class S3Store implements ObjectStore {
   }
 
   async stat(bucket: string, key: string): Promise<ObjectInfo | null> {
-    try {
-      const st = await this.client.statObject(bucket, key);
-      return { key, size: st.size, etag: normalizeEtag(st.etag), lastModified: st.lastModified };
-    } catch (err) {
-      if (isNotFound(err)) return null;
-      throw err;
-    }
+    return this.retrier.run('stat', async () => {
+      try {
+        const st = await this.client.statObject(bucket, key);
+        return { key, size: st.size, etag: normalizeEtag(st.etag), lastModified: st.lastModified };
+      } catch (err) {
+        if (isNotFound(err)) return null;
+        throw err;
+      }
+    });
   }
 
   /**
@@ -137,35 +162,49 @@ export class S3Store implements ObjectStore {
     return null;
   }
 
+  /**
+   * A read cut mid-body goes on from where it stopped, with a Range request for the rest of
+   * the same object (If-Match its etag): an object that changed meanwhile is not spliced.
+   */
   async read(bucket: string, key: string): Promise<Readable> {
-    try {
-      return await this.client.getObject(bucket, key);
-    } catch (err) {
-      if (isNotFound(err)) throw new ObjectNotFoundError(bucket, key);
-      if (err instanceof S3Error && OBJECT_ERROR_CODES.has(err.code ?? '')) {
-        throw new ObjectUnreadableError(key, `the server refused to send it (${err.code})`, { cause: err });
+    const first = await this.retrier.run('read', () => objectRequest(bucket, key, this.client.getObject(bucket, key)));
+    const etag = first.headers.etag;
+    return resumingBody(first, this.retrier, async (offset) => {
+      const headers: Record<string, string> = { range: `bytes=${offset}-`, ...(etag ? { 'if-match': etag } : {}) };
+      const rest = await objectRequest(bucket, key, this.client.makeRequestAsync({ method: 'GET', bucketName: bucket, objectName: key, headers }, '', [206]));
+      // Some servers ignore If-Match (s3rver does).
+      if (rest.headers.etag !== etag) {
+        rest.destroy();
+        throw new ObjectUnreadableError(key, 'it changed while it was read');
       }
-      throw err;
-    }
+      return rest;
+    });
   }
 
   async write(bucket: string, key: string, body: Readable | Buffer, contentType = 'application/octet-stream'): Promise<void> {
     const meta = { 'Content-Type': contentType };
     // An S3 PUT (single or multipart) becomes visible only once complete: readers never see a part.
     if (Buffer.isBuffer(body)) {
-      await this.client.putObject(bucket, key, body, body.length, meta);
+      await this.retrier.run('write', () => this.client.putObject(bucket, key, body, body.length, meta));
       return;
     }
     // A stream of unknown length makes the client size parts for a 5 TiB object (about 550 MB
     // each, held in memory) and resume whatever unfinished upload of the key it finds, even
     // another writer's. Spooling to a temp file gives a known size: one PUT up to PART_SIZE,
-    // PART_SIZE parts beyond.
+    // PART_SIZE parts beyond. And a failed upload can be sent again from the file.
     const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'userjoin-upload-'));
     try {
       const file = path.join(dir, 'body');
       await pipeline(body, createWriteStream(file));
       const { size } = await fs.stat(file);
-      await this.client.putObject(bucket, key, createReadStream(file), size, meta);
+      await this.retrier.run('write', async () => {
+        const upload = createReadStream(file);
+        try {
+          await this.client.putObject(bucket, key, upload, size, meta);
+        } finally {
+          upload.destroy();
+        }
+      });
     } finally {
       await fs.rm(dir, { recursive: true, force: true });
     }
@@ -217,8 +256,32 @@ export function parseListPage(xml: string): ListPage {
 
 async function readBody(stream: AsyncIterable<Buffer | string>): Promise<string> {
   const chunks: Buffer[] = [];
-  for await (const c of stream) chunks.push(Buffer.isBuffer(c) ? c : Buffer.from(c));
+  try {
+    for await (const c of stream) chunks.push(Buffer.isBuffer(c) ? c : Buffer.from(c));
+  } catch (err) {
+    throw new AnswerCutError(err);
+  }
   return Buffer.concat(chunks).toString('utf8');
+}
+
+/** A GET of one object, its refusals as the ObjectStore contract names them. */
+async function objectRequest(bucket: string, key: string, request: Promise<Readable>): Promise<IncomingMessage> {
+  try {
+    return (await request) as IncomingMessage;
+  } catch (err) {
+    if (isNotFound(err)) throw new ObjectNotFoundError(bucket, key);
+    if (err instanceof S3Error && err.code === 'PreconditionFailed') throw new ObjectUnreadableError(key, 'it changed while it was read', { cause: err });
+    if (err instanceof S3Error && OBJECT_ERROR_CODES.has(err.code ?? '')) {
+      throw new ObjectUnreadableError(key, `the server refused to send it (${err.code})`, { cause: err });
+    }
+    throw err;
+  }
+}
+
+/** For the store metrics: an answer about one object, which no retry changes. */
+function answerOf(err: unknown): StoreOutcome | null {
+  if (err instanceof ObjectNotFoundError) return 'not_found';
+  return err instanceof ObjectUnreadableError ? 'refused' : null;
 }
 
 /** Query-string escaping as SigV4 expects it: encodeURIComponent leaves !'()* alone. */
