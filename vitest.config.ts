@@ -4,8 +4,9 @@ export default defineConfig({
   test: {
     include: ['test/**/*.test.ts'],
     reporters: ['default', './test/support/summaryReporter.ts'],
-    // One real PostgreSQL for the whole run; each test file makes its own database in it.
-    globalSetup: ['test/support/globalPostgres.ts'],
+    // One real PostgreSQL and one Ceph radosgw for the whole run; each test file makes its own
+    // database in the one, and its own users (tenants) in the other.
+    globalSetup: ['test/support/globalPostgres.ts', 'test/support/globalRadosgw.ts'],
     testTimeout: 60_000,
     hookTimeout: 120_000,
     pool: 'forks',

@@ -91,7 +91,7 @@ describe.each(backends)('runs over generated hostile buckets on the %s backend (
   });
 
   const files = (): fc.Arbitrary<GeneratedFile[]> => {
-    const kind = name as 'folder' | 's3';
+    const kind = name as 'folder' | 's3rver' | 'radosgw';
     const csvFile = fc.tuple(keyArb(kind, csvExt), userCsvFile).map(([k, csv]): GeneratedFile => ({ ...k, kind: 'csv', csv }));
     const image = fc.tuple(keyArb(kind, imageExt), imageFile(samples)).map(([k, img]): GeneratedFile => ({ ...k, kind: 'image', image: img }));
     return fc.uniqueArray(fc.oneof({ weight: 3, arbitrary: csvFile }, { weight: 2, arbitrary: image }), {

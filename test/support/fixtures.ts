@@ -2,6 +2,7 @@ import type { EventEmitter } from 'node:events';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import zlib from 'node:zlib';
+import type { Client } from 'minio';
 import sharp from 'sharp';
 import type { Backend } from './stores.js';
 
@@ -63,10 +64,15 @@ export async function remove(backend: Backend, bucket: string, key: string): Pro
     await fs.rm(path.join(backend.config.dir, bucket, ...key.split('/')));
     return;
   }
-  const { port, endPoint } = backend.config;
-  const { Client } = await import('minio');
-  const client = new Client({ endPoint, port, useSSL: false, accessKey: 'S3RVER', secretKey: 'S3RVER', pathStyle: true });
-  await client.removeObject(bucket, key);
+  await (await s3Client(backend)).removeObject(bucket, key);
+}
+
+/** A minio client with the backend's own credentials, for what the store interface never does. */
+export async function s3Client(backend: Backend): Promise<Client> {
+  if (backend.config.kind !== 's3') throw new Error('not an S3 backend');
+  const { port, endPoint, useSSL, accessKey, secretKey, region } = backend.config;
+  const { Client: S3Client } = await import('minio');
+  return new S3Client({ endPoint, port, useSSL, accessKey, secretKey, region, pathStyle: true });
 }
 
 export async function readText(backend: Backend, bucket: string, key: string): Promise<string> {

@@ -196,15 +196,15 @@ export function imageFile(samples: Buffer[]): fc.Arbitrary<GeneratedImage> {
   );
 }
 
-export type Backend = 'folder' | 's3';
+export type Backend = 'folder' | 's3rver' | 'radosgw';
 
 // A folder name never contains "." and a file name always ends in one, so no key is ever
 // both a file and a folder (a folder store cannot hold that).
 const segmentChar = (backend: Backend, hostile: boolean) =>
   fc.oneof(
     { weight: 6, arbitrary: printableChar.filter((c) => c !== '/' && c !== '.') },
-    // s3rver drops control characters from its listings, so only the folder store gets them.
-    { weight: backend === 'folder' && hostile ? 1 : 0, arbitrary: controlChar.filter((c) => c !== '\u0000') },
+    // s3rver drops control characters from its listings; a real server (radosgw) keeps them.
+    { weight: backend !== 's3rver' && hostile ? 1 : 0, arbitrary: controlChar.filter((c) => c !== '\u0000') },
     // Separators and bidirectional controls survive any S3 listing, so every backend gets them.
     { weight: hostile ? 1 : 0, arbitrary: fc.constantFrom('\u2028', '\u202e', '\u2067') },
   );
