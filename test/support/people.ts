@@ -10,8 +10,8 @@ const SKIN = ['#f1c7a5', '#e0ac85', '#c68863', '#8d5a3b', '#5c3a24', '#f5d5bd'];
 const HAIR = ['#2b1b12', '#5a3a1e', '#a36b2c', '#d8b46a', '#777777', '#1a1a1a', '#b5482b'];
 const BACK = ['#8fb3e8', '#a5d6a7', '#f4c28b', '#d1a6e0', '#9fd8d6', '#f2a7a7', '#c5cbe0'];
 
-/** A small deterministic PRNG (mulberry32). */
-function random(seed: number): () => number {
+/** A small deterministic PRNG (mulberry32): numbers in [0, 1). */
+export function random(seed: number): () => number {
   let a = seed >>> 0;
   return () => {
     a = (a + 0x6d2b79f5) >>> 0;

@@ -1,0 +1,167 @@
+import http from 'node:http';
+import type { AddressInfo, Socket } from 'node:net';
+import { random } from './people.js';
+
+/**
+ * What the proxy does to one request instead of passing it on:
+ * - slow_down: answers 503 SlowDown, as S3 under load does;
+ * - access_denied: answers 403 AccessDenied, as a bucket policy that denies the object does;
+ * - cut: passes it on, sends the answer's headers (with the full Content-Length) and part of
+ *   its body, then closes the connection; an answer without a body is reset instead;
+ * - reset: closes the connection without answering;
+ * - stall: never answers.
+ */
+export type Fault = 'slow_down' | 'access_denied' | 'cut' | 'reset' | 'stall';
+
+export interface ProxiedRequest {
+  method: string;
+  /** Path and query as sent, e.g. /bucket/key?x=1. */
+  url: string;
+  /** The Range header, when the request had one. */
+  range?: string;
+  fault: Fault | null;
+}
+
+export interface FlakyProxyOptions {
+  /** The real S3 server behind the proxy. */
+  target: { host: string; port: number };
+  /** Share of requests answered 503 SlowDown. */
+  slowDownRate?: number;
+  /** Share of answers cut (mid-body, or reset when they have no body). */
+  cutRate?: number;
+  /** Seed of the pseudo-random choice of requests, for a reproducible mix. */
+  seed?: number;
+}
+
+/**
+ * A real HTTP proxy on 127.0.0.1 in front of an S3 server, which injects faults: a seeded
+ * pseudo-random share of requests, and those a test's rule picks. It logs every request and
+ * counts what it injected, so a test can check that faults really happened.
+ */
+export class FlakyProxy {
+  readonly requests: ProxiedRequest[] = [];
+  readonly injected = { slowDown: 0, accessDenied: 0, cut: 0, reset: 0, stall: 0 };
+  slowDownRate: number;
+  cutRate: number;
+  /** A test's own faults: looked at first, for each request; null leaves it to chance. */
+  rule: ((req: { method: string; url: URL; range?: string }) => Fault | null) | null = null;
+  private readonly next: () => number;
+  private readonly agent = new http.Agent({ keepAlive: true });
+  private readonly sockets = new Set<Socket>();
+
+  private constructor(
+    private readonly server: http.Server,
+    private readonly opts: FlakyProxyOptions,
+  ) {
+    this.slowDownRate = opts.slowDownRate ?? 0;
+    this.cutRate = opts.cutRate ?? 0;
+    this.next = random(opts.seed ?? 1);
+    server.on('request', (req, res) => this.handle(req, res));
+    server.on('connection', (socket) => {
+      this.sockets.add(socket);
+      socket.once('close', () => this.sockets.delete(socket));
+    });
+  }
+
+  static async start(opts: FlakyProxyOptions): Promise<FlakyProxy> {
+    const server = http.createServer();
+    const proxy = new FlakyProxy(server, opts);
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    return proxy;
+  }
+
+  get port(): number {
+    return (this.server.address() as AddressInfo).port;
+  }
+
+  /** Requests logged whose method and URL match. */
+  matching(method: string, test: (url: URL) => boolean): ProxiedRequest[] {
+    return this.requests.filter((r) => r.method === method && test(new URL(r.url, 'http://proxy')));
+  }
+
+  async close(): Promise<void> {
+    for (const socket of this.sockets) socket.destroy();
+    this.agent.destroy();
+    await new Promise<void>((resolve) => this.server.close(() => resolve()));
+  }
+
+  private chosen(req: http.IncomingMessage, url: URL): Fault | null {
+    const range = req.headers.range;
+    const ruled = this.rule?.({ method: req.method ?? 'GET', url, range });
+    if (ruled) return ruled;
+    // One draw per request whatever the rates, so the same seed picks the same requests.
+    const r = this.next();
+    if (r < this.slowDownRate) return 'slow_down';
+    if (r < this.slowDownRate + this.cutRate) return 'cut';
+    return null;
+  }
+
+  private handle(req: http.IncomingMessage, res: http.ServerResponse): void {
+    const url = new URL(req.url ?? '/', 'http://proxy');
+    const fault = this.chosen(req, url);
+    this.requests.push({ method: req.method ?? 'GET', url: req.url ?? '/', range: req.headers.range, fault });
+    switch (fault) {
+      case 'slow_down':
+        this.injected.slowDown++;
+        return answerError(req, res, 503, 'SlowDown', 'Please reduce your request rate.');
+      case 'access_denied':
+        this.injected.accessDenied++;
+        return answerError(req, res, 403, 'AccessDenied', 'Access Denied');
+      case 'reset':
+        this.injected.reset++;
+        req.socket.destroy();
+        return;
+      case 'stall':
+        this.injected.stall++;
+        return;
+      default:
+        this.forward(req, res, fault === 'cut');
+    }
+  }
+
+  private forward(req: http.IncomingMessage, res: http.ServerResponse, cut: boolean): void {
+    const upstream = http.request(
+      { host: this.opts.target.host, port: this.opts.target.port, method: req.method, path: req.url, headers: req.headers, agent: this.agent },
+      (answer) => {
+        const length = Number(answer.headers['content-length'] ?? 0);
+        if (cut && !(length > 1 && req.method !== 'HEAD')) {
+          // Nothing to cut mid-body: the connection is reset instead.
+          this.injected.reset++;
+          answer.resume();
+          req.socket.destroy();
+          return;
+        }
+        res.writeHead(answer.statusCode ?? 502, answer.headers);
+        if (!cut) {
+          answer.pipe(res);
+          return;
+        }
+        this.injected.cut++;
+        let left = Math.floor(length / 2);
+        answer.on('data', (chunk: Buffer) => {
+          if (left <= 0) return;
+          const part = chunk.subarray(0, left);
+          left -= part.length;
+          if (left > 0) {
+            res.write(part);
+            return;
+          }
+          answer.destroy();
+          res.write(part, () => req.socket.destroy());
+        });
+      },
+    );
+    upstream.on('error', () => req.socket.destroy());
+    req.pipe(upstream);
+  }
+}
+
+function answerError(req: http.IncomingMessage, res: http.ServerResponse, status: number, code: string, message: string): void {
+  const body = `<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>${code}</Code><Message>${message}</Message><RequestId>flaky-proxy</RequestId></Error>`;
+  // The request's body (an upload) is read first, as a server does before it answers.
+  req.resume();
+  req.once('end', () => {
+    res.writeHead(status, { 'content-type': 'application/xml', 'content-length': Buffer.byteLength(body) });
+    res.end(req.method === 'HEAD' ? undefined : body);
+  });
+}
