@@ -127,6 +127,20 @@ describe('DB_STATEMENT_TIMEOUT_MS', () => {
   });
 });
 
+describe('STORE_RETRIES, STORE_RETRY_BASE_MS, STORE_RETRY_MAX_MS, STORE_REQUEST_TIMEOUT_MS', () => {
+  it('default to 6 retries from 100 ms within 10 s, and 30 s of silence per request', () => {
+    expect(loadConfig({}).storeRetry).toEqual({ retries: 6, baseDelayMs: 100, maxTotalMs: 10_000, requestTimeoutMs: 30_000 });
+  });
+
+  it('take whole numbers; 0 retries turns retrying off', () => {
+    const env = { STORE_RETRIES: '0', STORE_RETRY_BASE_MS: '5', STORE_RETRY_MAX_MS: '250', STORE_REQUEST_TIMEOUT_MS: '1000' };
+    expect(loadConfig(env).storeRetry).toEqual({ retries: 0, baseDelayMs: 5, maxTotalMs: 250, requestTimeoutMs: 1000 });
+    expect(() => loadConfig({ STORE_RETRIES: '-1' })).toThrow(/STORE_RETRIES/);
+    expect(() => loadConfig({ STORE_RETRY_BASE_MS: '0' })).toThrow(/STORE_RETRY_BASE_MS/);
+    expect(() => loadConfig({ STORE_REQUEST_TIMEOUT_MS: 'soon' })).toThrow(/STORE_REQUEST_TIMEOUT_MS/);
+  });
+});
+
 describe('configuration documents', () => {
   const defaults = configDefaults();
 
