@@ -3,6 +3,7 @@ import type { ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import fs from 'node:fs/promises';
+import https from 'node:https';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -98,6 +99,7 @@ export async function startRadosgwCluster(): Promise<RadosgwCluster> {
       `mon_data = ${dir}/mon/$cluster-$id`,
       `osd_data = ${dir}/osd/$cluster-$id`,
       'rgw_enable_usage_log = false',
+      ...(process.env.CEPH_DEBUG ? ['debug_rgw = 20'] : []),
       '',
     ].join('\n'),
   );
@@ -158,4 +160,48 @@ export async function createRadosgwUser(cluster: Pick<RadosgwCluster, 'conf'>): 
   const secretKey = randomUUID().replace(/-/g, '');
   await run('radosgw-admin', ['-c', cluster.conf, 'user', 'create', '--tenant', tenant, '--uid', 'tester', '--display-name', 'tester', '--access-key', accessKey, '--secret-key', secretKey]);
   return { tenant, accessKey, secretKey };
+}
+
+/**
+ * An SNS topic that pushes to an HTTP endpoint, created over the gateway's HTTPS port: radosgw
+ * accepts credentials in the endpoint (https://user:password@host/...) only over TLS. Returns
+ * the topic's ARN, for PutBucketNotificationConfiguration.
+ */
+export async function createTopic(
+  cluster: Pick<RadosgwCluster, 'tlsPort'>,
+  credentials: { accessKey: string; secretKey: string },
+  name: string,
+  attributes: Record<string, string>,
+): Promise<string> {
+  const { Client } = await import('minio');
+  const client = new Client({
+    endPoint: '127.0.0.1',
+    port: cluster.tlsPort,
+    useSSL: true,
+    ...credentials,
+    region: 'us-east-1',
+    pathStyle: true,
+    // The gateway's certificate is self-signed.
+    transportAgent: new https.Agent({ rejectUnauthorized: false }),
+  });
+  // radosgw checks the signature of a form body against its hash; over HTTPS the client would
+  // sign it as UNSIGNED-PAYLOAD.
+  (client as unknown as { enableSHA256: boolean }).enableSHA256 = true;
+  const form = new URLSearchParams({ Action: 'CreateTopic', Name: name });
+  Object.entries(attributes).forEach(([k, v], i) => {
+    form.set(`Attributes.entry.${i + 1}.key`, k);
+    form.set(`Attributes.entry.${i + 1}.value`, v);
+  });
+  const res = await client.makeRequestAsync(
+    { method: 'POST', headers: { 'Content-Type': 'application/x-www-form-urlencoded' } },
+    form.toString(),
+    [200],
+    'us-east-1',
+  );
+  const chunks: Buffer[] = [];
+  for await (const c of res) chunks.push(c as Buffer);
+  const xml = Buffer.concat(chunks).toString('utf8');
+  const arn = /<TopicArn>([^<]+)<\/TopicArn>/.exec(xml)?.[1];
+  if (!arn) throw new Error(`CreateTopic answered without a TopicArn: ${xml}`);
+  return arn;
 }
