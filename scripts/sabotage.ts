@@ -240,6 +240,22 @@ const SABOTAGES: Sabotage[] = [
     tests: ['test/interleavings.test.ts'],
     filter: '^interleavings \\(folder\\) .*backs off',
   },
+  {
+    name: 'store-retry',
+    why: 'one 503 SlowDown or answer cut short by an S3 server would skip an object, or fail the run when it hit a listing page or the upload of output.csv',
+    file: 'src/storage/retry.ts',
+    edits: [{ find: '          this.retried(op, reason);\n          return true;', replace: '          return false;' }],
+    tests: ['test/storeRetry.test.ts'],
+    filter: 'one run through',
+  },
+  {
+    name: 'read-resume-offset',
+    why: 'a read cut mid-body would go on from the first byte again, after the bytes already passed on: a CSV or photo whose start comes twice',
+    file: 'src/storage/retry.ts',
+    edits: [{ find: '() => reopen(offset)', replace: '() => reopen(0)' }],
+    tests: ['test/storeRetry.test.ts'],
+    filter: 'read cut mid-body',
+  },
 ];
 
 // Sabotages no test catches yet: left out of a full run, which must pass, but shown by it and

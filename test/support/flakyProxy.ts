@@ -74,6 +74,15 @@ export class FlakyProxy {
     return (this.server.address() as AddressInfo).port;
   }
 
+  /** Back to passing everything on, with an empty log and counts. */
+  reset(): void {
+    this.requests.length = 0;
+    for (const k of Object.keys(this.injected) as Array<keyof FlakyProxy['injected']>) this.injected[k] = 0;
+    this.rule = null;
+    this.slowDownRate = 0;
+    this.cutRate = 0;
+  }
+
   /** Requests logged whose method and URL match. */
   matching(method: string, test: (url: URL) => boolean): ProxiedRequest[] {
     return this.requests.filter((r) => r.method === method && test(new URL(r.url, 'http://proxy')));
