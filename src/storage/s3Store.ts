@@ -50,7 +50,8 @@ function xmlText(v: XmlText): string {
 /**
  * Any S3-compatible server through the `minio` client: MinIO, AWS S3, Garage, SeaweedFS.
  * Path-style addressing, because self-hosted servers rarely have wildcard DNS for buckets.
- * Every request is retried when it fails for a transient reason (src/storage/retry.ts).
+ * Its listings, look-ups, reads, writes and bucket checks are retried when they fail for a
+ * transient reason (src/storage/retry.ts).
  */
 export class S3Store implements ObjectStore {
   readonly description: string;
