@@ -9,26 +9,17 @@ import type { TestService } from './support/service.js';
 import { recordingLogger, startTestService } from './support/service.js';
 import type { Backend } from './support/stores.js';
 import { backends } from './support/stores.js';
-
-// S3 event keys are form-encoded. MinIO escapes as Go's url.QueryEscape does: "/" too.
-const queryEscape = (key: string) => encodeURIComponent(key).replace(/%20/g, '+');
-
-/** One record as MinIO's webhook sends it (trimmed of fields nobody reads, which are allowed). */
-function record(eventName: string, key: string, bucket: string, encode = queryEscape) {
-  return {
-    eventVersion: '2.0',
-    eventSource: 'minio:s3',
-    eventTime: new Date().toISOString(),
-    eventName,
-    userIdentity: { principalId: 'minio' },
-    s3: {
-      s3SchemaVersion: '1.0',
-      configurationId: 'Config',
-      bucket: { name: bucket, ownerIdentity: { principalId: 'minio' }, arn: `arn:aws:s3:::${bucket}` },
-      object: { key: encode(key), size: 10, eTag: 'abc', sequencer: '17F0' },
-    },
-  };
-}
+import {
+  awsEscape,
+  awsNotification,
+  awsRecord,
+  minioNotification,
+  minioRecord,
+  radosgwNotification,
+  s3TestEvent,
+  snsNotification,
+  snsSubscriptionConfirmation,
+} from './support/s3Events.js';
 
 interface Run {
   id: number;
@@ -65,8 +56,11 @@ describe.each(backends)('events (%s)', (_name, startBackend) => {
       body: JSON.stringify({ EventName: 's3:ObjectCreated:Put', Key: 'x', Records: records }),
     });
 
-  const created = (svc: TestService, key: string) => record('s3:ObjectCreated:Put', key, svc.srcBucket);
-  const removed = (svc: TestService, key: string) => record('s3:ObjectRemoved:Delete', key, svc.srcBucket);
+  const created = (svc: TestService, key: string) => minioRecord(svc.srcBucket, key, 'ObjectCreated:Put');
+  const removed = (svc: TestService, key: string) => minioRecord(svc.srcBucket, key, 'ObjectRemoved:Delete');
+  /** A whole body, as a server sends it. */
+  const send = (svc: TestService, body: unknown, headers: Record<string, string> = {}) =>
+    svc.post('/events/s3', { headers: { 'content-type': 'application/json', ...headers }, body: JSON.stringify(body) });
 
   const userOf = async (svc: TestService, userId: string) => {
     const res = await svc.get(`/data/${encodeURIComponent(userId)}`);
@@ -80,11 +74,11 @@ describe.each(backends)('events (%s)', (_name, startBackend) => {
     const keys = ['nested/deep/u 1+2.csv', 'café/é1.csv', 'plain.csv'];
     for (const [i, key] of keys.entries()) await put(backend, svc.srcBucket, key, userCsv(`F${i}`, `L${i}`, 1000 * i));
     await put(backend, svc.srcBucket, 'untouched.csv', userCsv('No', 'Event', 0));
-    // One encoded as MinIO does ("/" as %2F), one as AWS does ("/" kept).
+    // One encoded as MinIO does ("/" as %2F), one as AWS does ("/" kept), one without "s3:".
     const res = await notify(svc, [
       created(svc, keys[0]!),
-      record('s3:ObjectCreated:Put', keys[1]!, svc.srcBucket, (k) => k.split('/').map(queryEscape).join('/')),
-      record('ObjectCreated:CompleteMultipartUpload', keys[2]!, svc.srcBucket),
+      minioRecord(svc.srcBucket, keys[1]!, 'ObjectCreated:Put', awsEscape),
+      awsRecord(svc.srcBucket, keys[2]!, 'ObjectCreated:CompleteMultipartUpload'),
     ]);
     expect(res.status).toBe(202);
     expect(await res.json()).toMatchObject({ received: 3, recorded: 3, outcomes: { accepted: 3 } });
@@ -98,6 +92,54 @@ describe.each(backends)('events (%s)', (_name, startBackend) => {
     expect(run.trigger).toBe('event');
     expect(run.counts).toMatchObject({ read: 3, new: 3 });
     await waitFor('the pending events to be forgotten', async () => (await pending()) === 0);
+  });
+
+  it("takes each server's own notifications, and decodes keys as each encodes them: MinIO's and AWS's URL-encoded, radosgw's raw", async () => {
+    const svc = await start();
+    // user_id, key: "%" and "+" mean one thing raw and another encoded.
+    const users = [
+      ['ü 100%+', 'in dir/ü 100%+.csv'],
+      ['x%41+y', 'ceph/x%41+y.csv'],
+      ['100%+ é', 'minio/100%+ é.csv'],
+      ['a+b c%41', 'aws/a+b c%41.csv'],
+    ] as const;
+    for (const [i, [, key]] of users.entries()) await put(backend, svc.srcBucket, key, userCsv(`F${i}`, `L${i}`, 1000 * i));
+    const bodies = [
+      radosgwNotification(svc.srcBucket, users[0][1]),
+      radosgwNotification(svc.srcBucket, users[1][1]),
+      minioNotification(svc.srcBucket, users[2][1]),
+      // AWS S3 reaches a webhook through an SNS topic, which wraps the event.
+      snsNotification(awsNotification(svc.srcBucket, users[3][1])),
+    ];
+    expect(JSON.stringify(bodies[2])).toContain('minio%2F100%25%2B+%C3%A9.csv');
+    for (const body of bodies) {
+      const res = await send(svc, body);
+      expect(res.status).toBe(202);
+      expect(await res.json()).toMatchObject({ received: 1, recorded: 1 });
+    }
+    for (const [i, [userId]] of users.entries()) {
+      const user = await waitFor(`user ${userId}`, () => userOf(svc, userId));
+      expect(user.first_name).toBe(`F${i}`);
+    }
+  });
+
+  it('answers the messages of an SNS subscription without fetching anything, and refuses one that carries no S3 event', async () => {
+    const { log, entries } = recordingLogger();
+    const svc = await start({}, { log });
+    const confirm = 'https://sns.eu-west-1.amazonaws.com/?Action=ConfirmSubscription&TopicArn=arn:aws:sns:eu-west-1:123456789012:userjoin-src&Token=2336';
+    for (const body of [snsSubscriptionConfirmation(confirm), snsNotification(s3TestEvent(svc.srcBucket)), { ...snsNotification(''), Type: 'UnsubscribeConfirmation' }]) {
+      const res = await send(svc, body);
+      expect(res.status, body.Type).toBe(202);
+      expect(await res.json()).toMatchObject({ received: 0, recorded: 0 });
+    }
+    // The operator confirms the subscription: its URL is in the log.
+    expect(entries().find((e) => e.subscribeUrl === confirm)?.msg).toMatch(/SubscribeURL/);
+    for (const body of [snsNotification({ hello: 'world' }), { ...snsNotification({}), Message: '{not json' }, { ...snsNotification({}), Type: 'Mystery' }]) {
+      const res = await send(svc, body);
+      expect(res.status).toBe(400);
+      expect(((await res.json()) as { error: { code: string } }).error.code).toBe('invalid_body');
+    }
+    expect(await pending()).toBe(0);
   });
 
   it('follows removals, duplicates and late deliveries to the objects current state', async () => {
@@ -126,12 +168,12 @@ describe.each(backends)('events (%s)', (_name, startBackend) => {
   it('counts and ignores events for another bucket, keys that are not user files, other events and records that do not parse', async () => {
     const svc = await start();
     const res = await notify(svc, [
-      record('s3:ObjectCreated:Put', '1.csv', 'some-other-bucket'),
+      minioRecord('some-other-bucket', '1.csv'),
       created(svc, 'notes.txt'),
       created(svc, 'folder/'),
       created(svc, 'bad\u0001name.csv'),
-      record('s3:ObjectAccessed:Get', '2.csv', svc.srcBucket),
-      record('s3:ObjectCreated:Put', '3.csv', svc.srcBucket, () => '%E0%A4%A.csv'),
+      minioRecord(svc.srcBucket, '2.csv', 'ObjectAccessed:Get'),
+      minioRecord(svc.srcBucket, '3.csv', 'ObjectCreated:Put', () => '%E0%A4%A.csv'),
       { eventName: 's3:ObjectCreated:Put' },
       'not even an object',
     ]);
@@ -159,12 +201,25 @@ describe.each(backends)('events (%s)', (_name, startBackend) => {
     expect(await runs(svc)).toEqual([]);
   });
 
-  it('takes EVENTS_TOKEN or API_TOKEN, and EVENTS_TOKEN opens nothing else', async () => {
-    const svc = await start({ API_TOKEN: 'api-secret', EVENTS_TOKEN: 'events-secret' });
+  it('takes EVENTS_TOKEN or API_TOKEN, as Bearer or as the password of Basic, and EVENTS_TOKEN opens nothing else', async () => {
+    const svc = await start({ API_TOKEN: 'api-secret', EVENTS_TOKEN: 'events:secret' });
     await put(backend, svc.srcBucket, '5.csv', userCsv('Bo', 'Ek', 0));
-    const bad: Array<Record<string, string>> = [{}, { authorization: 'Bearer wrong' }, { authorization: 'Basic ZXZlbnRzLXNlY3JldA==' }];
+    const basic = (pair: string) => ({ authorization: `Basic ${Buffer.from(pair).toString('base64')}` });
+    const bad: Array<Record<string, string>> = [
+      {},
+      { authorization: 'Bearer wrong' },
+      // Basic is user:password; the token alone, or as the user name, is not it.
+      basic('api-secret'),
+      basic('events:secret'),
+      basic('events:secret:'),
+      basic('events:wrong'),
+      { authorization: 'Basic %%%' },
+    ];
     for (const headers of bad) {
-      expect((await notify(svc, [created(svc, '5.csv')], headers)).status).toBe(401);
+      const res = await notify(svc, [created(svc, '5.csv')], headers);
+      expect(res.status, JSON.stringify(headers)).toBe(401);
+      // Both ways are advertised, so a sender that can only do Basic knows it may.
+      expect(res.headers.get('www-authenticate')).toBe('Bearer realm="userjoin", Basic realm="userjoin"');
     }
     // The router takes other spellings of the path; the token check must too.
     for (const spelling of ['/EVENTS/S3', '/Events/s3', '/events/s3/']) {
@@ -172,9 +227,16 @@ describe.each(backends)('events (%s)', (_name, startBackend) => {
       expect(res.status, spelling).toBe(401);
     }
     expect(await pending()).toBe(0);
-    expect((await notify(svc, [created(svc, '5.csv')], { authorization: 'Bearer events-secret' })).status).toBe(202);
+    expect((await notify(svc, [created(svc, '5.csv')], { authorization: 'Bearer events:secret' })).status).toBe(202);
     expect((await notify(svc, [created(svc, '5.csv')], { authorization: 'Bearer api-secret' })).status).toBe(202);
-    expect((await svc.get('/data', { headers: { authorization: 'Bearer events-secret' } })).status).toBe(401);
+    // As radosgw sends it, from https://events:<token>@host/events/s3: any user name, the token as the password.
+    expect((await notify(svc, [created(svc, '5.csv')], basic('events:events:secret'))).status).toBe(202);
+    expect((await notify(svc, [created(svc, '5.csv')], basic(':api-secret'))).status).toBe(202);
+    expect((await svc.get('/data', { headers: { authorization: 'Bearer events:secret' } })).status).toBe(401);
+    // The API takes Bearer only: a browser would send cached Basic credentials for any page.
+    const viaBasic = await svc.get('/data', { headers: basic('me:api-secret') });
+    expect(viaBasic.status).toBe(401);
+    expect(viaBasic.headers.get('www-authenticate')).toBe('Bearer realm="userjoin"');
     await waitFor('user 5', async () => (await svc.get('/data/5', { headers: { authorization: 'Bearer api-secret' } })).status === 200);
   });
 

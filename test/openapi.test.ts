@@ -203,8 +203,13 @@ describe('OpenAPI document with a token', () => {
       const isOpen = (op: Json) => Array.isArray(op.security) && op.security.length === 0;
       const open = Object.entries(doc.paths as Json).flatMap(([p, ms]) => Object.entries(ms as Json).filter(([, op]) => isOpen(op as Json)).map(([m]) => `${m} ${p}`));
       expect(open.sort()).toEqual(['get /health', 'get /openapi.json']);
-      // The webhook also takes the events token.
-      expect(doc.paths['/events/s3'].post.security).toEqual([{ bearer: [] }, { eventsBearer: [] }]);
+      // The webhook also takes the events token, and either token as a Basic password; nothing else takes Basic.
+      expect(doc.paths['/events/s3'].post.security).toEqual([{ bearer: [] }, { eventsBearer: [] }, { eventsBasic: [] }]);
+      expect(doc.components.securitySchemes.eventsBasic).toMatchObject({ type: 'http', scheme: 'basic' });
+      const basicElsewhere = Object.entries(doc.paths as Json).flatMap(([p, ms]) =>
+        Object.entries(ms as Json).filter(([, op]) => p !== '/events/s3' && JSON.stringify((op as Json).security ?? doc.security).includes('Basic')),
+      );
+      expect(basicElsewhere).toEqual([]);
       // And the server agrees: what the document calls protected answers 401 without the token.
       for (const [p, methods] of Object.entries(doc.paths as Json)) {
         for (const [m, op] of Object.entries(methods as Json)) {

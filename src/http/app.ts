@@ -51,7 +51,7 @@ export function apiOperations(deps: HttpDeps): Operation[] {
     ...dataOperations(deps.db, deps.runner, deps.pageCache ?? null),
     ...photoOperations(deps.db, deps.photos),
     ...runOperations(deps.db),
-    ...eventOperations(deps.events, deps.srcBucket),
+    ...eventOperations(deps.events, deps.srcBucket, deps.log),
     ...healthOperations(deps.db, () => deps.store.ping(deps.srcBucket), deps.log),
     operation({
       method: 'get',

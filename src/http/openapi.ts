@@ -28,7 +28,7 @@ export function openApiDocument(ops: Operation[], info: { version: string }): Js
       tags: [op.tag],
       summary: op.summary,
       ...(op.description ? { description: op.description } : {}),
-      ...(op.access === 'public' ? { security: [] } : op.access === 'events' ? { security: [{ bearer: [] }, { eventsBearer: [] }] } : {}),
+      ...(op.access === 'public' ? { security: [] } : op.access === 'events' ? { security: [{ bearer: [] }, { eventsBearer: [] }, { eventsBasic: [] }] } : {}),
       ...(parameters.length > 0 ? { parameters } : {}),
       ...(op.body
         ? { requestBody: { required: true, description: op.body.description, content: { 'application/json': { schema: toSchema(op.body.schema, 'input') } } } }
@@ -52,6 +52,13 @@ export function openApiDocument(ops: Operation[], info: { version: string }): Js
       securitySchemes: {
         bearer: { type: 'http', scheme: 'bearer', description: 'The API_TOKEN the service was started with' },
         eventsBearer: { type: 'http', scheme: 'bearer', description: 'The EVENTS_TOKEN, which opens only the event webhook' },
+        eventsBasic: {
+          type: 'http',
+          scheme: 'basic',
+          description:
+            'The event webhook only: any user name, with EVENTS_TOKEN or API_TOKEN as the password, for senders that cannot send a ' +
+            'Bearer token (Ceph radosgw, from user:password@ in its push endpoint; Amazon SNS likewise)',
+        },
       },
     },
   };

@@ -39,8 +39,9 @@ export function sameBuckets(s: TestService): Record<string, string> {
 }
 
 /** A logger whose messages a test can read, for tests of what the service logs; never to wait on. */
-export function recordingLogger(): { log: Logger; messages: () => string[] } {
+export function recordingLogger(): { log: Logger; messages: () => string[]; entries: () => Array<Record<string, unknown> & { msg: string }> } {
   const lines: string[] = [];
   const log = pino({ level: 'debug' }, { write: (line: string) => void lines.push(line) });
-  return { log, messages: () => lines.map((l) => (JSON.parse(l) as { msg: string }).msg) };
+  const entries = () => lines.map((l) => JSON.parse(l) as Record<string, unknown> & { msg: string });
+  return { log, messages: () => entries().map((e) => e.msg), entries };
 }
