@@ -67,8 +67,8 @@ export interface EventsConfig {
   token: string | null;
   /** The folder store watches the source bucket's folder (WATCH). */
   watch: boolean;
-  /** MINIO_NOTIFY_ARN: the target the service points the source bucket's notifications at, at start. */
-  notifyArn: string | null;
+  /** S3_NOTIFY_ARN (or MINIO_NOTIFY_ARN): where the service points the source bucket's notifications, at start. */
+  notifyTarget: NotifyTarget | null;
   /** output.csv is rewritten after event batches at most this often (EXPORT_INTERVAL). */
   exportIntervalMs: number;
   /** How often every instance looks for events another instance recorded. */
@@ -77,6 +77,16 @@ export interface EventsConfig {
   maxKeys: number;
   /** Event batches within this window share one run in the history. */
   coalesceMs: number;
+}
+
+/**
+ * A notification target on the S3 server. MinIO names its webhook targets as queues
+ * (arn:minio:sqs::<ID>:webhook); Ceph radosgw and AWS send to SNS topics
+ * (arn:aws:sns:<zonegroup or region>:<tenant or account>:<topic>).
+ */
+export interface NotifyTarget {
+  kind: 'queue' | 'topic';
+  arn: string;
 }
 
 export class ConfigError extends Error {
@@ -147,6 +157,8 @@ const envSchema = z.object({
   // A replica killed with an item in hand: another takes it this long after.
   ITEM_LEASE_SECONDS: z.coerce.number().int().min(1).max(3600).default(300),
   WATCH: z.enum(['true', 'false'], { error: 'must be true or false' }).default('true'),
+  S3_NOTIFY_ARN: optionalText,
+  // The name S3_NOTIFY_ARN had when only MinIO's queue targets were set up.
   MINIO_NOTIFY_ARN: optionalText,
   // Seconds. Each export rewrites the whole file, so a stream of events must not rewrite it each time.
   EXPORT_INTERVAL: z.coerce.number().min(0).max(86_400).default(10),
@@ -222,6 +234,18 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     );
   }
 
+  const notifyArn = e.S3_NOTIFY_ARN ?? e.MINIO_NOTIFY_ARN;
+  if (e.S3_NOTIFY_ARN && e.MINIO_NOTIFY_ARN && e.S3_NOTIFY_ARN !== e.MINIO_NOTIFY_ARN) {
+    problems.push('  S3_NOTIFY_ARN and MINIO_NOTIFY_ARN (its former name) are both set, to different targets; set S3_NOTIFY_ARN only');
+  }
+  const notifyKind = notifyArn && /^arn:[^:]+:(sqs|sns):/.exec(notifyArn)?.[1];
+  if (notifyArn && !notifyKind) {
+    problems.push(
+      `  S3_NOTIFY_ARN: "${notifyArn}" is neither a queue ARN (MinIO: arn:minio:sqs::<ID>:webhook) nor an SNS topic ARN ` +
+        '(radosgw, AWS: arn:aws:sns:<zonegroup>:<tenant>:<topic>)',
+    );
+  }
+
   if (problems.length > 0) throw new ConfigError(`invalid configuration:\n${problems.join('\n')}`);
 
   return {
@@ -246,7 +270,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     events: {
       token: e.EVENTS_TOKEN ?? null,
       watch: e.WATCH === 'true',
-      notifyArn: e.MINIO_NOTIFY_ARN ?? null,
+      notifyTarget: notifyArn && notifyKind ? { kind: notifyKind === 'sqs' ? 'queue' : 'topic', arn: notifyArn } : null,
       exportIntervalMs: Math.round(e.EXPORT_INTERVAL * 1000),
       pollMs: 1000,
       maxKeys: 1000,

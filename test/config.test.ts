@@ -119,6 +119,28 @@ describe('isLoopbackHost', () => {
   });
 });
 
+describe('S3_NOTIFY_ARN', () => {
+  it('takes a MinIO queue ARN or an SNS topic ARN (radosgw, AWS), and tells which', () => {
+    expect(loadConfig({}).events.notifyTarget).toBeNull();
+    expect(loadConfig({ S3_NOTIFY_ARN: 'arn:minio:sqs::USERJOIN:webhook' }).events.notifyTarget).toEqual({ kind: 'queue', arn: 'arn:minio:sqs::USERJOIN:webhook' });
+    expect(loadConfig({ S3_NOTIFY_ARN: 'arn:aws:sns:default::userjoin' }).events.notifyTarget).toEqual({ kind: 'topic', arn: 'arn:aws:sns:default::userjoin' });
+    expect(loadConfig({ S3_NOTIFY_ARN: 'arn:aws:sns:eu-west-1:123456789012:src-events' }).events.notifyTarget?.kind).toBe('topic');
+  });
+
+  it('still reads MINIO_NOTIFY_ARN, its former name, and refuses the two set to different targets', () => {
+    const queue = 'arn:minio:sqs::USERJOIN:webhook';
+    expect(loadConfig({ MINIO_NOTIFY_ARN: queue }).events.notifyTarget).toEqual({ kind: 'queue', arn: queue });
+    expect(loadConfig({ MINIO_NOTIFY_ARN: queue, S3_NOTIFY_ARN: queue }).events.notifyTarget).toEqual({ kind: 'queue', arn: queue });
+    expect(() => loadConfig({ MINIO_NOTIFY_ARN: queue, S3_NOTIFY_ARN: 'arn:aws:sns:default::userjoin' })).toThrow(/S3_NOTIFY_ARN and MINIO_NOTIFY_ARN .* are both set, to different targets/);
+  });
+
+  it('refuses an ARN that is neither a queue nor a topic', () => {
+    for (const arn of ['webhook', 'arn:aws:lambda:eu-west-1:123456789012:function:f', 'arn:aws:s3:::src']) {
+      expect(() => loadConfig({ S3_NOTIFY_ARN: arn }), arn).toThrow(/S3_NOTIFY_ARN: ".*" is neither a queue ARN .* nor an SNS topic ARN/);
+    }
+  });
+});
+
 describe('DB_STATEMENT_TIMEOUT_MS', () => {
   it('defaults to 60 s and takes a positive number of ms', () => {
     expect(loadConfig({}).dbStatementTimeoutMs).toBe(60_000);

@@ -131,7 +131,7 @@ describe('docker-compose.yml: userjoin\'s own MinIO user', () => {
     // Events wait in a volume while the service is down, and are delivered when it is back.
     const queueDir = env[`MINIO_NOTIFY_WEBHOOK_QUEUE_DIR_${id}`]!;
     expect((minio.volumes ?? []).map((v) => v.split(':')[1])).toContain(queueDir);
-    expect(userjoin!.environment!.MINIO_NOTIFY_ARN).toBe(`arn:minio:sqs::${id}:webhook`);
+    expect(userjoin!.environment!.S3_NOTIFY_ARN).toBe(`arn:minio:sqs::${id}:webhook`);
   });
 
   it('minio-init waits for MinIO, creates the buckets, the policy from the repository, and the user with it attached', () => {
@@ -166,7 +166,7 @@ describe('docker-compose.yml: userjoin\'s own MinIO user', () => {
     const expected = [
       ...['s3:ListBucket', 's3:GetBucketLocation'].flatMap((a) => [`${a} arn:aws:s3:::src`, `${a} arn:aws:s3:::res`]),
       's3:ListBucketMultipartUploads arn:aws:s3:::res',
-      // The service points src's notifications at its webhook at start (MINIO_NOTIFY_ARN).
+      // The service points src's notifications at its webhook at start (S3_NOTIFY_ARN).
       's3:GetBucketNotification arn:aws:s3:::src',
       's3:PutBucketNotification arn:aws:s3:::src',
       's3:GetObject arn:aws:s3:::src/*',

@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { notificationConfig } from '../src/storage/notifications.js';
 import { parseListPage } from '../src/storage/s3Store.js';
 
 const page = (body: string) => `<?xml version="1.0" encoding="UTF-8"?><ListBucketResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/">${body}</ListBucketResult>`;
@@ -33,5 +34,23 @@ describe('parseListPage', () => {
       nextToken: 't+/=',
     });
     expect(parseListPage(page('<IsTruncated>false</IsTruncated>'))).toEqual({ objects: [], truncated: false, nextToken: '' });
+  });
+});
+
+// What the minio client renders as the NotificationConfiguration XML, element for element.
+describe('notificationConfig', () => {
+  const events = ['s3:ObjectCreated:*', 's3:ObjectRemoved:*'];
+  const plain = (v: unknown) => JSON.parse(JSON.stringify(v)) as unknown;
+
+  it("sends MinIO's queue target a QueueConfiguration", () => {
+    expect(plain(notificationConfig({ kind: 'queue', arn: 'arn:minio:sqs::USERJOIN:webhook' }))).toEqual({
+      QueueConfiguration: [{ Queue: 'arn:minio:sqs::USERJOIN:webhook', Event: events }],
+    });
+  });
+
+  it('sends an SNS topic (radosgw, AWS) a TopicConfiguration with an Id, which radosgw requires', () => {
+    expect(plain(notificationConfig({ kind: 'topic', arn: 'arn:aws:sns:default:tenant:userjoin' }))).toEqual({
+      TopicConfiguration: [{ Id: 'userjoin', Topic: 'arn:aws:sns:default:tenant:userjoin', Event: events }],
+    });
   });
 });

@@ -1,4 +1,5 @@
 import type { Readable } from 'node:stream';
+import type { NotifyTarget } from '../config.js';
 
 /** One object as a listing reports it. Enough to tell whether it changed without reading it. */
 export interface ObjectInfo {
@@ -41,13 +42,13 @@ export interface ObjectStore {
    * Events name single keys; this looks one up without listing the bucket.
    */
   head(bucket: string, key: string): Promise<ObjectInfo | null>;
+  /** S3 stores: sends the bucket's notifications of created and removed objects to this target. */
+  notifyTo?(bucket: string, target: NotifyTarget): Promise<void>;
   /**
    * Calls onKeys with keys that may have been created, changed or removed in the bucket, until
    * closed. Only stores that can see their own changes have it (the folder store); S3 servers
    * send bucket notifications instead.
    */
-  /** S3 stores: sends the bucket's notifications of created and removed objects to this target. */
-  notifyTo?(bucket: string, arn: string): Promise<void>;
   watch?(bucket: string, onKeys: (keys: string[]) => void, onError: (err: Error) => void): Promise<StoreWatch>;
   /**
    * A stream of the object's bytes. Rejects with ObjectNotFoundError when missing, and with

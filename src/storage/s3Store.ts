@@ -6,10 +6,11 @@ import path from 'node:path';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { XMLParser } from 'fast-xml-parser';
-import { Client, NotificationConfig, ObjectCreatedAll, ObjectRemovedAll, QueueConfig, S3Error } from 'minio';
-import type { StoreConfig } from '../config.js';
+import { Client, S3Error } from 'minio';
+import type { NotifyTarget, StoreConfig } from '../config.js';
 import type { ObjectInfo, ObjectStore } from './objectStore.js';
 import { ObjectNotFoundError, ObjectUnreadableError } from './objectStore.js';
+import { notificationConfig } from './notifications.js';
 import { AnswerCutError, Retrier, resumingBody } from './retry.js';
 import type { StoreOptions, StoreOutcome } from './retryPolicy.js';
 import { DEFAULT_RETRY_POLICY } from './retryPolicy.js';
@@ -137,15 +138,11 @@ export class S3Store implements ObjectStore {
 
   /**
    * Points the bucket's notifications of created and removed objects at a target the server
-   * knows (on MinIO: arn:minio:sqs::<ID>:webhook). Replaces the bucket's notification setup.
+   * knows: a MinIO queue, or an SNS topic on radosgw and AWS (see notificationConfig).
+   * Replaces the bucket's notification setup (on radosgw: the notification with this Id).
    */
-  async notifyTo(bucket: string, arn: string): Promise<void> {
-    const queue = new QueueConfig(arn);
-    queue.addEvent(ObjectCreatedAll);
-    queue.addEvent(ObjectRemovedAll);
-    const config = new NotificationConfig();
-    config.add(queue);
-    await this.client.setBucketNotification(bucket, config);
+  async notifyTo(bucket: string, target: NotifyTarget): Promise<void> {
+    await this.client.setBucketNotification(bucket, notificationConfig(target));
   }
 
   /**

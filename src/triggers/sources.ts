@@ -25,19 +25,20 @@ export async function startWatch(config: Config, store: ObjectStore, intake: Eve
   }
 }
 
-/** MINIO_NOTIFY_ARN: have the S3 server send the source bucket's events to our webhook. */
+/** S3_NOTIFY_ARN: have the S3 server send the source bucket's events to our webhook. */
 export async function setUpNotifications(config: Config, store: ObjectStore, log: Logger): Promise<void> {
-  const arn = config.events.notifyArn;
-  if (!arn) return;
+  const target = config.events.notifyTarget;
+  if (!target) return;
+  const { arn } = target;
   if (!store.notifyTo) {
-    log.warn({ arn }, 'MINIO_NOTIFY_ARN is set, but the folder store has no notifications (it watches its folder instead)');
+    log.warn({ arn }, 'S3_NOTIFY_ARN is set, but the folder store has no notifications (it watches its folder instead)');
     return;
   }
   try {
-    await store.notifyTo(config.srcBucket, arn);
+    await store.notifyTo(config.srcBucket, target);
     log.info({ bucket: config.srcBucket, arn }, 'bucket notifications set');
   } catch (err) {
     // The scheduled runs still find every change, only later.
-    log.error({ err, bucket: config.srcBucket, arn }, "could not set the bucket notifications; check MINIO_NOTIFY_ARN and the server's webhook target");
+    log.error({ err, bucket: config.srcBucket, arn }, "could not set the bucket notifications; check S3_NOTIFY_ARN and the server's webhook target or topic");
   }
 }
