@@ -256,6 +256,22 @@ const SABOTAGES: Sabotage[] = [
     tests: ['test/storeRetry.test.ts'],
     filter: 'read cut mid-body',
   },
+  {
+    name: 'event-key-encoding',
+    why: 'radosgw\'s raw event keys would be URL-decoded as AWS\'s and MinIO\'s are: "100%+.csv" unparsable, "x%41+y.csv" read as "xA y.csv", and the users they name never processed',
+    file: 'src/http/routes/events.ts',
+    edits: [{ find: "  if (RAW_KEY_SOURCES.has(r.data.eventSource ?? '')) return { key };\n", replace: '' }],
+    tests: ['test/events.test.ts'],
+    filter: '^events \\(folder\\) .*decodes keys as each encodes them',
+  },
+  {
+    name: 'api-bearer-only',
+    why: 'the API would take Basic credentials, which a browser sends on its own once cached: another web page could read every user',
+    file: 'src/http/auth.ts',
+    edits: [{ find: 'api: opts.apiToken ? tokenAuth([opts.apiToken]) : local', replace: 'api: opts.apiToken ? tokenAuth([opts.apiToken], { basic: true }) : local' }],
+    tests: ['test/events.test.ts'],
+    filter: '^events \\(folder\\) .*password of Basic',
+  },
 ];
 
 // Sabotages no test catches yet: left out of a full run, which must pass, but shown by it and
