@@ -5,6 +5,7 @@ import type { TestDatabase } from './support/database.js';
 import { createTestDatabase } from './support/database.js';
 import { makeImage, put, readText, remove, userCsv, waitFor } from './support/fixtures.js';
 import { ObservedStore } from './support/harness.js';
+import { createTopic } from './support/radosgw.js';
 import type { TestService } from './support/service.js';
 import { recordingLogger, startTestService } from './support/service.js';
 import type { Backend } from './support/stores.js';
@@ -14,7 +15,6 @@ import {
   awsNotification,
   awsRecord,
   bucketNotificationXml,
-  createRadosgwTopic,
   minioNotification,
   minioRecord,
   radosgwNotification,
@@ -403,7 +403,10 @@ describe.each(backends)('events (%s)', (_name, startBackend) => {
   if (_name === 'radosgw') {
     it('with S3_NOTIFY_ARN naming an SNS topic, sets a TopicConfiguration with an Id at start, as radosgw requires', async () => {
       const { log, messages } = recordingLogger();
-      const arn = await createRadosgwTopic(backend, 'userjoin-events', { 'push-endpoint': 'http://127.0.0.1:9/events/s3' });
+      const { accessKey, secretKey } = backend.config as { accessKey: string; secretKey: string };
+      const arn = await createTopic(backend.radosgw!, { accessKey, secretKey }, 'userjoin-events', {
+        'push-endpoint': 'http://127.0.0.1:9/events/s3',
+      });
       expect(arn).toMatch(/^arn:aws:sns:[^:]*:[^:]*:userjoin-events$/);
       const svc = await start({ S3_NOTIFY_ARN: arn }, { log });
       expect(messages()).toContain('bucket notifications set');

@@ -174,31 +174,11 @@ export function s3TestEvent(bucket: string) {
   return { Service: 'Amazon S3', Event: 's3:TestEvent', Time: isoNoMillis(), Bucket: bucket, RequestId: '5582815E1AEA5ADF', HostId: '8cLeGAmw098X5cv4Zkwcmo8vvZa3eH3eKxsPzbB9wrR+YstdA6Knx4Ip8EXAMPLE' };
 }
 
-async function text(stream: AsyncIterable<Buffer | string>): Promise<string> {
-  let out = '';
-  for await (const c of stream) out += c.toString();
-  return out;
-}
-
-/**
- * Creates an SNS topic on a radosgw backend (its SNS API, POST / with a form), and returns its
- * ARN. Over plain HTTP, so radosgw refuses a password in the push endpoint.
- */
-export async function createRadosgwTopic(backend: Backend, name: string, attributes: Record<string, string>): Promise<string> {
-  const form = new URLSearchParams({ Action: 'CreateTopic', Name: name });
-  for (const [i, [k, v]] of Object.entries(attributes).entries()) {
-    form.set(`Attributes.entry.${i + 1}.key`, k);
-    form.set(`Attributes.entry.${i + 1}.value`, v);
-  }
-  const client = await s3Client(backend);
-  const res = await client.makeRequestAsync({ method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' } }, form.toString(), [200], 'us-east-1');
-  const arn = /<TopicArn>([^<]+)<\/TopicArn>/.exec(await text(res))?.[1];
-  if (!arn) throw new Error('radosgw answered CreateTopic without a TopicArn');
-  return arn;
-}
-
 /** The bucket's notification configuration, as the server gives it (GET ?notification). */
 export async function bucketNotificationXml(backend: Backend, bucket: string): Promise<string> {
   const client = await s3Client(backend);
-  return text(await client.makeRequestAsync({ method: 'GET', bucketName: bucket, query: 'notification' }, '', [200], 'us-east-1'));
+  const res = await client.makeRequestAsync({ method: 'GET', bucketName: bucket, query: 'notification' }, '', [200], 'us-east-1');
+  let xml = '';
+  for await (const c of res as AsyncIterable<Buffer>) xml += c.toString();
+  return xml;
 }
