@@ -42,10 +42,10 @@ export interface Operation<Q extends z.ZodType = z.ZodType, P extends z.ZodType 
 }
 
 /**
- * Who may call a route. 'api': API_TOKEN holders (Bearer). 'public': anyone. 'events': EVENTS_TOKEN
- * or API_TOKEN holders (Bearer, or Basic with the token as the password). Where the service has no such token, the loopback rules (localOnly.ts)
- * guard the route instead; without API_TOKEN, that is every route but the 'events' ones when
- * EVENTS_TOKEN is set.
+ * Who may call a route. 'api': API_TOKEN holders (Bearer). 'public': anyone. 'events':
+ * EVENTS_TOKEN or API_TOKEN holders (Bearer, or Basic with the token as the password). Where the
+ * service has no such token, the loopback rules (localOnly.ts) guard the route instead; without
+ * API_TOKEN, that is every route but the 'events' ones when EVENTS_TOKEN is set.
  */
 export type Access = 'api' | 'public' | 'events';
 

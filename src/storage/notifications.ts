@@ -3,7 +3,7 @@ import type { NotifyTarget } from '../config.js';
 
 // The Id names the service's notification: radosgw requires one, and keeps notifications
 // with other Ids on the bucket.
-export const NOTIFICATION_ID = 'userjoin';
+const NOTIFICATION_ID = 'userjoin';
 
 /**
  * A bucket's notification configuration that sends created and removed objects to the

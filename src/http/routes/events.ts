@@ -14,8 +14,8 @@ const MAX_RECORDS = 10_000;
 // "+", a "+" is "%2B"), and MinIO does the same; Ceph radosgw sends the key as it is. The key
 // cannot tell which: "a+b%20.csv" is a valid key either way. The record's eventSource does:
 // "ceph:s3" is raw, and any other sender, or none, is taken to follow AWS's format, which its
-// records copy. A raw key from an unknown sender is then either unparsable or names an object
-// that is not there; either way the scheduled run finds the change.
+// records copy. A raw key from an unknown sender is then unparsable or names another key, which
+// is only looked up again; the scheduled run finds the change either way.
 const RAW_KEY_SOURCES = new Set(['ceph:s3']);
 
 /** The fields of an S3 event record that matter here; others are allowed and ignored. */
@@ -47,6 +47,7 @@ const s3Notification = z
 
 /** What AWS S3 sends once through a destination it was given; nothing to do. */
 const s3TestEvent = z.looseObject({ Event: z.literal('s3:TestEvent') });
+const snsPayload = z.union([s3Notification, s3TestEvent]);
 
 // AWS S3 reaches a webhook only through an SNS topic, whose HTTP(S) subscription wraps each
 // S3 event in one of these. The token guards it as any body; its signature is not checked.
@@ -98,7 +99,7 @@ export function readRecord(record: unknown, srcBucket: string): { key: string } 
  * SNS's other messages carry none; a subscription waiting for confirmation is logged for the
  * operator, since fetching a URL a request names is not this service's to do.
  */
-export function recordsOf(body: z.output<typeof notificationBody>, log: Logger): unknown[] {
+function recordsOf(body: z.output<typeof notificationBody>, log: Logger): unknown[] {
   const direct = s3Notification.safeParse(body);
   if (direct.success) return direct.data.Records;
   const sns = snsMessage.parse(body);
@@ -119,7 +120,7 @@ export function recordsOf(body: z.output<typeof notificationBody>, log: Logger):
   } catch {
     throw new HttpError(400, 'invalid_body', 'Message: the SNS notification does not carry JSON');
   }
-  const inner = z.union([s3Notification, s3TestEvent]).safeParse(message);
+  const inner = snsPayload.safeParse(message);
   if (!inner.success) throw new HttpError(400, 'invalid_body', 'Message: the SNS notification does not carry an S3 event notification');
   const records: unknown = inner.data.Records;
   return Array.isArray(records) ? records : [];
