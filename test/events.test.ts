@@ -151,7 +151,8 @@ describe.each(backends)('events (%s)', (_name, startBackend) => {
     // The same event three times, in one request and in two.
     await notify(svc, [created(svc, '7.csv'), created(svc, '7.png'), created(svc, '7.csv')]);
     await notify(svc, [created(svc, '7.csv')]);
-    await waitFor('the photo', async () => (await userOf(svc, '7'))?.img_path);
+    // waitFor takes null as an answer: img_path null (no photo yet) must keep it waiting.
+    await waitFor('the photo', async () => (await userOf(svc, '7'))?.img_path ?? undefined);
 
     await remove(backend, svc.srcBucket, '7.png');
     // A removal delivered late for an object that is there again, or was never gone, changes nothing.
@@ -348,7 +349,7 @@ describe.each(backends)('events (%s)', (_name, startBackend) => {
       const src = path.join(backend.env.STORE_DIR!, svc.srcBucket);
       await fs.writeFile(path.join(src, '11.csv'), userCsv('Cy', 'Dee', 0));
       await fs.writeFile(path.join(src, '11.png'), await makeImage('png'));
-      await waitFor('user 11 with a photo', async () => (await userOf(svc, '11'))?.img_path);
+      await waitFor('user 11 with a photo', async () => (await userOf(svc, '11'))?.img_path ?? undefined);
 
       // A folder made after the watch started, with a file in it at once, and a deeper one later.
       await fs.mkdir(path.join(src, 'team', 'a'), { recursive: true });
