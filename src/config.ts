@@ -241,7 +241,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
   const notifyKind = notifyArn && /^arn:[^:]+:(sqs|sns):/.exec(notifyArn)?.[1];
   if (notifyArn && !notifyKind) {
     problems.push(
-      `  S3_NOTIFY_ARN: "${notifyArn}" is neither a queue ARN (MinIO: arn:minio:sqs::<ID>:webhook) nor an SNS topic ARN ` +
+      `  ${e.S3_NOTIFY_ARN ? 'S3_NOTIFY_ARN' : 'MINIO_NOTIFY_ARN'}: "${notifyArn}" is neither a queue ARN (MinIO: arn:minio:sqs::<ID>:webhook) nor an SNS topic ARN ` +
         '(radosgw, AWS: arn:aws:sns:<zonegroup>:<tenant>:<topic>)',
     );
   }

@@ -138,6 +138,7 @@ describe('S3_NOTIFY_ARN', () => {
     for (const arn of ['webhook', 'arn:aws:lambda:eu-west-1:123456789012:function:f', 'arn:aws:s3:::src']) {
       expect(() => loadConfig({ S3_NOTIFY_ARN: arn }), arn).toThrow(/S3_NOTIFY_ARN: ".*" is neither a queue ARN .* nor an SNS topic ARN/);
     }
+    expect(() => loadConfig({ MINIO_NOTIFY_ARN: 'webhook' })).toThrow(/ MINIO_NOTIFY_ARN: "webhook" is neither/);
   });
 });
 
