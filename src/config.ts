@@ -58,6 +58,8 @@ export interface Config {
   events: EventsConfig;
   /** How a full run's work items are carried out: by this process, or by every replica. */
   work: { queue: 'local' | 'pgboss'; leaseSeconds: number };
+  /** CSV_NEUTRALIZE_FORMULAS: text cells of output.csv and GET /data?format=csv that a spreadsheet would run get a leading '. */
+  csvNeutralizeFormulas: boolean;
   logLevel: string;
 }
 
@@ -162,6 +164,8 @@ const envSchema = z.object({
   MINIO_NOTIFY_ARN: optionalText,
   // Seconds. Each export rewrites the whole file, so a stream of events must not rewrite it each time.
   EXPORT_INTERVAL: z.coerce.number().min(0).max(86_400).default(10),
+  // A cell such as =HYPERLINK(...) would run in the spreadsheet of whoever opens the file; off for exact bytes.
+  CSV_NEUTRALIZE_FORMULAS: z.enum(['true', 'false'], { error: 'must be true or false' }).default('true'),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
 });
 
@@ -277,6 +281,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       coalesceMs: 60_000,
     },
     work: { queue: e.WORK_QUEUE, leaseSeconds: e.ITEM_LEASE_SECONDS },
+    csvNeutralizeFormulas: e.CSV_NEUTRALIZE_FORMULAS === 'true',
     logLevel: e.LOG_LEVEL,
   };
 }
