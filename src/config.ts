@@ -50,6 +50,8 @@ export interface Config {
     loopback: boolean;
     /** INSECURE_ALLOW_NO_TOKEN: the operator accepts an open service beyond loopback. */
     allowNoToken: boolean;
+    /** Per client address: after this many wrong tokens within the window, token-guarded routes answer 429 until it ends. */
+    authFailures: { limit: number; windowMs: number };
   };
   /** PostgreSQL statement_timeout for every pooled connection, in ms. */
   dbStatementTimeoutMs: number;
@@ -147,6 +149,9 @@ const envSchema = z.object({
   // MinIO sends its webhook auth_token as "Authorization: Bearer <token>"; this one opens only POST /events/s3.
   EVENTS_TOKEN: token(),
   INSECURE_ALLOW_NO_TOKEN: z.enum(['true', 'false'], { error: 'must be true or false' }).default('false'),
+  // Guessing a token: each client address gets this many wrong ones per window.
+  AUTH_FAILURE_LIMIT: z.coerce.number().int().min(1).max(1_000_000).default(10),
+  AUTH_FAILURE_WINDOW_SECONDS: z.coerce.number().int().min(1).max(86_400).default(300),
   // Bounds any one query, so a runaway statement cannot hold a connection (and its locks) forever.
   DB_STATEMENT_TIMEOUT_MS: z.coerce.number().int().min(1).max(2_147_483_647).default(60_000),
   SCHEDULE: z
@@ -168,6 +173,30 @@ const envSchema = z.object({
   CSV_NEUTRALIZE_FORMULAS: z.enum(['true', 'false'], { error: 'must be true or false' }).default('true'),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
 });
+
+/** Tokens reachable from the network must resist guessing, even under INSECURE_ALLOW_NO_TOKEN. */
+export const MIN_EXPOSED_TOKEN_LENGTH = 32;
+
+/**
+ * The service's token rules. Exposed (npm start beyond loopback), a token must have at least
+ * MIN_EXPOSED_TOKEN_LENGTH characters. The two tokens must differ: otherwise the events token,
+ * which sits in the S3 server's notification setup, would open the API too.
+ */
+function tokenProblems(apiToken: string | undefined, eventsToken: string | undefined, exposed: boolean, host: string): string[] {
+  const problems: string[] = [];
+  for (const [name, value] of [['API_TOKEN', apiToken], ['EVENTS_TOKEN', eventsToken]] as const) {
+    if (exposed && value !== undefined && value.length < MIN_EXPOSED_TOKEN_LENGTH) {
+      problems.push(
+        `  ${name}: has ${value.length} characters; at least ${MIN_EXPOSED_TOKEN_LENGTH} are required when HOST (${host}) is not a loopback address,` +
+          ' so that it cannot be guessed (for example: openssl rand -hex 32)',
+      );
+    }
+  }
+  if (apiToken !== undefined && apiToken === eventsToken) {
+    problems.push('  EVENTS_TOKEN: must differ from API_TOKEN; the events token opens only POST /events/s3, API_TOKEN opens everything');
+  }
+  return problems;
+}
 
 // Compose files and .env templates pass `VAR=` for "not set"; treat it as unset everywhere.
 function withoutEmpty(env: Record<string, string | undefined>): Record<string, string> {
@@ -191,8 +220,8 @@ export function configDefaults(): Record<string, string | undefined> {
  */
 export interface LoadOptions {
   /**
-   * For the HTTP service (`npm start`): also require API_TOKEN when HOST is not loopback. The
-   * CLI does not listen, so it leaves this off.
+   * For the HTTP service (`npm start`): also require API_TOKEN when HOST is not loopback, long
+   * tokens there, and two different tokens. The CLI does not listen, so it leaves this off.
    */
   service?: boolean;
 }
@@ -237,6 +266,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
         ' set API_TOKEN, or listen on 127.0.0.1, or set INSECURE_ALLOW_NO_TOKEN=true to serve without authentication',
     );
   }
+  if (opts.service) problems.push(...tokenProblems(e.API_TOKEN, e.EVENTS_TOKEN, !loopback, e.HOST));
 
   const notifyArn = e.S3_NOTIFY_ARN ?? e.MINIO_NOTIFY_ARN;
   if (e.S3_NOTIFY_ARN && e.MINIO_NOTIFY_ARN && e.S3_NOTIFY_ARN !== e.MINIO_NOTIFY_ARN) {
@@ -268,7 +298,14 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     limits: { maxCsvBytes: e.MAX_CSV_BYTES, maxImageBytes: e.MAX_IMAGE_BYTES, maxImagePixels: e.MAX_IMAGE_PIXELS, objectTimeoutMs: e.OBJECT_TIMEOUT_MS },
     readConcurrency: e.READ_CONCURRENCY,
     batchSize: e.BATCH_SIZE,
-    http: { host: e.HOST, port: e.PORT, apiToken: e.API_TOKEN ?? null, loopback, allowNoToken },
+    http: {
+      host: e.HOST,
+      port: e.PORT,
+      apiToken: e.API_TOKEN ?? null,
+      loopback,
+      allowNoToken,
+      authFailures: { limit: e.AUTH_FAILURE_LIMIT, windowMs: e.AUTH_FAILURE_WINDOW_SECONDS * 1000 },
+    },
     dbStatementTimeoutMs: e.DB_STATEMENT_TIMEOUT_MS,
     schedule,
     events: {

@@ -70,6 +70,7 @@ describe('loadConfig', () => {
 });
 
 describe('loadConfig for the service: a token beyond loopback', () => {
+  const LONG = 'k'.repeat(16) + '0123456789abcdef';
   it('refuses a non-loopback HOST without API_TOKEN, naming the variable and the opt-out', () => {
     for (const HOST of ['0.0.0.0', '::', '192.168.1.10', 'userjoin.example']) {
       expect(() => loadConfig({ HOST }, { service: true }), HOST).toThrow(ConfigError);
@@ -78,7 +79,7 @@ describe('loadConfig for the service: a token beyond loopback', () => {
   });
 
   it('accepts a non-loopback HOST with a token, or with the explicit opt-out', () => {
-    expect(loadConfig({ HOST: '0.0.0.0', API_TOKEN: 't' }, { service: true }).http).toMatchObject({ apiToken: 't', loopback: false });
+    expect(loadConfig({ HOST: '0.0.0.0', API_TOKEN: LONG }, { service: true }).http).toMatchObject({ apiToken: LONG, loopback: false });
     expect(loadConfig({ HOST: '0.0.0.0', INSECURE_ALLOW_NO_TOKEN: 'true' }, { service: true }).http).toMatchObject({
       apiToken: null,
       loopback: false,
@@ -94,6 +95,31 @@ describe('loadConfig for the service: a token beyond loopback', () => {
       expect(() => loadConfig({ API_TOKEN }), API_TOKEN).toThrow(/API_TOKEN: must be printable ASCII without spaces/);
     }
     expect(loadConfig({ API_TOKEN: '  s3cr3t-Tok_en.~+/=  ' }).http.apiToken).toBe('s3cr3t-Tok_en.~+/=');
+  });
+
+  it('refuses, beyond loopback, a token shorter than 32 characters, even with INSECURE_ALLOW_NO_TOKEN', () => {
+    const short = 'x'.repeat(31);
+    for (const env of [{ API_TOKEN: short }, { API_TOKEN: 'a' }, { API_TOKEN: short, INSECURE_ALLOW_NO_TOKEN: 'true' }]) {
+      expect(() => loadConfig({ HOST: '0.0.0.0', ...env }, { service: true })).toThrow(/API_TOKEN: has \d+ characters; at least 32 are required when HOST \(0\.0\.0\.0\)/);
+    }
+    expect(() => loadConfig({ HOST: '0.0.0.0', API_TOKEN: LONG, EVENTS_TOKEN: short }, { service: true })).toThrow(/EVENTS_TOKEN: has 31 characters; at least 32/);
+    expect(loadConfig({ HOST: '0.0.0.0', API_TOKEN: 'x'.repeat(32), EVENTS_TOKEN: LONG.toUpperCase() }, { service: true }).events.token).toBe(LONG.toUpperCase());
+    // On loopback only this machine can try, and the CLI does not listen.
+    expect(loadConfig({ API_TOKEN: 'a', EVENTS_TOKEN: 'b' }, { service: true }).http.apiToken).toBe('a');
+    expect(loadConfig({ HOST: '0.0.0.0', API_TOKEN: 'a' }).http.apiToken).toBe('a');
+  });
+
+  it('refuses EVENTS_TOKEN equal to API_TOKEN, on loopback too', () => {
+    for (const HOST of ['127.0.0.1', '0.0.0.0']) {
+      expect(() => loadConfig({ HOST, API_TOKEN: LONG, EVENTS_TOKEN: LONG }, { service: true }), HOST).toThrow(/EVENTS_TOKEN: must differ from API_TOKEN/);
+    }
+  });
+
+  it('limits wrong tokens to 10 per address per 5 minutes by default, configurable', () => {
+    expect(loadConfig({}).http.authFailures).toEqual({ limit: 10, windowMs: 300_000 });
+    expect(loadConfig({ AUTH_FAILURE_LIMIT: '3', AUTH_FAILURE_WINDOW_SECONDS: '60' }).http.authFailures).toEqual({ limit: 3, windowMs: 60_000 });
+    expect(() => loadConfig({ AUTH_FAILURE_LIMIT: '0' })).toThrow(/AUTH_FAILURE_LIMIT/);
+    expect(() => loadConfig({ AUTH_FAILURE_WINDOW_SECONDS: 'soon' })).toThrow(/AUTH_FAILURE_WINDOW_SECONDS/);
   });
 
   it('needs no token on loopback', () => {
