@@ -123,6 +123,7 @@ async function start(
     eventsToken: config.events.token,
     events: intake,
     loopback: config.http.loopback,
+    authFailures: config.http.authFailures,
     pageCache,
   });
   const server = await listen(config, http.callback(), opts.httpTimeouts);
@@ -157,6 +158,12 @@ async function start(
   log.info({ url, schedule: config.schedule ?? 'off', auth: config.http.apiToken ? 'bearer' : 'none' }, 'listening');
   if (!config.http.apiToken && !config.http.loopback) {
     log.warn({ host: config.http.host }, 'INSECURE_ALLOW_NO_TOKEN: serving personal data without authentication beyond loopback; set API_TOKEN');
+  } else if (!config.http.apiToken) {
+    // nginx's proxy_pass http://127.0.0.1:3000 sends Host: 127.0.0.1:3000 from a loopback address.
+    log.warn(
+      { host: config.http.host },
+      'no API_TOKEN: every request from this host is trusted, including those a reverse proxy on this host forwards from elsewhere; set API_TOKEN before putting a proxy in front',
+    );
   }
 
   let stopping: Promise<void> | null = null;

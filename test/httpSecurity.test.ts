@@ -3,11 +3,12 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startService } from '../src/service.js';
 import type { TestDatabase } from './support/database.js';
 import { createTestDatabase } from './support/database.js';
+import { makeImage, put, userCsv } from './support/fixtures.js';
 import { testConfig } from './support/harness.js';
 import type { RawResponse } from './support/rawHttp.js';
 import { raw, rawSocket } from './support/rawHttp.js';
 import type { TestService } from './support/service.js';
-import { startTestService } from './support/service.js';
+import { recordingLogger, startTestService } from './support/service.js';
 import type { Backend } from './support/stores.js';
 import { startFolderBackend } from './support/stores.js';
 
@@ -25,6 +26,10 @@ describe('HTTP security', () => {
     db = await createTestDatabase();
     open = await startTestService(backend, db);
     guarded = await startTestService(backend, db, { API_TOKEN: TOKEN });
+    // One user with a photo, for the cross-site <img> case.
+    await put(backend, open.srcBucket, 'pictured.csv', userCsv('Pat', 'Pictured', 0));
+    await put(backend, open.srcBucket, 'pictured.png', await makeImage('png', 64, 64));
+    expect(JSON.parse((await raw(open.url, '/data?wait=true', { method: 'POST' })).body)).toMatchObject({ status: 'succeeded' });
   });
   afterAll(async () => {
     await open?.stop();
@@ -112,13 +117,108 @@ describe('HTTP security', () => {
     });
   });
 
+  describe('Sec-Fetch-Site without a token (cross-site reads: <img>, fetch without Origin)', () => {
+    const image = '/data/pictured/image?width=32';
+
+    it('refuses cross-site and same-site requests on GET too, with a JSON 403, before any work', async () => {
+      // same-site: a page on another port of 127.0.0.1 is the same site.
+      for (const site of ['cross-site', 'same-site']) {
+        for (const path of [image, '/data?format=csv', '/data/pictured', '/health', '/']) {
+          const res = await raw(open.url, path, { headers: { 'Sec-Fetch-Site': site, 'Sec-Fetch-Mode': 'no-cors', 'Sec-Fetch-Dest': 'image' } });
+          expect(res.status, `${site} ${path}`).toBe(403);
+          expect(res.headers['content-type']).toMatch(/application\/json/);
+          expect(errorCode(res)).toBe('cross_site');
+        }
+      }
+      expect((await raw(open.url, '/data', { method: 'POST', headers: { 'Sec-Fetch-Site': 'cross-site' } })).status).toBe(403);
+    });
+
+    it('serves same-origin requests, typed URLs (none) and requests without the header (curl)', async () => {
+      for (const headers of [{ 'Sec-Fetch-Site': 'same-origin' }, { 'Sec-Fetch-Site': 'none' }, {}]) {
+        const res = await raw(open.url, image, { headers });
+        expect(res.status, JSON.stringify(headers)).toBe(200);
+        expect(res.headers['content-type']).toMatch(/^image\//);
+      }
+    });
+
+    it('leaves it to the token when one is set', async () => {
+      const site = { 'Sec-Fetch-Site': 'cross-site' };
+      // A page cannot send the header; without it the answer is 401, as for anyone.
+      expect((await raw(guarded.url, '/data/pictured/image', { headers: site })).status).toBe(401);
+      expect((await raw(guarded.url, '/data', { headers: { ...site, Authorization: `Bearer ${TOKEN}` } })).status).toBe(200);
+    });
+  });
+
+  describe('failed authentication, per client address', () => {
+    const LIMIT = 3;
+    let svc: TestService;
+    beforeAll(async () => {
+      svc = await startTestService(backend, db, { API_TOKEN: TOKEN, EVENTS_TOKEN: 'events-token-0123456789', AUTH_FAILURE_LIMIT: String(LIMIT) });
+    });
+    afterAll(async () => {
+      await svc?.stop();
+    });
+    const as = (localAddress: string, token?: string) => ({ localAddress, headers: token ? { Authorization: `Bearer ${token}` } : {} });
+
+    it('answers 429 with Retry-After once an address has sent too many wrong tokens, even with the right one, and leaves other addresses be', async () => {
+      // Requests without a token guess nothing and are not counted.
+      for (let i = 0; i < LIMIT + 2; i++) expect((await raw(svc.url, '/data', as('127.0.0.3'))).status).toBe(401);
+      // Wrong tokens count on every token-guarded route together.
+      expect((await raw(svc.url, '/data', as('127.0.0.3', 'wrong-1'))).status).toBe(401);
+      expect((await raw(svc.url, '/events/s3', { ...as('127.0.0.3', 'wrong-2'), method: 'POST' })).status).toBe(401);
+      expect((await raw(svc.url, '/runs', as('127.0.0.3', 'wrong-3'))).status).toBe(401);
+
+      for (const token of ['wrong-4', TOKEN, undefined]) {
+        const locked = await raw(svc.url, '/data', as('127.0.0.3', token));
+        expect(locked.status, token).toBe(429);
+        expect(errorCode(locked)).toBe('too_many_failures');
+        const retryAfter = Number(locked.headers['retry-after']);
+        expect(retryAfter).toBeGreaterThan(0);
+        expect(retryAfter).toBeLessThanOrEqual(300);
+      }
+      // Routes without a token stay open to it.
+      expect((await raw(svc.url, '/health', as('127.0.0.3'))).status).toBe(200);
+      // Another address: its own count, and the right token works.
+      expect((await raw(svc.url, '/data', as('127.0.0.4', 'wrong-1'))).status).toBe(401);
+      expect((await raw(svc.url, '/data', as('127.0.0.4', TOKEN))).status).toBe(200);
+    });
+
+    it('never limits an address that sends the right token', async () => {
+      for (let i = 0; i < LIMIT * 3; i++) expect((await raw(svc.url, '/data', as('127.0.0.5', TOKEN))).status).toBe(200);
+    });
+  });
+
+  describe('the start without a token', () => {
+    it('warns that the loopback trust extends to a proxy on this host, and only without API_TOKEN', async () => {
+      const warnings = async (env: Record<string, string>) => {
+        const rec = recordingLogger();
+        const svc = await startTestService(backend, db, env, { log: rec.log });
+        await svc.stop();
+        return rec.entries().filter((e) => e.level === 40).map((e) => e.msg);
+      };
+      expect(await warnings({})).toEqual([expect.stringMatching(/no API_TOKEN: .*reverse proxy on this host.*set API_TOKEN/)]);
+      expect(await warnings({ API_TOKEN: TOKEN })).toEqual([]);
+    });
+  });
+
   describe('response headers', () => {
     const expectHeaders = (res: RawResponse, what: string) => {
       expect(res.headers['x-content-type-options'], what).toBe('nosniff');
       expect(res.headers['cache-control'], what).toBe('no-store');
+      expect(res.headers['cross-origin-resource-policy'], what).toBe('same-origin');
     };
 
-    it('sends nosniff and no-store on 200, 400, 401, 403, 404 and 405 answers', async () => {
+    it('sends Cross-Origin-Resource-Policy: same-origin on photos and console files, whose caching differs', async () => {
+      const photo = await raw(open.url, '/data/pictured/image');
+      const page = await raw(guarded.url, '/');
+      const asset = /\/assets\/[^"]+\.js/.exec(page.body)![0];
+      for (const [what, res] of [['photo', photo], ['resized photo', await raw(open.url, '/data/pictured/image?width=16')], ['console page', page], ['console asset', await raw(guarded.url, asset)]] as const) {
+        expect(res.status, what).toBe(200);
+        expect(res.headers['cross-origin-resource-policy'], what).toBe('same-origin');
+      }
+    });
+
+    it('sends nosniff, no-store and CORP on 200, 400, 401, 403, 404 and 405 answers', async () => {
       const auth = { Authorization: `Bearer ${TOKEN}` };
       const cases: Array<[string, Promise<RawResponse>, number]> = [
         ['200 /data', raw(open.url, '/data'), 200],

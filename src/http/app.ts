@@ -10,6 +10,7 @@ import type { ObjectStore } from '../storage/index.js';
 import type { Operation } from './api.js';
 import { mountOperations, operation, routeLabel, Routes } from './api.js';
 import { accessCheck } from './auth.js';
+import type { AuthFailureLimit } from './authFailures.js';
 import type { ConsoleAssets } from './console.js';
 import { consoleRoutes } from './console.js';
 import { errorMiddleware } from './errors.js';
@@ -39,6 +40,8 @@ export interface HttpDeps {
   events: EventIntake;
   /** The server listens on loopback only; without a token, only loopback Host headers are served. */
   loopback: boolean;
+  /** Wrong tokens a client address may send per window. */
+  authFailures: AuthFailureLimit;
   /** Repeated GET /data pages; without one, every request queries the database. */
   pageCache?: PageCache;
 }
@@ -96,7 +99,7 @@ export function createHttpApp(deps: HttpDeps): Koa {
   app.use(securityHeaders());
   app.use(accessLog(deps.log, deps.metrics));
   app.use(errorMiddleware(deps.log));
-  const routes = new Routes(accessCheck({ apiToken: deps.apiToken, eventsToken: deps.eventsToken, loopback: deps.loopback }));
+  const routes = new Routes(accessCheck({ apiToken: deps.apiToken, eventsToken: deps.eventsToken, loopback: deps.loopback, authFailures: deps.authFailures }));
   consoleRoutes(routes, deps.console, deps.apiToken ? 'bearer' : 'none');
   mountOperations(routes, apiOperations(deps));
   routes.mount(app);

@@ -1,6 +1,8 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { Middleware } from 'koa';
 import type { Access, AccessCheck } from './api.js';
+import type { AuthFailureLimit } from './authFailures.js';
+import { AuthFailures } from './authFailures.js';
 import { HttpError } from './errors.js';
 import { localOnly } from './localOnly.js';
 
@@ -12,6 +14,8 @@ export interface AccessOptions {
   eventsToken: string | null;
   /** The service listens on loopback: without a token, only loopback Host headers are served. */
   loopback: boolean;
+  /** Wrong tokens per client address, on all token-guarded routes together. */
+  authFailures: AuthFailureLimit;
 }
 
 /**
@@ -26,11 +30,12 @@ export interface AccessOptions {
  */
 export function accessCheck(opts: AccessOptions): AccessCheck {
   const local = localOnly({ checkHost: opts.loopback });
+  const failures = new AuthFailures(opts.authFailures);
   const eventTokens = [opts.eventsToken, opts.apiToken].filter((t): t is string => !!t);
   const open: Middleware = (_ctx, next) => next();
   const checks: Record<Access, Middleware> = {
-    api: opts.apiToken ? tokenAuth([opts.apiToken]) : local,
-    events: eventTokens.length > 0 ? tokenAuth(eventTokens, { basic: true }) : local,
+    api: opts.apiToken ? tokenAuth([opts.apiToken], { failures }) : local,
+    events: eventTokens.length > 0 ? tokenAuth(eventTokens, { basic: true, failures }) : local,
     public: opts.apiToken ? open : local,
   };
   return (access) => checks[access];
@@ -40,19 +45,31 @@ export function accessCheck(opts: AccessOptions): AccessCheck {
  * Requires one of the given tokens, as `Authorization: Bearer <token>`, or with `basic` also
  * as the password of `Authorization: Basic` under any user name. Tokens are compared as
  * SHA-256 digests with timingSafeEqual: constant time, whatever their lengths.
+ *
+ * With `failures`, each wrong token counts against the client's address, and an address over
+ * the limit gets 429 before its token is looked at. A request with no token at all guesses
+ * nothing and is not counted: a client that has not been given the token yet is not locked out.
  */
-export function tokenAuth(tokens: string[], opts: { basic?: boolean } = {}): Middleware {
+export function tokenAuth(tokens: string[], opts: { basic?: boolean; failures?: AuthFailures } = {}): Middleware {
   const expected = tokens.map(digest);
   const basic = opts.basic ?? false;
   const [challenge, message] = basic
     ? ['Bearer realm="userjoin", Basic realm="userjoin"', 'a valid "Authorization: Bearer <token>" header, or Basic with the token as the password, is required']
     : ['Bearer realm="userjoin"', 'a valid "Authorization: Bearer <token>" header is required'];
+  const failures = opts.failures;
   return async (ctx, next) => {
+    const wait = failures?.retryAfter(ctx.ip) ?? 0;
+    if (wait > 0) {
+      throw new HttpError(429, 'too_many_failures', `too many wrong tokens from this address; try again in ${wait} s`, { 'Retry-After': String(wait) });
+    }
     const token = presentedToken(ctx.get('authorization'), basic);
     const given = token !== null ? digest(token) : null;
     // Every token is compared, so the time taken does not say which one matched.
     const ok = given !== null && expected.map((e) => timingSafeEqual(given, e)).includes(true);
-    if (!ok) throw new HttpError(401, 'unauthorized', message, { 'WWW-Authenticate': challenge });
+    if (!ok) {
+      if (token !== null) failures?.failed(ctx.ip);
+      throw new HttpError(401, 'unauthorized', message, { 'WWW-Authenticate': challenge });
+    }
     await next();
   };
 }

@@ -9,12 +9,14 @@ export interface RawResponse {
 
 /**
  * One request through node:http, which (unlike fetch) lets a test set Host and Origin as a
- * browser on another site, or a DNS-rebinding page, would send them.
+ * browser on another site, or a DNS-rebinding page, would send them. localAddress sends it from
+ * another client address: on Linux any 127.x.x.x reaches a server on 127.0.0.1.
  */
-export function raw(url: string, path: string, opts: { method?: string; headers?: Record<string, string> } = {}): Promise<RawResponse> {
+export function raw(url: string, path: string, opts: { method?: string; headers?: Record<string, string>; localAddress?: string } = {}): Promise<RawResponse> {
   const { hostname, port } = new URL(url);
   return new Promise((resolve, reject) => {
-    const req = http.request({ host: hostname, port, path, method: opts.method ?? 'GET', headers: opts.headers, agent: false }, (res) => {
+    const request = { host: hostname, port, path, method: opts.method ?? 'GET', headers: opts.headers, agent: false, localAddress: opts.localAddress };
+    const req = http.request(request, (res) => {
       let body = '';
       res.setEncoding('utf8');
       res.on('data', (d: string) => (body += d));
