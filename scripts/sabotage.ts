@@ -260,7 +260,7 @@ const SABOTAGES: Sabotage[] = [
   },
   {
     name: 'object-refusal',
-    why: 'an object the server refuses to send (AccessDenied) would fail the whole run instead of being reported skipped',
+    why: 'an object the server refuses to send (AccessDenied) would be reported as the store failing while reading it, not as refused with the server\'s reason',
     file: 'src/storage/s3Store.ts',
     edits: [{ find: "'AccessDenied', ", replace: '' }],
     tests: ['test/radosgw.test.ts'],
@@ -282,6 +282,22 @@ const SABOTAGES: Sabotage[] = [
     edits: [{ find: 'api: opts.apiToken ? tokenAuth([opts.apiToken]) : local', replace: 'api: opts.apiToken ? tokenAuth([opts.apiToken], { basic: true }) : local' }],
     tests: ['test/events.test.ts'],
     filter: '^events \\(folder\\) .*password of Basic',
+  },
+  {
+    name: 'sec-fetch-site',
+    why: 'without a token, an <img> or fetch on another page (another port of 127.0.0.1 included) could tell which users have photos, and have the service resize them',
+    file: 'src/http/localOnly.ts',
+    edits: [{ find: "if (FOREIGN_SITE.has(ctx.get('sec-fetch-site'))) {", replace: 'if (false) {' }],
+    tests: ['test/httpSecurity.test.ts'],
+    filter: 'refuses cross-site and same-site requests',
+  },
+  {
+    name: 'auth-failure-limit',
+    why: 'anyone reaching the port could guess tokens as fast as the service answers',
+    file: 'src/http/auth.ts',
+    edits: [{ find: 'if (token !== null) failures?.failed(ctx.ip);', replace: '' }],
+    tests: ['test/httpSecurity.test.ts'],
+    filter: 'answers 429 with Retry-After',
   },
 ];
 

@@ -134,6 +134,10 @@ describe.each(backends)('events (%s)', (_name, startBackend) => {
       expect(res.status, body.Type).toBe(202);
       expect(await res.json()).toMatchObject({ received: 0, recorded: 0 });
     }
+    // With raw message delivery, S3's test event comes bare.
+    const bare = await send(svc, s3TestEvent(svc.srcBucket));
+    expect(bare.status).toBe(202);
+    expect(await bare.json()).toMatchObject({ received: 0, recorded: 0 });
     // The operator confirms the subscription: its URL is in the log.
     expect(entries().find((e) => e.subscribeUrl === confirm)?.msg).toMatch(/SubscribeURL/);
     for (const body of [snsNotification({ hello: 'world' }), { ...snsNotification({}), Message: '{not json' }, { ...snsNotification({}), Type: 'Mystery' }]) {

@@ -28,7 +28,7 @@ export interface RadosgwCluster {
 }
 
 export const REQUIRED_BINARIES = ['ceph-mon', 'ceph-osd', 'radosgw', 'radosgw-admin', 'monmaptool', 'ceph', 'openssl'];
-export const INSTALL_HINT = 'apt-get install -y --no-install-recommends ceph-mon ceph-osd radosgw';
+export const INSTALL_HINT = 'apt-get install -y --no-install-recommends ceph-mon ceph-osd radosgw openssl';
 
 /** The binaries that are missing from PATH; none means a cluster can start. */
 export function missingBinaries(): string[] {

@@ -60,7 +60,8 @@ const snsMessage = z
   })
   .meta({ id: 'SnsMessage', description: 'An Amazon SNS message, as an HTTP(S) subscription delivers it' });
 
-const notificationBody = z.union([s3Notification, snsMessage]);
+// S3's test event comes bare too, through an SNS subscription with raw message delivery.
+const notificationBody = z.union([s3Notification, snsMessage, s3TestEvent]);
 
 const outcomes = ['accepted', 'other_bucket', 'not_user_file', 'refused_key', 'other_event', 'unparsable'] as const satisfies readonly EventOutcome[];
 
@@ -102,6 +103,7 @@ export function readRecord(record: unknown, srcBucket: string): { key: string } 
 function recordsOf(body: z.output<typeof notificationBody>, log: Logger): unknown[] {
   const direct = s3Notification.safeParse(body);
   if (direct.success) return direct.data.Records;
+  if (s3TestEvent.safeParse(body).success) return [];
   const sns = snsMessage.parse(body);
   if (sns.Type === 'SubscriptionConfirmation') {
     log.warn(
