@@ -125,6 +125,7 @@ async function start(
     loopback: config.http.loopback,
     authFailures: config.http.authFailures,
     pageCache,
+    csv: { neutralizeFormulas: config.csvNeutralizeFormulas },
   });
   const server = await listen(config, http.callback(), opts.httpTimeouts);
   const closed = new Promise<void>((resolve) => server.once('close', () => resolve()));

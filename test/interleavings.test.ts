@@ -238,7 +238,7 @@ for (const [name, startBackend] of backends) {
       await upsertUsers(db.pool, Array.from({ length: n }, (_, i) => row(i, 'Before')));
       const held = store.holdWrite('output.csv');
       // Small pages: the export reads many of them, and the gate stops it after the first.
-      const exported = exportOutput(db.pool, store, config.resBucket, { pageSize: 10 });
+      const exported = exportOutput(db.pool, store, config.resBucket, { neutralizeFormulas: config.csvNeutralizeFormulas, pageSize: 10 });
       await held.reached;
       // An item changes the first and the last user while output.csv is being written.
       const runId = await createRun(db.pool, { trigger: 'cli', full: false, host: 'h' });

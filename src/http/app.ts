@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
 import Koa from 'koa';
+import type { CsvOptions } from '../csv.js';
 import type { Database } from '../db/index.js';
 import type { EventIntake } from '../triggers/eventIntake.js';
 import type { Logger } from '../log.js';
@@ -44,6 +45,8 @@ export interface HttpDeps {
   authFailures: AuthFailureLimit;
   /** Repeated GET /data pages; without one, every request queries the database. */
   pageCache?: PageCache;
+  /** How GET /data?format=csv writes cells (CSV_NEUTRALIZE_FORMULAS). */
+  csv: CsvOptions;
 }
 
 const VERSION = (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
@@ -51,7 +54,7 @@ const VERSION = (JSON.parse(readFileSync(new URL('../../package.json', import.me
 /** Every API operation, in the order /openapi.json lists them. */
 export function apiOperations(deps: HttpDeps): Operation[] {
   const ops: Operation[] = [
-    ...dataOperations(deps.db, deps.runner, deps.pageCache ?? null),
+    ...dataOperations(deps.db, deps.runner, deps.pageCache ?? null, deps.csv),
     ...photoOperations(deps.db, deps.photos),
     ...runOperations(deps.db),
     ...eventOperations(deps.events, deps.srcBucket, deps.log),

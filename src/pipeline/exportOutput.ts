@@ -1,3 +1,4 @@
+import type { CsvOptions } from '../csv.js';
 import { csvStream } from '../csv.js';
 import type { Database, Queryable } from '../db/index.js';
 import { withSnapshot } from '../db/index.js';
@@ -17,6 +18,11 @@ export class ExportReadError extends Error {
 }
 export const OUTPUT_COLUMNS = ['user_id', 'first_name', 'last_name', 'birthts', 'img_path'] as const;
 
+export interface ExportOptions extends CsvOptions {
+  onRows?: (written: number) => void;
+  pageSize?: number;
+}
+
 /**
  * Writes output.csv from the users table, so the file and the table always agree. Rows are
  * streamed page by page into the store, which replaces the object in one step. Every page is
@@ -27,7 +33,7 @@ export async function exportOutput(
   db: Database,
   store: ObjectStore,
   bucket: string,
-  opts: { onRows?: (written: number) => void; pageSize?: number } = {},
+  opts: ExportOptions,
 ): Promise<{ rows: number; version: number }> {
   return withSnapshot(db, async (tx) => {
     const version = await readOutputVersion(tx);
@@ -40,7 +46,7 @@ async function writeFrom(
   db: Queryable,
   store: ObjectStore,
   bucket: string,
-  opts: { onRows?: (written: number) => void; pageSize?: number },
+  opts: ExportOptions,
 ): Promise<number> {
   let written = 0;
   async function* records() {
@@ -53,12 +59,12 @@ async function writeFrom(
         throw new ExportReadError('reading users for output.csv failed', { cause: err });
       }
       if (page.done) return;
-      for (const u of page.value) yield [u.user_id, u.first_name, u.last_name, String(u.birthts), u.img_path ?? ''];
+      for (const u of page.value) yield [u.user_id, u.first_name, u.last_name, u.birthts, u.img_path];
       written += page.value.length;
       opts.onRows?.(written);
     }
   }
-  await store.write(bucket, OUTPUT_KEY, csvStream(OUTPUT_COLUMNS, records()), 'text/csv; charset=utf-8');
+  await store.write(bucket, OUTPUT_KEY, csvStream(OUTPUT_COLUMNS, records(), opts), 'text/csv; charset=utf-8');
   return written;
 }
 

@@ -29,6 +29,7 @@ export async function exportNow(
     await run.report(true);
     const { rows, version } = await onStore('writing output.csv', () =>
       exportOutput(db, store, config.resBucket, {
+        neutralizeFormulas: config.csvNeutralizeFormulas,
         onRows: (n) => {
           st.progress = { phase: 'exporting', done: n, total: null };
           void run.report(false);

@@ -1,5 +1,6 @@
 import { Readable } from 'node:stream';
 import { z } from 'zod';
+import type { CsvOptions } from '../../csv.js';
 import { csvStream } from '../../csv.js';
 import type { Database } from '../../db/index.js';
 import type { ApiUser, UserFilter } from '../../db/users.js';
@@ -58,7 +59,7 @@ const nextCursorHeader = {
   'X-Next-Cursor': { description: 'With format=csv and limit: the cursor of the next page, absent on the last one', schema: { type: 'string' } },
 };
 
-export function dataOperations(db: Database, runner: Runner, cache: PageCache | null): Operation[] {
+export function dataOperations(db: Database, runner: Runner, cache: PageCache | null, csv: CsvOptions): Operation[] {
   return [
     operation({
       method: 'get',
@@ -78,7 +79,7 @@ export function dataOperations(db: Database, runner: Runner, cache: PageCache | 
           let page = cache?.get(key);
           if (!page) {
             const version = cache?.version() ?? 0;
-            page = await boundedPage(db, filter, q.limit, q.format);
+            page = await boundedPage(db, filter, q.limit, q.format, csv);
             cache?.set(key, page, version);
           }
           ctx.type = page.type;
@@ -91,7 +92,7 @@ export function dataOperations(db: Database, runner: Runner, cache: PageCache | 
         const pages = await prefetched(streamUsers(db, filter));
         if (q.format === 'csv') {
           ctx.type = 'text/csv; charset=utf-8';
-          ctx.body = usersCsv(pages);
+          ctx.body = usersCsv(pages, csv);
         } else {
           ctx.type = 'application/json; charset=utf-8';
           ctx.body = jsonStream(pages);
@@ -149,7 +150,7 @@ export function dataOperations(db: Database, runner: Runner, cache: PageCache | 
 }
 
 /** One page, serialized. One extra row is fetched to know whether there is a next page. */
-async function boundedPage(db: Database, filter: UserFilter, limit: number, format: 'json' | 'csv'): Promise<CachedPage> {
+async function boundedPage(db: Database, filter: UserFilter, limit: number, format: 'json' | 'csv', csv: CsvOptions): Promise<CachedPage> {
   const rows = await queryUsers(db, filter, limit + 1);
   const page = rows.slice(0, limit);
   const next = rows.length > limit ? encodeCursor(page[page.length - 1]!.user_id) : null;
@@ -157,7 +158,7 @@ async function boundedPage(db: Database, filter: UserFilter, limit: number, form
     return { type: 'application/json; charset=utf-8', headers: {}, body: Buffer.from(JSON.stringify({ data: page, next_cursor: next })) };
   }
   const chunks: Buffer[] = [];
-  for await (const chunk of usersCsv([page])) chunks.push(Buffer.from(chunk as string | Buffer));
+  for await (const chunk of usersCsv([page], csv)) chunks.push(Buffer.from(chunk as string | Buffer));
   return { type: 'text/csv; charset=utf-8', headers: next ? { 'X-Next-Cursor': next } : {}, body: Buffer.concat(chunks) };
 }
 
@@ -194,11 +195,12 @@ function jsonStream(pages: AsyncGenerator<ApiUser[]>): Readable {
   );
 }
 
-function usersCsv(pages: AsyncIterable<ApiUser[]> | Iterable<ApiUser[]>): Readable {
+function usersCsv(pages: AsyncIterable<ApiUser[]> | Iterable<ApiUser[]>, csv: CsvOptions): Readable {
   return csvStream(
     CSV_COLUMNS,
     (async function* () {
-      for await (const page of pages) for (const u of page) yield CSV_COLUMNS.map((c) => (u[c] === null ? '' : String(u[c])));
+      for await (const page of pages) for (const u of page) yield CSV_COLUMNS.map((c) => u[c]);
     })(),
+    csv,
   );
 }
