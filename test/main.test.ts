@@ -80,6 +80,17 @@ describe('npm start (src/main.ts)', () => {
     await expect(fs.access(path.join(dir, 'pg'))).rejects.toThrow();
   });
 
+  it('refuses, beyond loopback, a token shorter than 32 characters and an EVENTS_TOKEN equal to API_TOKEN, exiting 2 with both reasons', async () => {
+    const dir = await tempDir('userjoin-main-');
+    cleanup.push(dir);
+    const main = startMain({ HOST: '0.0.0.0', API_TOKEN: 'short-token', EVENTS_TOKEN: 'short-token', STORE_DIR: path.join(dir, 'minio'), PGDATA_DIR: path.join(dir, 'pg') });
+    await expect(main.listening).rejects.toThrow();
+    expect(await main.exited).toBe(2);
+    expect(main.logs()).toMatch(/API_TOKEN: has 11 characters; at least 32 are required when HOST \(0\.0\.0\.0\) is not a loopback address/);
+    expect(main.logs()).toContain('EVENTS_TOKEN: must differ from API_TOKEN');
+    await expect(fs.access(path.join(dir, 'pg'))).rejects.toThrow();
+  });
+
   it('does not apply that rule to `npm run process`, which does not listen', async () => {
     const dir = await tempDir('userjoin-main-');
     cleanup.push(dir);
