@@ -67,12 +67,58 @@ describe.each(backends)('hostile input on the %s backend', (name, start) => {
   });
 
   it('keys with %, +, spaces, quotes and Unicode are read under their exact names', async () => {
-    const keys = ['100%.csv', '%41.csv', 'a+b.csv', 'a b.csv', "it's \"q\".csv", 'dir with space/Zoë 名前 😀.csv', '&amp;.csv', '0x10.csv', '\ufeffbom.csv'];
+    const keys = ['100%.csv', '%41.csv', 'a+b.csv', 'a b.csv', "it's \"q\".csv", 'dir with space/Zoë 名前 😀.csv', '&amp;.csv', '0x10.csv', '...x.csv'];
     for (const k of keys) await put(backend, src, k, userCsv('N', 'M', 1));
     const r = await run();
     expect(r).toMatchObject({ status: 'succeeded', rejected: [] });
-    expect(await userIds()).toEqual(['%41', '&amp;', '0x10', '1', '100%', '2', 'Zoë 名前 😀', 'a b', 'a+b', "it's \"q\"", '\ufeffbom'].sort());
+    expect(await userIds()).toEqual(['%41', '&amp;', '...x', '0x10', '1', '100%', '2', 'Zoë 名前 😀', 'a b', 'a+b', "it's \"q\""].sort());
     expect(await readText(backend, config.resBucket, 'output.csv')).toContain(`"it's ""q""",N,M,1,\r\n`);
+  });
+
+  // Issue 18: each of these showed up as a second user that looks exactly like user 1.
+  it('a user_id with a zero-width character, a soft hyphen or a direction mark is refused, so no user looks like another', async () => {
+    const marks = ['\u200b', '\u200c', '\u200d', '\u2060', '\ufeff', '\u00ad', '\u200e', '\u200f', '\u061c'];
+    for (const m of marks) await put(backend, src, `look/1${m}.csv`, userCsv('Eve', 'Fake', 1));
+    await put(backend, src, 'look/\ufeff1.png', await makeImage('png'));
+    const r = await run();
+    expect(r.status).toBe('succeeded');
+    const code = (m: string) => `U+${m.codePointAt(0)!.toString(16).toUpperCase().padStart(4, '0')}`;
+    expect(r.rejected).toEqual(
+      expect.arrayContaining([
+        ...marks.map((m) => ({ key: `look/1${m}.csv`, reason: `the user_id contains the invisible character ${code(m)}` })),
+        { key: 'look/\ufeff1.png', reason: 'the user_id contains the invisible character U+FEFF' },
+      ]),
+    );
+    expect(r.counts).toMatchObject({ new: 2, rejected: marks.length + 1 });
+    expect(await userIds()).toEqual(['1', '2']);
+  });
+
+  it('"..csv" and "...csv" (user_ids "." and "..") are refused as path steps', async () => {
+    await put(backend, src, '..csv', userCsv('Dot', 'One', 1));
+    await put(backend, src, 'd/...csv', userCsv('Dot', 'Two', 1));
+    await put(backend, src, 'd/...png', await makeImage('png'));
+    const r = await run();
+    expect(r.status).toBe('succeeded');
+    expect(r.rejected).toEqual([
+      { key: '..csv', reason: 'the user_id is ".", a path step' },
+      { key: 'd/...csv', reason: 'the user_id is "..", a path step' },
+      { key: 'd/...png', reason: 'the user_id is "..", a path step' },
+    ]);
+    expect(await userIds()).toEqual(['1', '2']);
+  });
+
+  it('a user_id not in Unicode NFC is refused, so one key is one user; names are stored in NFC', async () => {
+    await put(backend, src, 'n/Zoe\u0301.csv', userCsv('Zoe\u0301', 'Ame\u0301lie', 1));
+    await put(backend, src, 'n/Zoë.csv', userCsv('Zoe\u0301', 'Ame\u0301lie', 1));
+    await put(backend, src, 'n/3.csv', userCsv('Ann', 'Le\u200be', 1));
+    const r = await run();
+    expect(r.status).toBe('succeeded');
+    expect(r.rejected).toEqual([
+      { key: 'n/3.csv', reason: 'last_name contains the invisible character U+200B at position 3' },
+      { key: 'n/Zoe\u0301.csv', reason: 'the user_id is not in Unicode NFC form; rename the file' },
+    ]);
+    const { rows } = await db.pool.query('SELECT user_id, first_name, last_name FROM users WHERE user_id = $1', ['Zoë']);
+    expect(rows).toEqual([{ user_id: 'Zoë', first_name: 'Zo\u00e9', last_name: 'Am\u00e9lie' }]);
   });
 
   it.runIf(name === 'folder')('file names with control characters or bytes that are not UTF-8 are reported, printable, never silently dropped', async () => {

@@ -2,6 +2,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { SourceObject } from '../src/core/model.js';
 import { checkKey, classifyKey } from '../src/core/keys.js';
 import { listSource } from '../src/pipeline/listSource.js';
+import { screenKey } from '../src/triggers/eventIntake.js';
 import { parseListPage } from '../src/storage/s3Store.js';
 import { put } from './support/fixtures.js';
 import type { Backend } from './support/stores.js';
@@ -37,6 +38,36 @@ describe('checkKey', () => {
     expect(checkKey(listed!.key, 'a\ud800')).toMatch(/U\+D800/);
     // A proper pair is one character, and fine.
     expect(checkKey('a\ud83d\ude00.csv', 'a\ud83d\ude00')).toBeNull();
+  });
+
+  it.each(['\u200b', '\u200c', '\u200d', '\u2060', '\ufeff', '\u00ad', '\u200e', '\u200f', '\u061c'])(
+    'refuses a user_id with the invisible character %j, here and at event intake',
+    (char) => {
+      const key = `f/1000${char}.csv`;
+      const code = `U+${char.codePointAt(0)!.toString(16).toUpperCase().padStart(4, '0')}`;
+      expect(checkKey(key, classifyKey(key)!.userId)).toBe(`the user_id contains the invisible character ${code}`);
+      expect(screenKey(key)).toBe('refused_key');
+      // In a folder name it makes no second user: the folder is not part of the user_id.
+      expect(checkKey(`f${char}/1000.csv`, '1000')).toBeNull();
+    },
+  );
+
+  it('refuses "." and ".." as user_ids ("..csv", "...csv"), but not other dotted names', () => {
+    expect(classifyKey('..csv')).toEqual({ userId: '.', kind: 'csv' });
+    expect(classifyKey('a/...png')).toEqual({ userId: '..', kind: 'image' });
+    expect(checkKey('..csv', '.')).toBe('the user_id is ".", a path step');
+    expect(checkKey('a/...png', '..')).toBe('the user_id is "..", a path step');
+    expect(screenKey('..csv')).toBe('refused_key');
+    expect(screenKey('a/...png')).toBe('refused_key');
+    expect(checkKey('....csv', '...')).toBeNull();
+    expect(checkKey('.x.csv', '.x')).toBeNull();
+  });
+
+  it('refuses a user_id that is not in NFC, and takes its NFC spelling', () => {
+    expect(checkKey('Zoe\u0308.csv', 'Zoe\u0308')).toBe('the user_id is not in Unicode NFC form; rename the file');
+    expect(screenKey('Zoe\u0308.csv')).toBe('refused_key');
+    expect(checkKey('Zo\u00eb.csv', 'Zo\u00eb')).toBeNull();
+    expect(screenKey('Zo\u00eb.csv')).toBe('accepted');
   });
 });
 

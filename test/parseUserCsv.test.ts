@@ -57,6 +57,25 @@ describe('parseUserCsv: accepted input', () => {
     expect(ok('first_name,last_name,birthts\n\tMary\t,Lee,42\n').firstName).toBe('Mary');
   });
 
+  it.each([
+    ['\u200b', 'U+200B'],
+    ['\u200c', 'U+200C'],
+    ['\u200d', 'U+200D'],
+    ['\u2060', 'U+2060'],
+    ['\ufeff', 'U+FEFF'],
+    ['\u00ad', 'U+00AD'],
+    ['\u200e', 'U+200E'],
+    ['\u200f', 'U+200F'],
+    ['\u061c', 'U+061C'],
+  ])('refuses a name with the invisible character %j (%s), which would look like another name', (char, code) => {
+    expect(reason(`first_name,last_name,birthts\nMa${char}ry,Lee,42\n`)).toBe(`first_name contains the invisible character ${code} at position 3`);
+    expect(reason(`first_name,last_name,birthts\nMary,L${char}ee,42\n`)).toBe(`last_name contains the invisible character ${code} at position 2`);
+  });
+
+  it('stores names in NFC: "e" + U+0301 becomes "é"', () => {
+    expect(ok('first_name,last_name,birthts\nRene\u0301e,Zoe\u0308,42\n')).toMatchObject({ firstName: 'Ren\u00e9e', lastName: 'Zo\u00eb' });
+  });
+
   it('refuses a name longer than 256 characters, counting characters, not bytes', () => {
     expect(ok(userCsv('\u{1F600}'.repeat(256), 'Lee', 1)).firstName).toHaveLength(512);
     expect(reason(userCsv('a'.repeat(257), 'Lee', 1))).toBe('first_name is 257 characters long, over the limit of 256');

@@ -1,6 +1,6 @@
 import path from 'node:path';
 import type { FileKind } from './model.js';
-import { codePointName, firstControlChar } from './text.js';
+import { codePointName, firstControlChar, firstInvisibleChar } from './text.js';
 
 // The key rules, shared by the listing and by events: which keys are user files, whose, and
 // which names are refused before anything is read.
@@ -30,7 +30,8 @@ export const MAX_KEY_BYTES = 1024;
 
 /**
  * Why a user file's key cannot be used, or null when it can. Keys end up in the database, in
- * output.csv and in logs, so control characters and oversized keys are refused up front.
+ * output.csv and in logs, so control characters and oversized keys are refused up front, and
+ * user_ids that would look like another one or like a path step.
  */
 export function checkKey(key: string, userId: string): string | null {
   const bytes = Buffer.byteLength(key);
@@ -38,5 +39,12 @@ export function checkKey(key: string, userId: string): string | null {
   const control = firstControlChar(key);
   if (control) return `the key contains the control character ${codePointName(control.char)}`;
   if (userId.trim() === '') return 'the user_id (the file name without its extension) is blank';
+  const invisible = firstInvisibleChar(userId);
+  if (invisible) return `the user_id contains the invisible character ${codePointName(invisible.char)}`;
+  // "..csv" gives ".": a URL such as /data/./image would normalise to another route.
+  if (userId === '.' || userId === '..') return `the user_id is "${userId}", a path step`;
+  // Refused, not normalised: two keys that differ only in normalisation are two objects, and
+  // normalising would merge them into one user. Refusing keeps one user_id per key.
+  if (userId !== userId.normalize('NFC')) return 'the user_id is not in Unicode NFC form; rename the file';
   return null;
 }

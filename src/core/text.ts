@@ -16,6 +16,17 @@ export function firstControlChar(s: string): { char: string; index: number } | n
   return m ? { char: m[0], index: m.index } : null;
 }
 
+// Characters that show as nothing (zero-width U+200B-U+200D, U+2060, U+FEFF, and the soft
+// hyphen U+00AD) or only steer direction (U+200E, U+200F, U+061C): "1000" with one of them is
+// another user that looks exactly like 1000. Refused in user_ids and names (issue 18).
+const INVISIBLE = /[\u00ad\u061c\u200b-\u200f\u2060\ufeff]/u;
+
+/** The first invisible character in s (see INVISIBLE), or null. */
+export function firstInvisibleChar(s: string): { char: string; index: number } | null {
+  const m = INVISIBLE.exec(s);
+  return m ? { char: m[0], index: m.index } : null;
+}
+
 /** "U+0000" for a character, as reasons name it. */
 export function codePointName(ch: string): string {
   return `U+${ch.codePointAt(0)!.toString(16).toUpperCase().padStart(4, '0')}`;

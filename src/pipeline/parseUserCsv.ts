@@ -1,6 +1,6 @@
 import { CsvError, parse } from 'csv-parse/sync';
 import type { CsvData } from '../core/model.js';
-import { codePointName, firstControlChar } from '../core/text.js';
+import { codePointName, firstControlChar, firstInvisibleChar } from '../core/text.js';
 
 export type CsvResult = { ok: true; data: CsvData } | { ok: false; reason: string };
 
@@ -62,8 +62,10 @@ export function parseUserCsv(bytes: Uint8Array, now: number = Date.now()): CsvRe
   const row = rows[0]!;
   const value = (col: (typeof REQUIRED)[number]) => (row[names.indexOf(col)] ?? '').trim();
 
-  const firstName = value('first_name');
-  const lastName = value('last_name');
+  // Names are stored in NFC, not refused: "é" as e + U+0301 is the same name to any reader,
+  // and a name is data, not a key, so normalising merges nothing and loses no user.
+  const firstName = value('first_name').normalize('NFC');
+  const lastName = value('last_name').normalize('NFC');
   const bad = checkName('first_name', firstName) ?? checkName('last_name', lastName);
   if (bad) return fail(bad);
 
@@ -106,6 +108,8 @@ function checkName(column: string, v: string): string | null {
   if (v === '') return `${column} is empty`;
   const control = firstControlChar(v);
   if (control) return `${column} contains the control character ${codePointName(control.char)} at position ${[...v.slice(0, control.index)].length + 1}`;
+  const invisible = firstInvisibleChar(v);
+  if (invisible) return `${column} contains the invisible character ${codePointName(invisible.char)} at position ${[...v.slice(0, invisible.index)].length + 1}`;
   const chars = [...v].length;
   if (chars > MAX_NAME_CHARS) return `${column} is ${chars} characters long, over the limit of ${MAX_NAME_CHARS}`;
   return null;

@@ -6,11 +6,14 @@ import sharp from 'sharp';
  * README's input rules promise for it. The rules, restated here as the specification:
  * - a CSV is valid when it is UTF-8, has a header naming first_name, last_name and birthts
  *   once each (trimmed, any case, any order, extra columns allowed) and exactly one data row;
- *   names are trimmed, non-empty, at most 256 characters, without control characters;
+ *   names are trimmed, non-empty, at most 256 characters, without control or invisible
+ *   characters, and stored in NFC;
  *   birthts is an integer of milliseconds between year 1 and now;
  * - an image is valid when sharp decodes it;
  * - a key is refused when it is over 1024 bytes, holds a control character, or its user_id
- *   is blank.
+ *   is blank, holds an invisible character, is "." or "..", or is not in NFC;
+ * - output.csv writes a text cell starting with = + - @, a tab or a CR (or a full-width
+ *   = + - @) with a leading '.
  */
 
 export const MIN_BIRTHTS = -62_135_596_800_000;
@@ -31,6 +34,10 @@ export function fuzzParams(ciDefault: number): fc.Parameters<unknown> {
 // What names and keys must not hold: control characters, line and paragraph separators, and
 // bidirectional controls (they make a name display as something else).
 export const FORBIDDEN = /[\p{Cc}\p{Cs}\u2028\u2029\u202a-\u202e\u2066-\u2069]/u;
+// What user_ids and names must not hold either: zero-width characters, the soft hyphen and
+// direction marks (a name with one looks exactly like another).
+export const INVISIBLE = /[\u00ad\u061c\u200b-\u200f\u2060\ufeff]/u;
+const invisibleChar = fc.constantFrom('\u200b', '\u200c', '\u200d', '\u2060', '\ufeff', '\u00ad', '\u200e', '\u200f', '\u061c');
 
 const controlChar = fc.constantFrom(
   ...['\u0000', '\u0001', '\u0007', '\b', '\t', '\n', '\u000b', '\f', '\r', '\u001b', '\u001f', '\u007f', '\u0085', '\u009b'],
@@ -40,17 +47,17 @@ const controlChar = fc.constantFrom(
 const printableChar = fc.oneof(
   { weight: 4, arbitrary: fc.constantFrom(...'abcXYZ019 ,"\'=+-@;%#&<>\\/|*?.'.split('')) },
   { weight: 2, arbitrary: fc.string({ unit: 'grapheme', minLength: 1, maxLength: 1 }) },
-  { weight: 1, arbitrary: fc.constantFrom('\u00a0', '\u3000', '\ufeff', '\u200b', '\u200d', '\u200f', 'é', 'e\u0301', 'ß', '名', '😀', '👩‍👩‍👧') },
+  { weight: 1, arbitrary: fc.constantFrom('\u00a0', '\u3000', '\ufeff', '\u200b', '\u200d', '\u200f', '\u00ad', '\u061c', 'é', 'e\u0301', 'ß', '名', '😀', '👩‍👩‍👧') },
 ).filter((c) => !FORBIDDEN.test(c));
 
 const text = (min: number, max: number) => fc.string({ unit: printableChar, minLength: min, maxLength: max });
 
 /** A name as it may appear in a valid CSV, before trimming. */
-const validName = text(1, 12).filter((s) => s.trim() !== '' && [...s.trim()].length <= 256);
+const validName = text(1, 12).filter((s) => s.trim() !== '' && [...s.trim()].length <= 256 && !INVISIBLE.test(s.trim()));
 
-/** A name that must be refused: a control character inside it, blank, or too long. */
+/** A name that must be refused: a control or invisible character inside it, blank, or too long. */
 const badName = fc.oneof(
-  fc.tuple(text(1, 5), controlChar, text(1, 5))
+  fc.tuple(text(1, 5), fc.oneof(controlChar, invisibleChar), text(1, 5))
     .filter(([a, , b]) => a.trim() !== '' && b.trim() !== '')
     .map(([a, c, b]) => `${a.trimEnd()}${c}${b.trimStart()}`),
   fc.constantFrom('', '   ', '\t \t'),
@@ -125,7 +132,7 @@ function render(l: Layout, values: [string, string, string], opts: { header?: st
 
 const valid = fc.tuple(layout, validName, validName, validBirthts).map(([l, f, s, b]): GeneratedCsv => ({
   bytes: Buffer.from(render(l, [f, s, b.raw])),
-  expect: { ok: true, firstName: f.trim(), lastName: s.trim(), birthts: b.value + 0 },
+  expect: { ok: true, firstName: f.trim().normalize('NFC'), lastName: s.trim().normalize('NFC'), birthts: b.value + 0 },
   shape: 'valid',
 }));
 
@@ -247,5 +254,18 @@ export const imageExt = fc.constantFrom('png', 'PNG', 'jpg', 'jpeg', 'webp', 'gi
 
 /** Whether the key itself is refused, before any read. */
 export function keyRefused(key: string, userId: string): boolean {
-  return Buffer.byteLength(key) > 1024 || FORBIDDEN.test(key) || userId.trim() === '';
+  return (
+    Buffer.byteLength(key) > 1024 ||
+    FORBIDDEN.test(key) ||
+    userId.trim() === '' ||
+    INVISIBLE.test(userId) ||
+    userId === '.' ||
+    userId === '..' ||
+    userId !== userId.normalize('NFC')
+  );
+}
+
+/** A text cell as output.csv writes it (CSV_NEUTRALIZE_FORMULAS on, the default). */
+export function csvCell(text: string): string {
+  return /^[=+\-@\t\r\uff1d\uff0b\uff0d\uff20]/u.test(text) ? `'${text}` : text;
 }
