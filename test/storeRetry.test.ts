@@ -9,6 +9,7 @@ import type { ObjectStore } from '../src/storage/index.js';
 import { createStore, ObjectNotFoundError, ObjectUnreadableError } from '../src/storage/index.js';
 import type { TestDatabase } from './support/database.js';
 import { createTestDatabase } from './support/database.js';
+import type { Fault } from './support/flakyProxy.js';
 import { FlakyProxy } from './support/flakyProxy.js';
 import { makeImage, readText, userCsv } from './support/fixtures.js';
 import { runToCompletion, testConfig } from './support/harness.js';
@@ -37,6 +38,8 @@ describe('transient store errors are retried', () => {
   let png: Buffer;
   // One source bucket for every test, written straight to the server, never through the proxy.
   const SRC = 'flaky-src';
+  // Objects of single tests that runs must not see.
+  const OTHER = 'flaky-other';
 
   beforeAll(async () => {
     backend = await startS3Backend();
@@ -44,6 +47,7 @@ describe('transient store errors are retried', () => {
     proxy = await FlakyProxy.start({ target: { host: '127.0.0.1', port: backend.config.port }, seed: 17 });
     png = await makeImage('png', 8, 8);
     await backend.store.ensureBucket(SRC);
+    await backend.store.ensureBucket(OTHER);
     // What the tests of single requests read; the runs' tests write all the others.
     for (const i of [3, 7, 10]) await putUser(i);
   });
@@ -123,7 +127,8 @@ describe('transient store errors are retried', () => {
       expect(retries['op=read,reason=cut']).toBeGreaterThan(0);
       expect(retries['op=write,reason=connection']).toBeGreaterThanOrEqual(1);
       const requests = await series(metrics, 'userjoin_store_requests_total');
-      expect(requests['op=read,outcome=ok']).toBeGreaterThanOrEqual(USERS + photos);
+      // Each object read once, its resumes counted only as retries.
+      expect(requests['op=read,outcome=ok']).toBe(USERS + photos);
       expect(Object.keys(requests).filter((k) => !k.endsWith('outcome=ok'))).toEqual([]);
     });
 
@@ -182,27 +187,109 @@ describe('transient store errors are retried', () => {
     const retries = await series(metrics, 'userjoin_store_retries_total');
     // A HEAD answer has no body to name its code: a bare 503 says only that the server is unavailable.
     expect(retries).toEqual({ 'op=read,reason=cut': 3, 'op=stat,reason=unavailable': 1 });
+    // Three reads (the CSV, the photo's original, the photo to resize), each counted once.
+    expect(await series(metrics, 'userjoin_store_requests_total')).toEqual({ 'op=read,outcome=ok': 3, 'op=stat,outcome=ok': 1 });
   });
 
-  it('a request that receives nothing is abandoned after STORE_REQUEST_TIMEOUT_MS and tried again', async () => {
-    const { store, metrics } = await flaky({ STORE_REQUEST_TIMEOUT_MS: '1000' });
+  it('a read whose resumes run out mid-body counts once, as gave_up; its resumes only as retries', async () => {
+    const { store, metrics } = await flaky({ STORE_RETRIES: '1' });
+    const key = `${userId(7)}.csv`;
+    // Every answer of the object is cut, the resumed one too.
+    proxy.rule = ({ method, url }) => (method === 'GET' && url.pathname === `/${SRC}/${key}` ? 'cut' : null);
+    await expect(readAll(await store.read(SRC, key))).rejects.toThrow('the object store cut its answer short');
+    expect(proxy.matching('GET', (u) => u.pathname === `/${SRC}/${key}`)).toHaveLength(2);
+    expect(await series(metrics, 'userjoin_store_requests_total')).toEqual({ 'op=read,outcome=gave_up': 1 });
+    expect(await series(metrics, 'userjoin_store_retries_total')).toEqual({ 'op=read,reason=cut': 1 });
+  });
+
+  it('a read cut after its last byte ends there, and one that ends short without an error goes on: exact either way', async () => {
+    const { store, metrics } = await flaky();
+    const key = `${userId(7)}.csv`;
+    const csv = Buffer.from(userCsv('First7', 'Last7', birthts(7)));
+    const gets = () => proxy.matching('GET', (u) => u.pathname === `/${SRC}/${key}`).map((r) => r.range);
+    // Both answers come without Content-Length: the listing's size tells the read's length.
+    // cut_after_body: chunked, the whole body, then the connection closes before the last chunk.
+    proxy.rule = ({ method, url, range }) => (method === 'GET' && url.pathname === `/${SRC}/${key}` && !range ? 'cut_after_body' : null);
+    expect(await readAll(await store.read(SRC, key, { size: csv.length }))).toEqual(csv);
+    expect(gets()).toEqual([undefined]);
+    // end_early: half the body, then the connection closes cleanly, as an unframed answer ends.
+    proxy.reset();
+    proxy.rule = ({ method, url, range }) => (method === 'GET' && url.pathname === `/${SRC}/${key}` && !range ? 'end_early' : null);
+    expect(await readAll(await store.read(SRC, key, { size: csv.length }))).toEqual(csv);
+    expect(gets()).toEqual([undefined, `bytes=${Math.floor(csv.length / 2)}-`]);
+    expect(proxy.injected).toMatchObject({ endEarly: 1 });
+
+    expect(await series(metrics, 'userjoin_store_requests_total')).toEqual({ 'op=read,outcome=ok': 2 });
+    expect(await series(metrics, 'userjoin_store_retries_total')).toEqual({ 'op=read,reason=cut': 1 });
+  });
+
+  it('an object that changes before the rest of its read is asked for is refused as changed, never spliced', async () => {
+    const { store, metrics } = await flaky();
+    const key = 'changes.csv';
+    const before = Buffer.from(userCsv('Before', 'Old', birthts(1)));
+    await backend.store.write(OTHER, key, before);
+    const etag = (await backend.store.stat(OTHER, key))!.etag;
+    proxy.rule = ({ method, url, range }) => (method === 'GET' && url.pathname === `/${OTHER}/${key}` && !range ? 'cut' : null);
+
+    const body = await store.read(OTHER, key);
+    // Replaced before the body is read: the rest of the read asks for the new object.
+    await backend.store.write(OTHER, key, Buffer.from(userCsv('Afterwards', 'Newer', birthts(2))));
+    const refused = await readAll(body).catch((e: unknown) => e);
+    expect(refused).toBeInstanceOf(ObjectUnreadableError);
+    expect((refused as ObjectUnreadableError).reason).toBe('it changed while it was read');
+    // The rest was asked for If-Match the first answer's ETag; s3rver ignores it and sends the
+    // new object, which the ETag check of its answer refuses. (From the byte the reader got:
+    // the cut may have dropped what the client held unread.)
+    const gets = proxy.matching('GET', (u) => u.pathname === `/${OTHER}/${key}`);
+    expect(gets.map((r) => r.ifMatch)).toEqual([undefined, `"${etag}"`]);
+    expect(gets[1]!.range).toMatch(/^bytes=\d+-$/);
+    expect(await series(metrics, 'userjoin_store_requests_total')).toEqual({ 'op=read,outcome=refused': 1 });
+  });
+
+  it('a request that receives nothing is abandoned after STORE_REQUEST_TIMEOUT_MS and tried again, though the timeout is longer than STORE_RETRY_MAX_MS', async () => {
+    // The defaults' ratio (30 s and 10 s), scaled down: a timed-out try's time is not counted toward the budget.
+    const { store, metrics } = await flaky({ STORE_REQUEST_TIMEOUT_MS: '300', STORE_RETRY_MAX_MS: '100' });
     const key = `${userId(3)}.csv`;
     let stalled = false;
+    // The first GET is held, never answered, until the client gives up on it.
     proxy.rule = ({ method, url }) => (method === 'GET' && url.pathname === `/${SRC}/${key}` && !stalled ? ((stalled = true), 'stall') : null);
     expect((await readAll(await store.read(SRC, key))).toString()).toBe(userCsv('First3', 'Last3', birthts(3)));
+    const [held] = proxy.matching('GET', (u) => u.pathname === `/${SRC}/${key}`);
+    expect(held).toMatchObject({ fault: 'stall', abandoned: true });
     // A busy machine may make the next try time out too: it is retried all the same.
-    expect(proxy.matching('GET', (u) => u.pathname === `/${SRC}/${key}`)[0]!.fault).toBe('stall');
     expect((await series(metrics, 'userjoin_store_retries_total'))['op=read,reason=timeout']).toBeGreaterThanOrEqual(1);
+    expect(await series(metrics, 'userjoin_store_requests_total')).toEqual({ 'op=read,outcome=ok': 1 });
   });
 
-  it('bucket checks are retried', async () => {
-    const { config, store, metrics } = await flaky();
-    let n = 0;
-    // The first two HEADs of a bucket: SlowDown, then a reset connection.
-    proxy.rule = ({ method, url }) => (method === 'HEAD' && url.pathname.split('/').length === 2 && n < 2 ? (['slow_down', 'reset'] as const)[n++]! : null);
+  it("bucket checks are retried: the health check's ping and ensureBucket's own requests", async () => {
+    const { store, metrics } = await flaky();
+    const bucket = 'flaky-made';
+    // Faults by request, each used once: ping's HEAD SlowDown; ensureBucket's HEAD reset, its PUT SlowDown.
+    const faults = new Map<string, Fault[]>([
+      [`HEAD /${SRC}`, ['slow_down']],
+      [`HEAD /${bucket}`, ['reset']],
+      [`PUT /${bucket}`, ['slow_down']],
+    ]);
+    proxy.rule = ({ method, url }) => faults.get(`${method} ${url.pathname.replace(/\/$/, '')}`)?.shift() ?? null;
     await store.ping(SRC);
-    await store.ensureBucket(config.resBucket);
-    expect(await series(metrics, 'userjoin_store_retries_total')).toEqual({ 'op=bucket,reason=unavailable': 1, 'op=bucket,reason=connection': 1 });
+    await store.ensureBucket(bucket);
+    expect([...faults.values()].flat()).toEqual([]);
+    await backend.store.ping(bucket);
+    // A HEAD answer has no body to name its code: a bare 503 says only that the server is unavailable.
+    expect(await series(metrics, 'userjoin_store_retries_total')).toEqual({ 'op=bucket,reason=unavailable': 1, 'op=bucket,reason=connection': 1, 'op=bucket,reason=throttled': 1 });
+    expect(await series(metrics, 'userjoin_store_requests_total')).toEqual({ 'op=bucket,outcome=ok': 2 });
+  });
+
+  it('notification setup at start is retried', async () => {
+    const { store, metrics } = await flaky();
+    let failed = false;
+    const setting = (u: URL) => u.pathname.replace(/\/$/, '') === `/${SRC}` && u.searchParams.has('notification');
+    proxy.rule = ({ method, url }) => (method === 'PUT' && setting(url) && !failed ? ((failed = true), 'slow_down') : null);
+    // s3rver has no bucket notifications: the try after the SlowDown reaches it and is answered NotImplemented.
+    await expect(store.notifyTo!(SRC, { kind: 'queue', arn: 'arn:minio:sqs::USERJOIN:webhook' })).rejects.toMatchObject({ code: 'NotImplemented' });
+    expect(proxy.matching('PUT', setting).map((r) => r.fault)).toEqual(['slow_down', null]);
+    expect(await series(metrics, 'userjoin_store_retries_total')).toEqual({ 'op=notify,reason=throttled': 1 });
+    expect(await series(metrics, 'userjoin_store_requests_total')).toEqual({ 'op=notify,outcome=error': 1 });
   });
 
   it('answers about one object are not retried: AccessDenied, NoSuchKey', async () => {

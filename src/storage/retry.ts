@@ -80,14 +80,28 @@ export class Retrier {
 
   /**
    * Calls fn until it succeeds, fails for a reason that is not transient, or the policy is
-   * spent; then throws fn's last error. maxTotalMs shortens the policy's for this call.
+   * spent; then throws fn's last error. The time of tries that timed out does not count toward
+   * the policy's maxTotalMs: each is bounded by requestTimeoutMs already, and counting it would
+   * leave a timeout (30 s) no retry within the budget (10 s). maxTotalMs shortens the bound for
+   * this call and counts all the time (ping answers within it). counted: false leaves the
+   * request's outcome to the caller (a read's, once its body ends).
    */
-  async run<T>(op: StoreOp, fn: () => Promise<T>, opts: { maxTotalMs?: number } = {}): Promise<T> {
-    const { retries, baseDelayMs } = this.policy;
-    const budgetMs = Math.min(this.policy.maxTotalMs, opts.maxTotalMs ?? Number.POSITIVE_INFINITY);
+  async run<T>(op: StoreOp, fn: () => Promise<T>, opts: { maxTotalMs?: number; counted?: boolean } = {}): Promise<T> {
+    const { retries, baseDelayMs, maxTotalMs, requestTimeoutMs } = this.policy;
+    const deadlineMs = opts.maxTotalMs ?? Number.POSITIVE_INFINITY;
     const started = performance.now();
+    let timedOutMs = 0;
+    const tryOnce = async (): Promise<T> => {
+      const tried = performance.now();
+      try {
+        return await fn();
+      } catch (err) {
+        if (transientReason(err) === 'timeout') timedOutMs += Math.min(performance.now() - tried, requestTimeoutMs);
+        throw err;
+      }
+    };
     try {
-      const result = await backOff(fn, {
+      const result = await backOff(tryOnce, {
         numOfAttempts: retries + 1,
         startingDelay: baseDelayMs,
         timeMultiple: 2,
@@ -95,17 +109,28 @@ export class Retrier {
         retry: (err: unknown, tried: number) => {
           const reason = transientReason(err);
           // The wait before the next try is a random time up to baseDelayMs * 2^(tried - 1).
-          if (!reason || tried > retries || performance.now() - started + baseDelayMs * 2 ** (tried - 1) > budgetMs) return false;
+          const waitEnds = performance.now() - started + baseDelayMs * 2 ** (tried - 1);
+          if (!reason || tried > retries || waitEnds - timedOutMs > maxTotalMs || waitEnds > deadlineMs) return false;
           this.retried(op, reason);
           return true;
         },
       });
-      this.observer?.request(op, 'ok');
+      if (opts.counted !== false) this.ended(op, 'ok');
       return result;
     } catch (err) {
-      this.observer?.request(op, this.answered(err) ?? (transientReason(err) ? 'gave_up' : 'error'));
+      if (opts.counted !== false) this.ended(op, this.outcomeOf(err));
       throw err;
     }
+  }
+
+  /** How a request that failed with err ended. */
+  outcomeOf(err: unknown): StoreOutcome {
+    return this.answered(err) ?? (transientReason(err) ? 'gave_up' : 'error');
+  }
+
+  /** Counts one request, once, by how it ended. */
+  ended(op: StoreOp, outcome: StoreOutcome): void {
+    this.observer?.request(op, outcome);
   }
 
   retried(op: StoreOp, reason: TransientReason): void {
@@ -114,30 +139,48 @@ export class Retrier {
 }
 
 /**
- * The body of a read that survives cuts: when the answer stops mid-body for a transient
- * reason, reopen(offset) asks for the rest (a Range request) and the stream goes on from
- * there. A read resumes at most policy.retries times, each reopening retried on its own.
+ * The body of a read that survives cuts: when the answer stops short of `length` bytes for a
+ * transient reason, reopen(offset) asks for the rest (a Range request) and the stream goes on
+ * from there. An answer that ends cleanly but short (one without Content-Length whose
+ * connection closed) is a cut too; one that fails once all `length` bytes came (a chunked
+ * answer without its last chunk) is complete: asking for bytes past the end would be refused.
+ * Without a length, only an error is a cut. A read resumes at most policy.retries times, each
+ * reopening retried on its own; resumes count as retries only. The read counts as one request
+ * when its body ends: ok when it all came (or its reader stopped early), else how it failed.
  * Resuming rather than buffering keeps a read's memory flat: photos are streamed to clients.
  */
-export function resumingBody(first: Readable, retrier: Retrier, reopen: (offset: number) => Promise<Readable>): Readable {
+export function resumingBody(first: Readable, retrier: Retrier, reopen: (offset: number) => Promise<Readable>, length?: number): Readable {
   async function* chunks() {
     let body = first;
     let offset = 0;
-    for (let resumes = 0; ; resumes++) {
-      try {
-        for await (const chunk of body as AsyncIterable<Buffer>) {
-          offset += chunk.length;
-          yield chunk;
+    let outcome: StoreOutcome = 'ok';
+    try {
+      for (let resumes = 0; ; resumes++) {
+        let err: unknown;
+        try {
+          for await (const chunk of body as AsyncIterable<Buffer>) {
+            offset += chunk.length;
+            yield chunk;
+          }
+          if (length === undefined || offset >= length) return;
+          err = new AnswerCutError(new Error(`the answer ended after ${offset} of ${length} bytes`));
+        } catch (thrown) {
+          if (length !== undefined && offset >= length) return;
+          err = thrown;
         }
-        return;
-      } catch (err) {
         body.destroy();
         // Mid-body, a connection that fails has cut the answer.
         const reason = transientReason(err) === 'connection' ? 'cut' : transientReason(err);
         if (!reason || resumes >= retrier.policy.retries) throw reason === 'cut' && !(err instanceof AnswerCutError) ? new AnswerCutError(err) : err;
         retrier.retried('read', reason);
-        body = await retrier.run('read', () => reopen(offset));
+        body = await retrier.run('read', () => reopen(offset), { counted: false });
       }
+    } catch (err) {
+      outcome = retrier.outcomeOf(err);
+      throw err;
+    } finally {
+      body.destroy();
+      retrier.ended('read', outcome);
     }
   }
   return Readable.from(chunks(), { objectMode: false });

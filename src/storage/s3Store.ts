@@ -8,7 +8,7 @@ import { pipeline } from 'node:stream/promises';
 import { XMLParser } from 'fast-xml-parser';
 import { Client, S3Error } from 'minio';
 import type { NotifyTarget, StoreConfig } from '../config.js';
-import type { ObjectInfo, ObjectStore } from './objectStore.js';
+import type { ObjectInfo, ObjectStore, ReadHint } from './objectStore.js';
 import { ObjectNotFoundError, ObjectUnreadableError } from './objectStore.js';
 import { notificationConfig } from './notifications.js';
 import { AnswerCutError, Retrier, resumingBody } from './retry.js';
@@ -51,8 +51,8 @@ function xmlText(v: XmlText): string {
 /**
  * Any S3-compatible server through the `minio` client: MinIO, AWS S3, Garage, SeaweedFS.
  * Path-style addressing, because self-hosted servers rarely have wildcard DNS for buckets.
- * Its listings, look-ups, reads, writes and bucket checks are retried when they fail for a
- * transient reason (src/storage/retry.ts).
+ * Its listings, look-ups, reads, writes, bucket checks and notification setup are retried when
+ * they fail for a transient reason (src/storage/retry.ts).
  */
 export class S3Store implements ObjectStore {
   readonly description: string;
@@ -142,7 +142,8 @@ export class S3Store implements ObjectStore {
    * Replaces the bucket's notification setup (on radosgw: the notification with this Id).
    */
   async notifyTo(bucket: string, target: NotifyTarget): Promise<void> {
-    await this.client.setBucketNotification(bucket, notificationConfig(target));
+    // Setting the same configuration again changes nothing: safe to retry.
+    await this.retrier.run('notify', () => this.client.setBucketNotification(bucket, notificationConfig(target)));
   }
 
   /**
@@ -162,21 +163,36 @@ export class S3Store implements ObjectStore {
 
   /**
    * A read cut mid-body goes on from where it stopped, with a Range request for the rest of
-   * the same object (If-Match its etag): an object that changed meanwhile is not spliced.
+   * the same object (If-Match its etag): an object that changed meanwhile is not spliced. Its
+   * length is the first answer's Content-Length, or else the listing's size: it tells a cut
+   * answer from a whole one, whether or not the connection failed.
    */
-  async read(bucket: string, key: string): Promise<Readable> {
-    const first = await this.retrier.run('read', () => objectRequest(bucket, key, this.client.getObject(bucket, key)));
+  async read(bucket: string, key: string, hint: ReadHint = {}): Promise<Readable> {
+    let first: IncomingMessage;
+    try {
+      first = await this.retrier.run('read', () => objectRequest(bucket, key, this.client.getObject(bucket, key)), { counted: false });
+    } catch (err) {
+      this.retrier.ended('read', this.retrier.outcomeOf(err));
+      throw err;
+    }
     const etag = first.headers.etag;
-    return resumingBody(first, this.retrier, async (offset) => {
-      const headers: Record<string, string> = { range: `bytes=${offset}-`, ...(etag ? { 'if-match': etag } : {}) };
-      const rest = await objectRequest(bucket, key, this.client.makeRequestAsync({ method: 'GET', bucketName: bucket, objectName: key, headers }, '', [206]));
-      // Some servers ignore If-Match (s3rver does).
-      if (rest.headers.etag !== etag) {
-        rest.destroy();
-        throw new ObjectUnreadableError(key, 'it changed while it was read');
-      }
-      return rest;
-    });
+    const sent = Number(first.headers['content-length'] ?? NaN);
+    const length = Number.isSafeInteger(sent) && sent >= 0 ? sent : hint.size;
+    return resumingBody(
+      first,
+      this.retrier,
+      async (offset) => {
+        const headers: Record<string, string> = { range: `bytes=${offset}-`, ...(etag ? { 'if-match': etag } : {}) };
+        const rest = await objectRequest(bucket, key, this.client.makeRequestAsync({ method: 'GET', bucketName: bucket, objectName: key, headers }, '', [206]));
+        // Some servers ignore If-Match (s3rver does).
+        if (rest.headers.etag !== etag) {
+          rest.destroy();
+          throw new ObjectUnreadableError(key, 'it changed while it was read');
+        }
+        return rest;
+      },
+      length,
+    );
   }
 
   async write(bucket: string, key: string, body: Readable | Buffer, contentType = 'application/octet-stream'): Promise<void> {
@@ -195,6 +211,11 @@ export class S3Store implements ObjectStore {
       const file = path.join(dir, 'body');
       await pipeline(body, createWriteStream(file));
       const { size } = await fs.stat(file);
+      // Beyond PART_SIZE the client uploads in parts, and a retry resumes the key's latest
+      // unfinished upload (findUploadId): under the export lock that is the failed try's own,
+      // and the client sends every part again (minio 8.0.7 never matches an old part), so the
+      // object is whole. Should another writer share the upload, CompleteMultipartUpload's
+      // check of the parts' ETags fails the request rather than mix the two.
       await this.retrier.run('write', async () => {
         const upload = createReadStream(file);
         try {
@@ -202,6 +223,10 @@ export class S3Store implements ObjectStore {
         } finally {
           upload.destroy();
         }
+      }).catch(async (err: unknown) => {
+        // An upload that gave up leaves its parts stored (and billed) until aborted.
+        if (size > PART_SIZE) await this.client.removeIncompleteUpload(bucket, key).catch(() => undefined);
+        throw err;
       });
     } finally {
       await fs.rm(dir, { recursive: true, force: true });

@@ -8,10 +8,15 @@ import { random } from './people.js';
  * - access_denied: answers 403 AccessDenied, as a bucket policy that denies the object does;
  * - cut: passes it on, sends the answer's headers (with the full Content-Length) and part of
  *   its body, then closes the connection; an answer without a body is reset instead;
+ * - cut_after_body: passes it on and sends the answer chunked (no Content-Length) with its
+ *   whole body, then closes the connection before the last (empty) chunk;
+ * - end_early: passes it on and sends the answer without Content-Length or chunking, with
+ *   half its body, then closes the connection cleanly: to the client, a whole answer;
  * - reset: closes the connection without answering;
- * - stall: never answers.
+ * - stall: holds the request without answering until release() (passes it on) or until the
+ *   client gives up and closes the connection.
  */
-export type Fault = 'slow_down' | 'access_denied' | 'cut' | 'reset' | 'stall';
+export type Fault = 'slow_down' | 'access_denied' | 'cut' | 'cut_after_body' | 'end_early' | 'reset' | 'stall';
 
 export interface ProxiedRequest {
   method: string;
@@ -19,7 +24,11 @@ export interface ProxiedRequest {
   url: string;
   /** The Range header, when the request had one. */
   range?: string;
+  /** The If-Match header, when the request had one. */
+  ifMatch?: string;
   fault: Fault | null;
+  /** stall only: set when the client closed the connection of the held request. */
+  abandoned?: boolean;
 }
 
 export interface FlakyProxyOptions {
@@ -40,7 +49,7 @@ export interface FlakyProxyOptions {
  */
 export class FlakyProxy {
   readonly requests: ProxiedRequest[] = [];
-  readonly injected = { slowDown: 0, accessDenied: 0, cut: 0, reset: 0, stall: 0 };
+  readonly injected = { slowDown: 0, accessDenied: 0, cut: 0, cutAfterBody: 0, endEarly: 0, reset: 0, stall: 0 };
   slowDownRate: number;
   cutRate: number;
   /** A test's own faults: looked at first, for each request; null leaves it to chance. */
@@ -48,6 +57,7 @@ export class FlakyProxy {
   private readonly next: () => number;
   private readonly agent = new http.Agent({ keepAlive: true });
   private readonly sockets = new Set<Socket>();
+  private readonly held: Array<() => void> = [];
 
   private constructor(
     private readonly server: http.Server,
@@ -79,8 +89,14 @@ export class FlakyProxy {
     this.requests.length = 0;
     for (const k of Object.keys(this.injected) as Array<keyof FlakyProxy['injected']>) this.injected[k] = 0;
     this.rule = null;
+    this.held.length = 0;
     this.slowDownRate = 0;
     this.cutRate = 0;
+  }
+
+  /** Passes on the requests held by stall, which are still open. */
+  release(): void {
+    for (const pass of this.held.splice(0)) pass();
   }
 
   /** Requests logged whose method and URL match. */
@@ -108,7 +124,8 @@ export class FlakyProxy {
   private handle(req: http.IncomingMessage, res: http.ServerResponse): void {
     const url = new URL(req.url ?? '/', 'http://proxy');
     const fault = this.chosen(req, url);
-    this.requests.push({ method: req.method ?? 'GET', url: req.url ?? '/', range: req.headers.range, fault });
+    const logged: ProxiedRequest = { method: req.method ?? 'GET', url: req.url ?? '/', range: req.headers.range, ifMatch: req.headers['if-match'], fault };
+    this.requests.push(logged);
     switch (fault) {
       case 'slow_down':
         this.injected.slowDown++;
@@ -120,48 +137,87 @@ export class FlakyProxy {
         this.injected.reset++;
         req.socket.destroy();
         return;
-      case 'stall':
+      case 'stall': {
         this.injected.stall++;
+        const pass = () => {
+          if (!logged.abandoned) this.forward(req, res, null);
+        };
+        this.held.push(pass);
+        req.socket.once('close', () => {
+          logged.abandoned = true;
+        });
         return;
+      }
       default:
-        this.forward(req, res, fault === 'cut');
+        this.forward(req, res, fault);
     }
   }
 
-  private forward(req: http.IncomingMessage, res: http.ServerResponse, cut: boolean): void {
+  private forward(req: http.IncomingMessage, res: http.ServerResponse, fault: Fault | null): void {
     const upstream = http.request(
       { host: this.opts.target.host, port: this.opts.target.port, method: req.method, path: req.url, headers: req.headers, agent: this.agent },
       (answer) => {
         const length = Number(answer.headers['content-length'] ?? 0);
-        if (cut && !(length > 1 && req.method !== 'HEAD')) {
+        const hasBody = length > 1 && req.method !== 'HEAD';
+        if (fault && fault !== 'cut' && fault !== 'cut_after_body' && fault !== 'end_early') fault = null;
+        if (fault && !hasBody) {
           // Nothing to cut mid-body: the connection is reset instead.
           this.injected.reset++;
           answer.resume();
           req.socket.destroy();
           return;
         }
+        if (fault === 'cut_after_body' || fault === 'end_early') return this.unframed(req, res, answer, fault, length);
         res.writeHead(answer.statusCode ?? 502, answer.headers);
-        if (!cut) {
+        if (!fault) {
           answer.pipe(res);
           return;
         }
         this.injected.cut++;
-        let left = Math.floor(length / 2);
-        answer.on('data', (chunk: Buffer) => {
-          if (left <= 0) return;
-          const part = chunk.subarray(0, left);
-          left -= part.length;
-          if (left > 0) {
-            res.write(part);
-            return;
-          }
-          answer.destroy();
-          res.write(part, () => req.socket.destroy());
-        });
+        this.sendPart(req, res, answer, Math.floor(length / 2), () => req.socket.destroy());
       },
     );
     upstream.on('error', () => req.socket.destroy());
     req.pipe(upstream);
+  }
+
+  /** Sends the answer without its Content-Length: chunked and whole but unterminated, or close-delimited and half. */
+  private unframed(req: http.IncomingMessage, res: http.ServerResponse, answer: http.IncomingMessage, fault: 'cut_after_body' | 'end_early', length: number): void {
+    const headers = { ...answer.headers };
+    delete headers['content-length'];
+    delete headers['transfer-encoding'];
+    delete headers.connection;
+    delete headers['keep-alive'];
+    if (fault === 'cut_after_body') {
+      this.injected.cutAfterBody++;
+      // Node sends a body without Content-Length chunked (HTTP/1.1); the final chunk comes only with end().
+      res.writeHead(answer.statusCode ?? 502, headers);
+      this.sendPart(req, res, answer, length, () => req.socket.destroy());
+      return;
+    }
+    this.injected.endEarly++;
+    // An HTTP/1.1 answer without Content-Length nor chunking ends when the connection closes.
+    res.useChunkedEncodingByDefault = false;
+    res.shouldKeepAlive = false;
+    res.writeHead(answer.statusCode ?? 502, { ...headers, connection: 'close' });
+    this.sendPart(req, res, answer, Math.floor(length / 2), () => res.end());
+  }
+
+  /** Writes the first `count` bytes of the answer, then calls done once they are written. */
+  private sendPart(req: http.IncomingMessage, res: http.ServerResponse, answer: http.IncomingMessage, count: number, done: () => void): void {
+    let left = count;
+    answer.on('data', (chunk: Buffer) => {
+      if (left <= 0) return;
+      const part = chunk.subarray(0, left);
+      left -= part.length;
+      if (left > 0) {
+        res.write(part);
+        return;
+      }
+      answer.destroy();
+      res.write(part, done);
+    });
+    answer.on('error', () => req.socket.destroy());
   }
 }
 
