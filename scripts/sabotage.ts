@@ -299,6 +299,22 @@ const SABOTAGES: Sabotage[] = [
     tests: ['test/httpSecurity.test.ts'],
     filter: 'answers 429 with Retry-After',
   },
+  {
+    name: 'csv-formulas',
+    why: 'a name or file name such as =HYPERLINK(...) would run as a formula in the spreadsheet of whoever opens output.csv or the console\'s CSV',
+    file: 'src/csv.ts',
+    edits: [{ find: 'escape_formulas: opts.neutralizeFormulas,', replace: 'escape_formulas: false,' }],
+    tests: ['test/csvFormulas.test.ts'],
+    filter: '^formula cells on the folder backend',
+  },
+  {
+    name: 'look-alike-ids',
+    why: 'a file named 1000 followed by a zero-width character or a direction mark would be a second user that looks exactly like 1000, in the console and in output.csv',
+    file: 'src/core/text.ts',
+    edits: [{ find: 'const INVISIBLE = /[\\u00ad\\u061c\\u200b-\\u200f\\u2060\\ufeff]/u;', replace: 'const INVISIBLE = /(?!)/u;' }],
+    tests: ['test/hostileInput.test.ts'],
+    filter: '^hostile input on the folder backend .*(zero-width|NFC)',
+  },
 ];
 
 // Sabotages no test catches yet: left out of a full run, which must pass, but shown by it and
