@@ -74,13 +74,13 @@ export class Metrics {
     });
     this.storeRequests = new client.Counter({
       name: 'userjoin_store_requests_total',
-      help: 'Object store requests (S3), by operation (list, stat, read, write, bucket) and outcome (ok, not_found, refused, gave_up, error), each counted once however often it was tried',
+      help: 'Object store requests (S3), by operation (list, stat, read, write, bucket, notify) and outcome (ok, not_found, refused, gave_up, error), each counted once however often it was tried; a read once when its body ends (ok when it all came or its reader stopped, gave_up when its resumes ran out)',
       labelNames: ['op', 'outcome'],
       registers,
     });
     this.storeRetries = new client.Counter({
       name: 'userjoin_store_retries_total',
-      help: 'Object store requests (S3) tried again, by operation and transient reason (throttled, unavailable, server_error, connection, cut, timeout)',
+      help: 'Object store requests (S3) tried again, a read resumed after a cut included, by operation and transient reason (throttled, unavailable, server_error, connection, cut, timeout)',
       labelNames: ['op', 'reason'],
       registers,
     });
