@@ -5,55 +5,52 @@ import { AuthFailures, clientKey } from '../src/http/authFailures.js';
 function limiter(limit: number, windowMs: number, maxAddresses?: number) {
   let now = 1_000_000;
   const failures = new AuthFailures({ limit, windowMs }, maxAddresses, () => now);
-  return { failures, advance: (ms: number) => void (now += ms) };
+  const fail = (...addresses: string[]) => addresses.forEach((a) => failures.failed(a));
+  return { failures, fail, advance: (ms: number) => void (now += ms) };
 }
 
 describe('AuthFailures', () => {
   it('locks an address out after the limit, until the window from its first failure ends', () => {
-    const { failures, advance } = limiter(3, 60_000);
-    failures.failed('10.0.0.1');
+    const { failures, fail, advance } = limiter(3, 60_000);
+    fail('10.0.0.1');
     advance(10_000);
-    failures.failed('10.0.0.1');
+    fail('10.0.0.1');
     expect(failures.retryAfter('10.0.0.1')).toBe(0);
-    failures.failed('10.0.0.1');
+    fail('10.0.0.1');
     expect(failures.retryAfter('10.0.0.1')).toBe(50);
     advance(49_500);
     // Rounded up: it is never told to come back before the window ends.
     expect(failures.retryAfter('10.0.0.1')).toBe(1);
     advance(500);
     expect(failures.retryAfter('10.0.0.1')).toBe(0);
-    // A new window counts from zero.
-    failures.failed('10.0.0.1');
-    failures.failed('10.0.0.1');
+    // A new window counts from zero, and lasts from its own first failure.
+    advance(5_000);
+    fail('10.0.0.1', '10.0.0.1');
     expect(failures.retryAfter('10.0.0.1')).toBe(0);
+    fail('10.0.0.1');
+    expect(failures.retryAfter('10.0.0.1')).toBe(60);
   });
 
   it('counts each address on its own', () => {
-    const { failures } = limiter(2, 60_000);
-    failures.failed('10.0.0.1');
-    failures.failed('10.0.0.1');
-    failures.failed('10.0.0.2');
+    const { failures, fail } = limiter(2, 60_000);
+    fail('10.0.0.1', '10.0.0.1', '10.0.0.2');
     expect(failures.retryAfter('10.0.0.1')).toBe(60);
     expect(failures.retryAfter('10.0.0.2')).toBe(0);
     expect(failures.retryAfter('10.0.0.3')).toBe(0);
   });
 
   it('counts an IPv4-mapped address as its IPv4 address, and IPv6 addresses by their /64', () => {
-    const { failures } = limiter(2, 60_000);
-    failures.failed('::ffff:10.0.0.1');
-    failures.failed('10.0.0.1');
+    const { failures, fail } = limiter(2, 60_000);
+    fail('::ffff:10.0.0.1', '10.0.0.1');
     expect(failures.retryAfter('10.0.0.1')).toBe(60);
-    failures.failed('2001:db8:1:2::1');
-    failures.failed('2001:db8:1:2:ffff:ffff:ffff:ffff');
+    fail('2001:db8:1:2::1', '2001:db8:1:2:ffff:ffff:ffff:ffff');
     expect(failures.retryAfter('2001:0db8:0001:0002::abcd')).toBe(60);
     expect(failures.retryAfter('2001:db8:1:3::1')).toBe(0);
   });
 
   it('tracks at most maxAddresses, forgetting the least recently seen', () => {
-    const { failures } = limiter(1, 60_000, 2);
-    failures.failed('10.0.0.1');
-    failures.failed('10.0.0.2');
-    failures.failed('10.0.0.3');
+    const { failures, fail } = limiter(1, 60_000, 2);
+    fail('10.0.0.1', '10.0.0.2', '10.0.0.3');
     expect(failures.retryAfter('10.0.0.1')).toBe(0);
     expect(failures.retryAfter('10.0.0.2')).toBe(60);
     expect(failures.retryAfter('10.0.0.3')).toBe(60);

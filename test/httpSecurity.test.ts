@@ -134,7 +134,7 @@ describe('HTTP security', () => {
     });
 
     it('serves same-origin requests, typed URLs (none) and requests without the header (curl)', async () => {
-      for (const headers of [{ 'Sec-Fetch-Site': 'same-origin' }, { 'Sec-Fetch-Site': 'none' }, {}]) {
+      for (const headers of [{ 'Sec-Fetch-Site': 'same-origin' }, { 'Sec-Fetch-Site': 'none' }, {}] as Array<Record<string, string>>) {
         const res = await raw(open.url, image, { headers });
         expect(res.status, JSON.stringify(headers)).toBe(200);
         expect(res.headers['content-type']).toMatch(/^image\//);
@@ -158,7 +158,7 @@ describe('HTTP security', () => {
     afterAll(async () => {
       await svc?.stop();
     });
-    const as = (localAddress: string, token?: string) => ({ localAddress, headers: token ? { Authorization: `Bearer ${token}` } : {} });
+    const as = (localAddress: string, token?: string) => ({ localAddress, headers: token ? { Authorization: `Bearer ${token}` } : ({} as Record<string, string>) });
 
     it('answers 429 with Retry-After once an address has sent too many wrong tokens, even with the right one, and leaves other addresses be', async () => {
       // Requests without a token guess nothing and are not counted.
