@@ -53,9 +53,9 @@ describe.each(backends)('formula cells on the %s backend', (_name, start) => {
     );
   });
 
-  it("GET /data?format=csv does the same, streamed and paged", async () => {
+  it('GET /data?format=csv does the same, streamed and paged', async () => {
     for (const query of ['', '&limit=5']) {
-      const rows = parse(await (await svc.get(`/data?format=csv${query}`)).text(), { columns: true }) as Array<Record<string, string>>;
+      const rows = parse<Record<string, string>>(await (await svc.get(`/data?format=csv${query}`)).text(), { columns: true });
       expect(rows.map(({ user_id, first_name, last_name, birthts, img_path }) => ({ user_id, first_name, last_name, birthts, img_path })), query).toEqual([
         { user_id: '2', first_name: "'-2", last_name: "'@SUM(A1)", birthts: '5', img_path: '' },
         { user_id: "'=cmd", first_name: `'${HYPERLINK}`, last_name: "'+1", birthts: '-1000', img_path: photo },
