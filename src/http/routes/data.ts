@@ -39,7 +39,10 @@ export const usersQuery = z
     is_image_exists: boolParam('true: only users with a photo; false: only users without one').optional(),
     limit: intParam(1, MAX_LIMIT, 'Page size. Without it, every match is streamed in one answer').optional(),
     cursor: cursorParam().optional(),
-    format: enumParam(['json', 'csv'], 'csv answers text/csv with the same columns').default('json'),
+    format: enumParam(
+      ['json', 'csv'],
+      "csv answers text/csv with the same columns; a text cell starting with = + - @, a tab or a CR gets a leading ' unless CSV_NEUTRALIZE_FORMULAS=false",
+    ).default('json'),
   })
   .refine((q) => q.min_age === undefined || q.max_age === undefined || q.min_age <= q.max_age, {
     path: ['min_age'],
