@@ -153,13 +153,12 @@ export class FlakyProxy {
     }
   }
 
-  private forward(req: http.IncomingMessage, res: http.ServerResponse, fault: Fault | null): void {
+  private forward(req: http.IncomingMessage, res: http.ServerResponse, fault: 'cut' | 'cut_after_body' | 'end_early' | null): void {
     const upstream = http.request(
       { host: this.opts.target.host, port: this.opts.target.port, method: req.method, path: req.url, headers: req.headers, agent: this.agent },
       (answer) => {
         const length = Number(answer.headers['content-length'] ?? 0);
         const hasBody = length > 1 && req.method !== 'HEAD';
-        if (fault && fault !== 'cut' && fault !== 'cut_after_body' && fault !== 'end_early') fault = null;
         if (fault && !hasBody) {
           // Nothing to cut mid-body: the connection is reset instead.
           this.injected.reset++;
