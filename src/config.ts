@@ -77,8 +77,12 @@ export interface EventsConfig {
   exportIntervalMs: number;
   /** How often every instance looks for events another instance recorded. */
   pollMs: number;
-  /** Keys per event batch. */
+  /** Keys per event batch: half the oldest pending, half the newest (see takePendingEvents). */
   maxKeys: number;
+  /** EVENT_BACKLOG_LIMIT: past this many pending keys, the webhook answers 503 and the folder watch drops keys. */
+  backlogLimit: number;
+  /** EVENT_WEBHOOK_CONCURRENCY: webhook bodies read and recorded at once; more get 503 before their body is read. */
+  webhookConcurrency: number;
   /** Event batches within this window share one run in the history. */
   coalesceMs: number;
 }
@@ -167,6 +171,10 @@ const envSchema = z.object({
   S3_NOTIFY_ARN: optionalText,
   // The name S3_NOTIFY_ARN had when only MinIO's queue targets were set up.
   MINIO_NOTIFY_ARN: optionalText,
+  // A flood of events must not grow pending_events (and the WAL) without end; the reconcile catches what is refused.
+  EVENT_BACKLOG_LIMIT: z.coerce.number().int().min(1).max(100_000_000).default(100_000),
+  // Bodies of up to 1 MiB each, and at most one pooled connection each: the webhook cannot starve the API or runs.
+  EVENT_WEBHOOK_CONCURRENCY: z.coerce.number().int().min(1).max(64).default(4),
   // Seconds. Each export rewrites the whole file, so a stream of events must not rewrite it each time.
   EXPORT_INTERVAL: z.coerce.number().min(0).max(86_400).default(10),
   // A cell such as =HYPERLINK(...) would run in the spreadsheet of whoever opens the file; off for exact bytes.
@@ -315,6 +323,8 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       exportIntervalMs: Math.round(e.EXPORT_INTERVAL * 1000),
       pollMs: 1000,
       maxKeys: 1000,
+      backlogLimit: e.EVENT_BACKLOG_LIMIT,
+      webhookConcurrency: e.EVENT_WEBHOOK_CONCURRENCY,
       coalesceMs: 60_000,
     },
     work: { queue: e.WORK_QUEUE, leaseSeconds: e.ITEM_LEASE_SECONDS },

@@ -5,7 +5,7 @@ import type { RunCounts, RunReport } from './core/model.js';
 import type { StoreObserver } from './storage/index.js';
 
 /** What became of one event (a webhook record or a folder-watch key). */
-export type EventOutcome = 'accepted' | 'other_bucket' | 'not_user_file' | 'refused_key' | 'other_event' | 'unparsable';
+export type EventOutcome = 'accepted' | 'other_bucket' | 'not_user_file' | 'refused_key' | 'other_event' | 'unparsable' | 'backlog_full';
 
 // Reading the users' figures counts rows: at most this often, and cancelled past the timeout.
 const STATS_MAX_AGE_MS = 10_000;
@@ -26,6 +26,7 @@ export class Metrics {
   private readonly events: client.Counter<'source' | 'outcome'>;
   private readonly storeRequests: client.Counter<'op' | 'outcome'>;
   private readonly storeRetries: client.Counter<'op' | 'reason'>;
+  private readonly eventBodies: client.Gauge;
   /** Counts the object store's requests and retries; given to the store when it is made. */
   readonly store: StoreObserver = {
     request: (op, outcome) => this.storeRequests.inc({ op, outcome }),
@@ -68,7 +69,7 @@ export class Metrics {
     });
     this.events = new client.Counter({
       name: 'userjoin_events_total',
-      help: 'Events this process received, by source (s3, folder) and outcome (accepted, or why it was ignored)',
+      help: 'Events this process received, by source (s3, folder) and outcome (accepted, or why it was ignored; backlog_full: a folder event dropped past EVENT_BACKLOG_LIMIT)',
       labelNames: ['source', 'outcome'],
       registers,
     });
@@ -82,6 +83,11 @@ export class Metrics {
       name: 'userjoin_store_retries_total',
       help: 'Object store requests (S3) tried again, a read resumed after a cut included, by operation and transient reason (throttled, unavailable, server_error, connection, cut, timeout)',
       labelNames: ['op', 'reason'],
+      registers,
+    });
+    this.eventBodies = new client.Gauge({
+      name: 'userjoin_event_bodies_in_flight',
+      help: 'POST /events/s3 bodies this process is reading or recording now (at most EVENT_WEBHOOK_CONCURRENCY)',
       registers,
     });
     const stat = (name: string, help: string, pick: (s: ClusterStats) => number) =>
@@ -126,6 +132,10 @@ export class Metrics {
 
   eventsReceived(source: 's3' | 'folder', outcome: EventOutcome, n = 1): void {
     if (n > 0) this.events.inc({ source, outcome }, n);
+  }
+
+  eventBodiesInFlight(n: number): void {
+    this.eventBodies.set(n);
   }
 
   httpRequest(method: string, route: string, status: number, seconds: number): void {

@@ -28,6 +28,8 @@ export interface Service {
   runner: Runner;
   /** The user change feed, for its events (down, listening again). */
   changeFeed: Pick<ChangeFeed, 'events'>;
+  /** The event loop, for its events (each batch, with what it did). */
+  eventLoop: Pick<EventProcessor, 'events'>;
   /** Graceful stop: no new requests, let a run finish (or abort it after graceMs), close pools, stop embedded PostgreSQL. */
   stop(graceMs?: number): Promise<void>;
 }
@@ -109,7 +111,7 @@ async function start(
   const deps = { db, store, config, log, budget: resources.pixelBudget, instance: thisInstance(), queue };
   const runner = new Runner(deps, (report) => metrics.runFinished(report));
   const processor = new EventProcessor(runner, metrics, config.events, log.child({ component: 'events' }));
-  const intake = new EventIntake(db, metrics, processor);
+  const intake = new EventIntake(db, metrics, processor, { backlogLimit: config.events.backlogLimit, storeRule: store.keyProblem?.bind(store) }, log.child({ component: 'events' }));
   const http = createHttpApp({
     db,
     store,
@@ -122,6 +124,7 @@ async function start(
     apiToken: config.http.apiToken,
     eventsToken: config.events.token,
     events: intake,
+    eventBodies: config.events.webhookConcurrency,
     loopback: config.http.loopback,
     authFailures: config.http.authFailures,
     pageCache,
@@ -178,7 +181,7 @@ async function start(
       log.info('stopped');
     })());
 
-  return { url, resources: { ...resources, store }, runner, changeFeed: { events: feed.events }, stop };
+  return { url, resources: { ...resources, store }, runner, changeFeed: { events: feed.events }, eventLoop: { events: processor.events }, stop };
 }
 
 function listen(config: Config, handle: ReturnType<ReturnType<typeof createHttpApp>['callback']>, timeouts?: Partial<HttpTimeouts>): Promise<Server> {

@@ -21,10 +21,31 @@ export async function recordEvents(db: Queryable, keys: string[]): Promise<void>
   );
 }
 
-/** The oldest pending keys, at most limit of them. */
+/**
+ * At most limit pending keys: half of them the oldest, half the newest, by the last event that
+ * named each (seq). So a key recorded after a flood is taken by the next batch (unless over
+ * limit/2 keys came after it first), and the oldest are never starved: a key waits at most
+ * ceil(keys older than it / (limit/2)) batches.
+ */
 export async function takePendingEvents(db: Queryable, limit: number): Promise<PendingEvent[]> {
-  const { rows } = await db.query<PendingEvent>(`SELECT key, seq FROM pending_events ORDER BY seq LIMIT $1`, [limit]);
+  const newest = Math.floor(limit / 2);
+  // UNION: with fewer than limit pending, both ends overlap and every key comes once.
+  const { rows } = await db.query<PendingEvent>(
+    `(SELECT key, seq FROM pending_events ORDER BY seq LIMIT $1)
+     UNION
+     (SELECT key, seq FROM pending_events ORDER BY seq DESC LIMIT $2)`,
+    [limit - newest, newest],
+  );
   return rows;
+}
+
+/**
+ * Whether at least limit keys are pending. Counts at most limit rows of the index, so it costs
+ * the same however large a flood made the table.
+ */
+export async function backlogReached(db: Queryable, limit: number): Promise<boolean> {
+  const { rows } = await db.query<{ n: number }>(`SELECT count(*)::int AS n FROM (SELECT 1 FROM pending_events LIMIT $1) AS t`, [limit]);
+  return (rows[0]?.n ?? 0) >= limit;
 }
 
 /** Forgets processed keys, except those an event named again since they were taken. */

@@ -34,6 +34,11 @@ export interface Operation<Q extends z.ZodType = z.ZodType, P extends z.ZodType 
   params?: P;
   /** A JSON request body, read up to its byte limit and checked against the schema. */
   body?: { schema: B; maxBytes: number; description: string };
+  /**
+   * Called after the access check, before the body is read: throws to refuse the request at
+   * once, or returns what to call when the request is done (a slot of a concurrency limit).
+   */
+  admit?(ctx: Context): Promise<() => void>;
   /** Who may call it; the router checks it before the handler runs. */
   access: Access;
   /** Answers besides errors; every operation may also answer an Error (see openapi.ts). */
@@ -120,8 +125,13 @@ export function mountOperations(routes: Routes, ops: Operation[]): void {
       routeLabel(ctx, op.path);
       const params: unknown = parseParams(paramsOf(op), { ...ctx.params });
       const query: unknown = parseParams(queryOf(op), { ...ctx.query });
-      const body: unknown = op.body ? await readJsonBody(ctx, op.body.schema, op.body.maxBytes) : undefined;
-      await op.handler(ctx, { query, params, body });
+      const done = op.admit ? await op.admit(ctx) : null;
+      try {
+        const body: unknown = op.body ? await readJsonBody(ctx, op.body.schema, op.body.maxBytes) : undefined;
+        await op.handler(ctx, { query, params, body });
+      } finally {
+        done?.();
+      }
     });
   }
 }

@@ -39,6 +39,8 @@ export interface HttpDeps {
   eventsToken: string | null;
   /** Records keys named by bucket notifications. */
   events: EventIntake;
+  /** EVENT_WEBHOOK_CONCURRENCY: POST /events/s3 bodies read and recorded at once. */
+  eventBodies: number;
   /** The server listens on loopback only; without a token, only loopback Host headers are served. */
   loopback: boolean;
   /** Wrong tokens a client address may send per window. */
@@ -57,7 +59,7 @@ export function apiOperations(deps: HttpDeps): Operation[] {
     ...dataOperations(deps.db, deps.runner, deps.pageCache ?? null, deps.csv),
     ...photoOperations(deps.db, deps.photos),
     ...runOperations(deps.db),
-    ...eventOperations(deps.events, deps.srcBucket, deps.log),
+    ...eventOperations(deps.events, deps.srcBucket, deps.log, { concurrency: deps.eventBodies, onInFlight: (n) => deps.metrics.eventBodiesInFlight(n) }),
     ...healthOperations(deps.db, () => deps.store.ping(deps.srcBucket), deps.log),
     operation({
       method: 'get',

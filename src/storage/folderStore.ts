@@ -51,14 +51,22 @@ export class FolderStore implements ObjectStore {
     return info && !info.problem ? info : null;
   }
 
-  async head(bucket: string, key: string): Promise<ObjectInfo | null> {
-    let file: string;
-    try {
-      file = this.filePath(bucket, key);
-    } catch {
+  /** Keys that name no file of a bucket, whatever is on disk. */
+  keyProblem(key: string): string | null {
+    for (const part of key.split('/')) {
       // "a//b.csv" or "../x.csv" can be an S3 key, but never a file in this bucket.
-      return null;
+      if (part === '') return 'the key has an empty path part, which no file name can be';
+      if (part === '.' || part === '..') return `the key has "${part}" as a path part, which no file name can be`;
+      const bytes = Buffer.byteLength(part);
+      if (bytes > MAX_NAME_BYTES) return `a path part of the key is ${bytes} bytes long, over the ${MAX_NAME_BYTES}-byte limit of a file name`;
     }
+    return null;
+  }
+
+  async head(bucket: string, key: string): Promise<ObjectInfo | null> {
+    // Not found, never a file that cannot be read: lstat would fail with ENAMETOOLONG.
+    if (this.keyProblem(key) !== null) return null;
+    const file = this.filePath(bucket, key);
     // As in read(): a folder on the way that is a link would lead elsewhere, and the listing
     // never follows one. Such a key names no object of this bucket.
     if (key.includes('/')) {
@@ -151,6 +159,9 @@ export class FolderStore implements ObjectStore {
     }
   }
 }
+
+// NAME_MAX on Linux file systems: a longer path part fails with ENAMETOOLONG.
+const MAX_NAME_BYTES = 255;
 
 // Errors of opening one file that say nothing about the store as a whole.
 const OBJECT_ERRNO: Record<string, string> = {

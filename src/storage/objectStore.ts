@@ -42,6 +42,12 @@ export interface ObjectStore {
    * Events name single keys; this looks one up without listing the bucket.
    */
   head(bucket: string, key: string): Promise<ObjectInfo | null>;
+  /**
+   * Why this store could never hold an object under this key, or null when it could. Only the
+   * stores with rules of their own beyond S3's have it (the folder store: file name lengths,
+   * "." and ".." parts); event intake refuses such keys before recording them.
+   */
+  keyProblem?(key: string): string | null;
   /** S3 stores: sends the bucket's notifications of created and removed objects to this target. */
   notifyTo?(bucket: string, target: NotifyTarget): Promise<void>;
   /**

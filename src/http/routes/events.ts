@@ -5,6 +5,7 @@ import type { EventOutcome } from '../../metrics.js';
 import type { Operation } from '../api.js';
 import { operation } from '../api.js';
 import { HttpError } from '../errors.js';
+import { errorSchema } from '../schemas.js';
 
 // MinIO sends one record per request; AWS-style senders may batch a few. Far above both.
 const MAX_BODY_BYTES = 1024 * 1024;
@@ -128,7 +129,49 @@ function recordsOf(body: z.output<typeof notificationBody>, log: Logger): unknow
   return Array.isArray(records) ? records : [];
 }
 
-export function eventOperations(events: EventIntake, srcBucket: string, log: Logger): Operation[] {
+/** What bounds the webhook: bodies at once (EVENT_WEBHOOK_CONCURRENCY), told to metrics as they change. */
+export interface WebhookLimits {
+  concurrency: number;
+  onInFlight(n: number): void;
+}
+
+// What a refused sender is told to wait: a busy webhook frees up in moments, a full backlog
+// takes batches to drain. MinIO retries from its queue either way.
+const BUSY_RETRY_SECONDS = 1;
+const BACKLOG_RETRY_SECONDS = 30;
+
+/**
+ * At most `concurrency` bodies are read and recorded at once, so bodies in memory are bounded
+ * (concurrency x MAX_BODY_BYTES) and so are the pooled connections the webhook holds (one each):
+ * a flood cannot starve GET /data or the runs. Past that, or past the backlog limit, a request
+ * gets 503 with Retry-After before its body is read, and nothing of it is recorded.
+ */
+function webhookAdmission(events: EventIntake, limits: WebhookLimits): () => Promise<() => void> {
+  let inFlight = 0;
+  const leave = () => limits.onInFlight(--inFlight);
+  return async () => {
+    if (inFlight >= limits.concurrency) {
+      throw new HttpError(503, 'events_busy', `${limits.concurrency} event bodies are being recorded already; try again shortly`, { 'Retry-After': String(BUSY_RETRY_SECONDS) });
+    }
+    limits.onInFlight(++inFlight);
+    let full: boolean;
+    try {
+      full = await events.backlogFull();
+    } catch (err) {
+      leave();
+      throw err;
+    }
+    if (full) {
+      leave();
+      throw new HttpError(503, 'event_backlog_full', 'too many events wait to be processed (EVENT_BACKLOG_LIMIT); try again later', {
+        'Retry-After': String(BACKLOG_RETRY_SECONDS),
+      });
+    }
+    return leave;
+  };
+}
+
+export function eventOperations(events: EventIntake, srcBucket: string, log: Logger, limits: WebhookLimits): Operation[] {
   return [
     operation({
       method: 'post',
@@ -145,8 +188,18 @@ export function eventOperations(events: EventIntake, srcBucket: string, log: Log
         'looked up and processed. Records for another bucket, for keys that are not user files, or that do not parse are ' +
         'counted and ignored.',
       access: 'events',
+      admit: webhookAdmission(events, limits),
       body: { schema: notificationBody, maxBytes: MAX_BODY_BYTES, description: 'An S3 event notification, or an SNS message wrapping one' },
-      responses: { 202: { description: 'Recorded; processing follows', json: eventsAnswer } },
+      responses: {
+        202: { description: 'Recorded; processing follows', json: eventsAnswer },
+        503: {
+          description:
+            'Nothing recorded; try again after Retry-After. events_busy: EVENT_WEBHOOK_CONCURRENCY bodies are in flight; ' +
+            'event_backlog_full: EVENT_BACKLOG_LIMIT keys wait to be processed (the scheduled run catches up)',
+          json: errorSchema,
+          headers: { 'Retry-After': { description: 'Seconds to wait', schema: { type: 'integer' } } },
+        },
+      },
       handler: async (ctx, { body }) => {
         const records = recordsOf(body, log);
         const keys: string[] = [];
