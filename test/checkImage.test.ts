@@ -1,6 +1,6 @@
 import sharp from 'sharp';
 import { describe, expect, it } from 'vitest';
-import { PixelBudget } from '../src/images/budget.js';
+import { PixelBudget, PixelBudgetTimeout } from '../src/images/budget.js';
 import { checkImage } from '../src/images/checkImage.js';
 import type { ImageFormat } from './support/fixtures.js';
 import { makeImage, pngDeclaring } from './support/fixtures.js';
@@ -101,6 +101,38 @@ describe('PixelBudget: decodes in flight together stay under the pixel limit', (
     expect(budget.pixelsInUse).toBe(500);
     huge();
     expect(budget.pixelsInUse).toBe(0);
+  });
+});
+
+describe('PixelBudget: a wait for room has a deadline', () => {
+  it('gives up past its deadline while the test holds the budget, and leaves the queue to the decodes behind it', async () => {
+    const budget = new PixelBudget(100);
+    // Held by the test for the whole case: room for the 50 never comes.
+    await budget.acquire(60);
+    const large = budget.acquire(50, 20);
+    // Fits, but waits behind the larger one (first come, first served).
+    let smallIn = false;
+    const small = budget.acquire(30).then((release) => {
+      smallIn = true;
+      return release;
+    });
+    await Promise.resolve();
+    expect(smallIn).toBe(false);
+    await expect(large).rejects.toBeInstanceOf(PixelBudgetTimeout);
+    await small;
+    expect(budget.pixelsInUse).toBe(90);
+  });
+
+  it('makes checkImage fail as a transient failure with a clear reason, instead of waiting forever', async () => {
+    const budget = new PixelBudget(LIMIT);
+    await budget.acquire(LIMIT);
+    const r = await checkImage(await makeImage('png'), budget, 50);
+    expect(r).toEqual({
+      ok: false,
+      reason: 'it waited longer than 50 ms for room to be decoded (other images held the pixel budget, MAX_IMAGE_PIXELS); it is tried again next run',
+      transient: true,
+    });
+    expect(budget.pixelsInUse).toBe(LIMIT);
   });
 });
 

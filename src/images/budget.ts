@@ -1,6 +1,14 @@
 // One budget is made at start (MAX_IMAGE_PIXELS) and shared by every decode of the process:
 // runs' image checks and GET /data/:user_id/image alike.
 
+/** Room for a decode did not come within its deadline: other decodes held the budget. */
+export class PixelBudgetTimeout extends Error {
+  override name = 'PixelBudgetTimeout';
+  constructor(readonly timeoutMs: number) {
+    super(`waited longer than ${timeoutMs} ms for room in the pixel budget`);
+  }
+}
+
 /**
  * Declared pixels of the decodes in flight, together. Shrinking while decoding keeps memory
  * low for most formats, but HEIF/AVIF decodes whole frames: a 1 KB AVIF can declare 50
@@ -12,11 +20,30 @@ export class PixelBudget {
   private readonly waiting: Array<{ pixels: number; admit: () => void }> = [];
   constructor(readonly limit: number) {}
 
-  /** Waits for room for this many pixels; call the returned function when the decode has ended. */
-  acquire(pixels: number): Promise<() => void> {
-    return new Promise((resolve) => {
-      this.waiting.push({ pixels, admit: () => resolve(() => this.release(pixels)) });
+  /**
+   * Waits for room for this many pixels; call the returned function when the decode has ended.
+   * Past timeoutMs it gives up with a PixelBudgetTimeout and leaves the queue, so decodes that
+   * never end cannot hold up a run (or a photo request) forever.
+   */
+  acquire(pixels: number, timeoutMs = Infinity): Promise<() => void> {
+    return new Promise((resolve, reject) => {
+      let timer: NodeJS.Timeout | undefined;
+      const waiter = {
+        pixels,
+        admit: () => {
+          clearTimeout(timer);
+          resolve(() => this.release(pixels));
+        },
+      };
+      this.waiting.push(waiter);
       this.drain();
+      if (!this.waiting.includes(waiter) || !Number.isFinite(timeoutMs)) return;
+      timer = setTimeout(() => {
+        this.waiting.splice(this.waiting.indexOf(waiter), 1);
+        // Smaller decodes queued behind this one may fit now.
+        this.drain();
+        reject(new PixelBudgetTimeout(timeoutMs));
+      }, timeoutMs);
     });
   }
 

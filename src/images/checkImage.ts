@@ -4,6 +4,7 @@ import { within } from '../deadline.js';
 import type { ImageData } from '../core/model.js';
 import { type ImageHeader, readImageHeader } from './imageHeader.js';
 import type { PixelBudget } from './budget.js';
+import { PixelBudgetTimeout } from './budget.js';
 
 export type ImageResult =
   | { ok: true; data: ImageData }
@@ -106,10 +107,17 @@ export function pixelLimitReason(d: Declared, maxPixels: number): string | null 
  * Decodes every byte of image data for real: a valid header can front truncated or corrupt
  * data. Declared pixels are admitted against the shared budget first.
  */
-async function decode(bytes: Buffer, pixels: number, budget: PixelBudget, timeoutMs: number): Promise<OutputInfo | { ok: false; reason: string } | 'timeout'> {
+async function decode(bytes: Buffer, pixels: number, budget: PixelBudget, timeoutMs: number): Promise<OutputInfo | { ok: false; reason: string; transient?: true } | 'timeout'> {
   const maxPixels = budget.limit;
   const sharp = await loadSharp();
-  const release = await budget.acquire(pixels);
+  let release: () => void;
+  try {
+    release = await budget.acquire(pixels, timeoutMs);
+  } catch (err) {
+    if (!(err instanceof PixelBudgetTimeout)) throw err;
+    // Says nothing about the file: reported, not recorded, and tried again next run.
+    return { ok: false, reason: `it waited longer than ${timeoutMs} ms for room to be decoded (other images held the pixel budget, MAX_IMAGE_PIXELS); it is tried again next run`, transient: true };
+  }
   const decoding = sharp(bytes, { limitInputPixels: maxPixels, sequentialRead: true, failOn: 'error' })
     .timeout({ seconds: Math.max(1, Math.ceil(timeoutMs / 1000)) })
     .resize(DECODE_BOX, DECODE_BOX, { fit: 'inside', withoutEnlargement: true })

@@ -5,7 +5,7 @@ import { LRUCache } from 'lru-cache';
 import type { Limits } from '../config.js';
 import { within } from '../deadline.js';
 import { fingerprintOf } from '../core/model.js';
-import { PixelBudget } from './budget.js';
+import { PixelBudget, PixelBudgetTimeout } from './budget.js';
 import { askSharp, loadSharp, pixelLimitReason, sharpMessage } from './checkImage.js';
 import { ObjectReadTimeoutError, ObjectTooLargeError, readLimited } from '../storage/readLimited.js';
 import type { ObjectInfo, ObjectStore } from '../storage/index.js';
@@ -192,11 +192,12 @@ export class Photos {
     if (overLimit) throw refused(overLimit);
 
     // Only the first frame is decoded, shrunk while loading where the format allows it.
-    const admitting = this.budget.acquire(header.width * header.height);
-    const admitted = await within(left(), admitting);
-    if (admitted === 'timeout') {
-      void admitting.then((release) => release());
-      throw timedOut();
+    let admitted: () => void;
+    try {
+      admitted = await this.budget.acquire(header.width * header.height, left());
+    } catch (err) {
+      if (err instanceof PixelBudgetTimeout) throw timedOut();
+      throw err;
     }
     const sharp = await loadSharp();
     const resizing = sharp(bytes, { limitInputPixels: maxImagePixels, failOn: 'error', sequentialRead: true })
