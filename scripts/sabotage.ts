@@ -315,6 +315,38 @@ const SABOTAGES: Sabotage[] = [
     tests: ['test/hostileInput.test.ts'],
     filter: '^hostile input on the folder backend .*(zero-width|NFC)',
   },
+  {
+    name: 'event-backlog-limit',
+    why: 'a flood of forged events would grow pending_events (and the WAL) without end: POST /events/s3 would never answer 503 past EVENT_BACKLOG_LIMIT',
+    file: 'src/db/events.ts',
+    edits: [{ find: 'return (rows[0]?.n ?? 0) >= limit;', replace: 'return false;' }],
+    tests: ['test/eventFlood.test.ts'],
+    filter: '^event flood \\(folder\\) past EVENT_BACKLOG_LIMIT',
+  },
+  {
+    name: 'event-fairness',
+    why: 'a file dropped after a flood of forged events would wait behind the whole backlog: batches would take only the oldest keys',
+    file: 'src/db/events.ts',
+    edits: [{ find: 'const newest = Math.floor(limit / 2);', replace: 'const newest = 0;' }],
+    tests: ['test/eventFlood.test.ts'],
+    filter: '^event flood \\(folder\\) takes a key recorded after a flood',
+  },
+  {
+    name: 'webhook-concurrency',
+    why: 'parallel webhook bodies would take every pooled connection and their bodies all the memory: GET /data would starve during a burst',
+    file: 'src/http/routes/events.ts',
+    edits: [{ find: 'if (inFlight >= limits.concurrency) {', replace: 'if (inFlight < 0) {' }],
+    tests: ['test/eventFlood.test.ts'],
+    filter: '^event flood \\(folder\\) reads at most EVENT_WEBHOOK_CONCURRENCY',
+  },
+  {
+    name: 'forged-key-not-found',
+    why: 'an event naming a key with a path part over 255 bytes would be reported as a rejected file (ENAMETOOLONG), with a key the sender chose',
+    file: 'src/storage/folderStore.ts',
+    edits: [{ find: 'if (this.keyProblem(key) !== null) return null;', replace: 'if (key === \'\') return null;' }],
+    tests: ['test/eventFlood.test.ts'],
+    filter: '^event flood \\(folder\\) refuses forged keys',
+  },
 ];
 
 // Sabotages no test catches yet: left out of a full run, which must pass, but shown by it and
