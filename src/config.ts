@@ -58,8 +58,14 @@ export interface Config {
   /** node-cron expression, or null when scheduling is off. */
   schedule: string | null;
   events: EventsConfig;
-  /** How a full run's work items are carried out: by this process, or by every replica. */
-  work: { queue: 'local' | 'pgboss'; leaseSeconds: number };
+  /**
+   * How a run's work items are carried out (by this process, or by every replica), and how
+   * large one may be: at most maxObjects objects and maxBytes of listed sizes, however many
+   * objects one user has.
+   */
+  work: { queue: 'local' | 'pgboss'; leaseSeconds: number; maxObjects: number; maxBytes: number };
+  /** RUN_ISSUES_LIMIT: rejected files and warnings recorded per run; the rest are only counted. */
+  runIssuesLimit: number;
   /** CSV_NEUTRALIZE_FORMULAS: text cells of output.csv and GET /data?format=csv that a spreadsheet would run get a leading '. */
   csvNeutralizeFormulas: boolean;
   logLevel: string;
@@ -167,6 +173,12 @@ const envSchema = z.object({
   WORK_QUEUE: z.enum(['local', 'pgboss'], { error: 'must be local or pgboss' }).default('local'),
   // A replica killed with an item in hand: another takes it this long after.
   ITEM_LEASE_SECONDS: z.coerce.number().int().min(1).max(3600).default(300),
+  // One user may have thousands of objects: an item is cut at these too, so a job stays small
+  // (pg-boss jsonb) and is read and committed well within its lease, whoever's objects it holds.
+  ITEM_MAX_OBJECTS: z.coerce.number().int().min(1).max(50_000).default(1000),
+  ITEM_MAX_BYTES: z.coerce.number().int().min(1).default(256 * MiB),
+  // A hostile bucket can make millions of issues; the run records this many and counts the rest.
+  RUN_ISSUES_LIMIT: z.coerce.number().int().min(0).max(10_000_000).default(10_000),
   WATCH: z.enum(['true', 'false'], { error: 'must be true or false' }).default('true'),
   S3_NOTIFY_ARN: optionalText,
   // The name S3_NOTIFY_ARN had when only MinIO's queue targets were set up.
@@ -327,7 +339,8 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       webhookConcurrency: e.EVENT_WEBHOOK_CONCURRENCY,
       coalesceMs: 60_000,
     },
-    work: { queue: e.WORK_QUEUE, leaseSeconds: e.ITEM_LEASE_SECONDS },
+    work: { queue: e.WORK_QUEUE, leaseSeconds: e.ITEM_LEASE_SECONDS, maxObjects: e.ITEM_MAX_OBJECTS, maxBytes: e.ITEM_MAX_BYTES },
+    runIssuesLimit: e.RUN_ISSUES_LIMIT,
     csvNeutralizeFormulas: e.CSV_NEUTRALIZE_FORMULAS === 'true',
     logLevel: e.LOG_LEVEL,
   };

@@ -21,7 +21,7 @@ import { startFolderBackend } from './support/stores.js';
 /** Commits a plan as item `no` of the run, and expects it committed. */
 async function commitPlan(db: TestDatabase, runId: number, no: number, plan: BatchPlan): Promise<CommitResult> {
   const users = plan.users.map((u) => u.userId);
-  const out = await commitItem(db.pool, { runId, no, instance: 'here:1', users, seen: [] }, () => plan, silentLogger());
+  const out = await commitItem(db.pool, { runId, no, instance: 'here:1', users, seen: [], settled: [], issueLimit: 10_000 }, () => plan, silentLogger());
   if (out.kind !== 'committed') throw new Error(`item ${no} not committed: ${out.kind}`);
   return out.result;
 }
@@ -141,7 +141,7 @@ describe('commitItem: a work item of a run', () => {
     read: 1,
   });
   const commit = async (runId: number, no: number, userId: string) => {
-    const out = await commitItem(db.pool, { runId, no, instance: 'here:1', users: [userId], seen: [] }, () => plan(userId), silentLogger());
+    const out = await commitItem(db.pool, { runId, no, instance: 'here:1', users: [userId], seen: [], settled: [], issueLimit: 10_000 }, () => plan(userId), silentLogger());
     return out.kind === 'committed' ? out.result : out.kind;
   };
 

@@ -84,5 +84,17 @@ describe('batchByUser', () => {
     const batches = await collect(batchByUser(sparse(), 1000, { listed: () => listed, objects: 200 }));
     expect(batches.map((b) => b.users)).toEqual([['1', '2'], ['3', '4'], ['5']]);
   });
+
+  it('cuts a user with many objects into items of at most the object and byte caps (issue 18: one job held 20,212 objects)', async () => {
+    const many = Array.from({ length: 25 }, (_, i) => change(`f${String(i).padStart(2, '0')}/u.png`));
+    const batches = await collect(batchByUser(from([change('a.csv'), ...many, change('z.csv')]), 1000, undefined, { objects: 10, bytes: Infinity }));
+    expect(batches.map((b) => b.changed.length + b.removed.length)).toEqual([10, 10, 7]);
+    expect(batches.map((b) => b.users)).toEqual([['a', 'u'], ['u'], ['u', 'z']]);
+    expect(batches.flatMap((b) => b.seen.map((s) => s.key))).toEqual(['a.csv', ...many.map((c) => (c.kind === 'changed' ? c.object.key : '')), 'z.csv']);
+    // By listed bytes: a cap of 25 takes two 10-byte CSVs; a 100-byte image, over the cap on its own, goes alone.
+    const sized = (key: string, size: number): SourceChange => ({ kind: 'changed', userId: classifyKey(key)!.userId, object: { ...object(key), size }, recorded: null });
+    const byBytes = await collect(batchByUser(from([sized('1.csv', 10), sized('2.csv', 10), sized('3.png', 100), sized('4.csv', 10)]), 1000, undefined, { objects: 1000, bytes: 25 }));
+    expect(byBytes.map((b) => b.users)).toEqual([['1', '2'], ['3'], ['4']]);
+  });
 });
 

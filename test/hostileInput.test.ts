@@ -172,6 +172,64 @@ describe.each(backends)('hostile input on the %s backend', (name, start) => {
     expect(await userIds()).toEqual(['.userjoin-tmp-5', '.userjoin-tmp-abc', '1', '2']);
   });
 
+  // Issue 18: 20,000 folders holding one user's CSV made 387,977 run_issues rows in one run
+  // (each batch warned once per other file), and one work item held 20,212 objects.
+  it.runIf(name === 'folder')('one user in 20,000 folders: items stay under ITEM_MAX_OBJECTS, the newest valid files win, one warning for the user', async () => {
+    const base = Date.UTC(2026, 0, 1) / 1000;
+    const folder = (i: number) => `f${String(i).padStart(6, '0')}`;
+    const files: Array<{ key: string; body: string | Buffer; at: number }> = [];
+    const png = await makeImage('png');
+    for (let i = 0; i < 20_000; i++) {
+      files.push({ key: `${folder(i)}/u.csv`, body: userCsv('Same', 'User', 1), at: base + i });
+      if (i % 10 === 0) files.push({ key: `${folder(i)}/u.png`, body: png, at: base + i });
+    }
+    // The newest valid CSV and image sit mid-way; newer still, but broken, are one of each.
+    const set = (key: string, body: string | Buffer, at: number) => Object.assign(files.find((f) => f.key === key)!, { body, at });
+    set('f007777/u.csv', userCsv('Newest', 'User', 1), base + 30_000);
+    set('f019999/u.csv', 'first_name,last_name,birthts\nX,Y,nope\n', base + 40_000);
+    set('f004440/u.png', png, base + 50_000);
+    set('f000010/u.png', 'not a png', base + 60_000);
+    // Written straight to the folder, 500 at a time: 22,000 puts would take longer than the run.
+    for (let i = 0; i < files.length; i += 500) {
+      await Promise.all(
+        files.slice(i, i + 500).map(async (f) => {
+          await fs.mkdir(path.dirname(srcPath(f.key)), { recursive: true });
+          await fs.writeFile(srcPath(f.key), f.body);
+          await fs.utimes(srcPath(f.key), f.at, f.at);
+        }),
+      );
+    }
+
+    const r = await run();
+    expect(r.status).toBe('succeeded');
+    expect(r.counts).toMatchObject({ scanned: 22_002, read: 22_002, new: 3, rejected: 2 });
+    expect(r.rejected.map((i) => i.key)).toEqual(['f000010/u.png', 'f019999/u.csv']);
+    const { rows } = await db.pool.query('SELECT first_name, img_path FROM users WHERE user_id = $1', ['u']);
+    expect(rows).toEqual([{ first_name: 'Newest', img_path: `${src}/f004440/u.png` }]);
+    const warned = r.warnings.filter((w) => w.reason.startsWith('user_id "u"'));
+    expect(warned).toHaveLength(1);
+    expect(warned[0]!.reason).toMatch(/^user_id "u" also has the newer CSV f007777\/u\.csv; this one is ignored, and so are \d+( or more)? other CSVs of this user_id, such as f\d{6}\/u\.csv, /);
+    const issues = await db.pool.query<{ n: number }>('SELECT count(*)::int AS n FROM run_issues WHERE run_id = $1', [r.id]);
+    expect(issues.rows[0]!.n).toBe(3);
+    // Split by objects, not only by users: 22,002 objects in items of at most 1,000.
+    const items = await db.pool.query<{ n: number; most: number }>('SELECT count(*)::int AS n, max(read)::int AS most FROM run_items WHERE run_id = $1', [r.id]);
+    expect(items.rows[0]!.n).toBeGreaterThanOrEqual(23);
+    expect(items.rows[0]!.most).toBeLessThanOrEqual(config.work.maxObjects);
+  }, 120_000);
+
+  it('a run records at most RUN_ISSUES_LIMIT issues and counts the rest as left out', async () => {
+    config = testConfig(backend, db, { RUN_ISSUES_LIMIT: '25', ITEM_MAX_OBJECTS: '10', SRC_BUCKET: src, RES_BUCKET: config.resBucket });
+    for (let i = 0; i < 60; i++) await put(backend, src, `bad/${100 + i}.csv`, 'first_name,last_name,birthts\nX,Y,nope\n');
+    const r = await run();
+    expect(r.status).toBe('succeeded');
+    // Counts (and the metrics, which follow them) take every one.
+    expect(r.counts).toMatchObject({ new: 2, rejected: 60 });
+    expect(r.rejected).toHaveLength(25);
+    expect(r.issues_left_out).toBe(35);
+    const issues = await db.pool.query<{ n: number }>('SELECT count(*)::int AS n FROM run_issues WHERE run_id = $1', [r.id]);
+    expect(issues.rows[0]!.n).toBe(25);
+  });
+
   it('a CSV with half a million columns is rejected with a short reason, and the run goes on', async () => {
     const wide = `${'c,'.repeat(500_000)}c\n`;
     for (let i = 0; i < 3; i++) await put(backend, src, `wide/${i}.csv`, wide);

@@ -244,7 +244,7 @@ for (const [name, startBackend] of backends) {
       const runId = await createRun(db.pool, { trigger: 'cli', full: false, host: 'h' });
       const users = [row(0, 'After'), row(n - 1, 'After')];
       const plan = { users: users.map((r) => ({ userId: r.userId, files: [], gone: [], row: r, rejected: [], warnings: [] })), issues: [], read: 0 };
-      const out = await commitItem(db.pool, { runId, no: 1, instance: 'here:1', users: users.map((u) => u.userId), seen: [] }, () => plan, silentLogger());
+      const out = await commitItem(db.pool, { runId, no: 1, instance: 'here:1', users: users.map((u) => u.userId), seen: [], settled: [], issueLimit: 10_000 }, () => plan, silentLogger());
       expect(out).toMatchObject({ kind: 'committed', result: { updated: 2 } });
       held.open();
       const { rows, version } = await exported;

@@ -44,7 +44,25 @@ describe('resolveUser', () => {
   it('uses the newest of CSVs in two folders and warns about the others', () => {
     const r = resolveUser('u', [csv('old/u.csv', 1, 'Old'), csv('new/u.csv', 7, 'New')], 'src');
     expect(r.row?.firstName).toBe('New');
-    expect(r.warnings).toEqual([{ key: 'old/u.csv', reason: 'user_id "u" also has the newer CSV new/u.csv; this one is ignored' }]);
+    expect(r.warnings).toEqual([{ key: 'old/u.csv', reason: 'user_id "u" also has the newer CSV new/u.csv; this one is ignored', userId: 'u' }]);
+  });
+
+  it('makes one warning for a user with many CSVs, naming a few and counting the rest (issue 18: one per file grew with the square)', () => {
+    const files = Array.from({ length: 6 }, (_, i) => csv(`f${i}/u.csv`, i, `N${i}`));
+    const r = resolveUser('u', files, 'src');
+    expect(r.row?.firstName).toBe('N5');
+    expect(r.warnings).toEqual([
+      {
+        key: 'f4/u.csv',
+        reason: 'user_id "u" also has the newer CSV f5/u.csv; this one is ignored, and so are 4 other CSVs of this user_id, such as f3/u.csv, f2/u.csv, f1/u.csv',
+        userId: 'u',
+      },
+    ]);
+    // Given only its newest CSVs, with the count of all (as the database loads them).
+    const counted = resolveUser('u', files.slice(3), 'src', { n: 10_000, atLeast: true });
+    expect(counted.warnings[0]!.reason).toBe(
+      'user_id "u" also has the newer CSV f5/u.csv; this one is ignored, and so are 9998 or more other CSVs of this user_id, such as f3/u.csv',
+    );
   });
 
   it('falls back to an older valid CSV when the newest is rejected', () => {

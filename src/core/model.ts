@@ -55,6 +55,8 @@ export interface UserRow {
 export interface RunIssue {
   key: string;
   reason: string;
+  /** Set on a warning about a user as a whole: one per user per run, replaced by later items. */
+  userId?: string;
 }
 
 /** Everything one user's part of a work item writes: committed together, or not at all. */
@@ -69,6 +71,9 @@ export interface UserChange {
   rejected: RunIssue[];
   warnings: RunIssue[];
 }
+
+/** An issue as a run's report lists it. */
+export type ReportedIssue = Omit<RunIssue, 'userId'>;
 
 /** A work item's users joined from what was read and what is recorded: what its commit writes. */
 export interface BatchPlan {
@@ -120,11 +125,13 @@ export interface RunReport {
   error: string | null;
   counts: RunCounts;
   /** Files rejected this run, with the reason. */
-  rejected: RunIssue[];
+  rejected: ReportedIssue[];
   /** Not errors, but worth an operator's eye (e.g. one user_id in two folders). */
-  warnings: RunIssue[];
+  warnings: ReportedIssue[];
   /** Which instances committed the run's work items, and how many each. */
   workers: Array<{ instance: string; items: number }>;
+  /** Rejected files and warnings past RUN_ISSUES_LIMIT: counted in `counts` and metrics, not listed. */
+  issues_left_out: number;
 }
 
 export const emptyCounts = (): RunCounts => ({

@@ -8,9 +8,9 @@ import type { Database, DbClient } from './pool.js';
 import { withSavepoint, withTransaction } from './pool.js';
 import { claimItem, holdRunOpen, recordItemCounts } from './runItems.js';
 import { markOutputStale } from './outputState.js';
-import { addRunIssues } from './runs.js';
-import type { SeenState } from './sourceFiles.js';
-import { deleteFileStates, loadFileStates, movedSince, saveFileStates } from './sourceFiles.js';
+import { recordRunIssues } from './runs.js';
+import type { RecordedBest, SeenState } from './sourceFiles.js';
+import { deleteFileStates, loadBestFiles, movedSince, saveFileStates } from './sourceFiles.js';
 import { lockUsers, upsertUsers } from './users.js';
 
 /** A work item as its commit needs it. */
@@ -23,6 +23,13 @@ export interface ItemToCommit {
   users: string[];
   /** The recorded state of each object the item read or found gone, as seen before reading it. */
   seen: SeenState[];
+  /**
+   * Keys whose record the item replaces (read and checked, or found gone): its users are
+   * resolved from these as read and from the rest of the record (loadBestFiles).
+   */
+  settled: string[];
+  /** RUN_ISSUES_LIMIT: issues recorded per run; the rest are counted as left out. */
+  issueLimit: number;
 }
 
 export interface CommitResult {
@@ -35,6 +42,8 @@ export interface CommitResult {
   warnings: RunIssue[];
   /** Reported for this run only (refused names, skipped objects). */
   issues: RunIssue[];
+  /** Issues past the run's RUN_ISSUES_LIMIT: counted, not recorded in run_issues. */
+  issuesLeftOut: number;
 }
 
 export type CommitOutcome =
@@ -67,7 +76,7 @@ class Moved extends Error {
  * user, each in a savepoint: a user it refuses is rejected with the reason and the others are
  * committed. Any other error fails the item.
  */
-export async function commitItem(db: Database, item: ItemToCommit, plan: (recorded: FileState[]) => BatchPlan, log: Logger): Promise<CommitOutcome> {
+export async function commitItem(db: Database, item: ItemToCommit, plan: (recorded: RecordedBest) => BatchPlan, log: Logger): Promise<CommitOutcome> {
   const begin = async (tx: DbClient): Promise<BatchPlan | 'run-ended' | 'committed-before'> => {
     // Each statement must see what was committed before it (what the lock holder before us
     // wrote), whatever the server's default isolation.
@@ -77,7 +86,7 @@ export async function commitItem(db: Database, item: ItemToCommit, plan: (record
     await lockUsers(tx, item.users);
     const moved = await movedSince(tx, item.seen);
     if (moved.length > 0) throw new Moved(moved);
-    return plan(await loadFileStates(tx, item.users));
+    return plan(await loadBestFiles(tx, item.users, item.settled));
   };
   try {
     try {
@@ -156,9 +165,9 @@ async function finish(tx: DbClient, item: ItemToCommit, p: BatchPlan, written: W
     rejected: [...p.users.flatMap((u) => u.rejected), ...refused].map(safeIssue),
     warnings: p.users.flatMap((u) => u.warnings).map(safeIssue),
     issues: p.issues.map(safeIssue),
+    issuesLeftOut: 0,
   };
-  await addRunIssues(tx, item.runId, 'rejected', [...result.rejected, ...result.issues]);
-  await addRunIssues(tx, item.runId, 'warning', result.warnings);
+  // Counts below take every issue; run_issues keeps up to the run's limit.
   await recordItemCounts(tx, item.runId, item.no, {
     users: p.users.length,
     read: p.read,
@@ -166,6 +175,8 @@ async function finish(tx: DbClient, item: ItemToCommit, p: BatchPlan, written: W
     updated: result.updated,
     rejected: result.rejected.length + result.issues.length,
   });
+  // Last: it locks the run's tally until commit.
+  result.issuesLeftOut = await recordRunIssues(tx, item.runId, item.issueLimit, { rejected: [...result.rejected, ...result.issues], warnings: result.warnings });
   return result;
 }
 
@@ -180,5 +191,6 @@ function refusedIssues(user: UserChange, reason: string): RunIssue[] {
 
 /** Keys and reasons come from the bucket: printable, and reasons of a readable length. */
 function safeIssue(i: RunIssue): RunIssue {
-  return { key: printable(i.key), reason: clip(printable(i.reason), MAX_REASON_CHARS) || 'no reason given' };
+  const safe = { key: printable(i.key), reason: clip(printable(i.reason), MAX_REASON_CHARS) || 'no reason given' };
+  return i.userId === undefined ? safe : { ...safe, userId: i.userId };
 }

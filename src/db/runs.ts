@@ -1,4 +1,4 @@
-import type { RunCounts, RunIssue, RunProgress, RunReport, RunStatus, RunTrigger } from '../core/model.js';
+import type { ReportedIssue, RunCounts, RunIssue, RunProgress, RunReport, RunStatus, RunTrigger } from '../core/model.js';
 import type { Queryable } from './pool.js';
 import { runWorkers } from './runItems.js';
 
@@ -33,18 +33,52 @@ export async function updateRunProgress(db: Queryable, id: number, progress: Run
   );
 }
 
-export async function addRunIssues(
-  db: Queryable,
+/**
+ * Records an item's rejected files and warnings, at most `limit` per run in all (RUN_ISSUES_LIMIT):
+ * past it, issues are only counted as left out. A warning about a user as a whole (userId
+ * set) replaces that user's earlier one of the run, and takes no more room. Called last in
+ * an item's transaction: the run's tally row, locked here, keeps the count exact while items
+ * of the run commit side by side. Returns how many were left out.
+ */
+export async function recordRunIssues(
+  tx: Queryable,
   runId: number,
-  severity: 'rejected' | 'warning',
-  issues: RunIssue[],
-): Promise<void> {
-  if (issues.length === 0) return;
-  await db.query(
-    `INSERT INTO run_issues (run_id, severity, key, reason)
-     SELECT $1, $2, * FROM unnest($3::text[], $4::text[])`,
-    [runId, severity, issues.map((i) => i.key), issues.map((i) => i.reason)],
+  limit: number,
+  issues: { rejected: RunIssue[]; warnings: RunIssue[] },
+): Promise<number> {
+  type Issue = RunIssue & { severity: 'rejected' | 'warning' };
+  const all: Issue[] = [
+    ...issues.rejected.map((i) => ({ ...i, severity: 'rejected' as const })),
+    ...issues.warnings.map((i) => ({ ...i, severity: 'warning' as const })),
+  ];
+  if (all.length === 0) return 0;
+  const { rows } = await tx.query<{ recorded: number }>(
+    `INSERT INTO run_issue_tally AS t (run_id) VALUES ($1) ON CONFLICT (run_id) DO UPDATE SET recorded = t.recorded RETURNING recorded`,
+    [runId],
   );
+  const perUser = all.filter((i) => i.userId !== undefined);
+  const replaced = new Set<string>();
+  if (perUser.length > 0) {
+    const { rows: done } = await tx.query<{ user_id: string }>(
+      `UPDATE run_issues r SET severity = w.severity, key = w.key, reason = w.reason
+       FROM unnest($2::text[], $3::text[], $4::text[], $5::text[]) AS w(user_id, severity, key, reason)
+       WHERE r.run_id = $1 AND r.user_id = w.user_id RETURNING r.user_id`,
+      [runId, perUser.map((i) => i.userId), perUser.map((i) => i.severity), perUser.map((i) => i.key), perUser.map((i) => i.reason)],
+    );
+    for (const d of done) replaced.add(d.user_id);
+  }
+  const fresh = all.filter((i) => i.userId === undefined || !replaced.has(i.userId));
+  const kept = fresh.slice(0, Math.max(0, limit - rows[0]!.recorded));
+  if (kept.length > 0) {
+    await tx.query(
+      `INSERT INTO run_issues (run_id, severity, key, reason, user_id)
+       SELECT $1, * FROM unnest($2::text[], $3::text[], $4::text[], $5::text[])`,
+      [runId, kept.map((i) => i.severity), kept.map((i) => i.key), kept.map((i) => i.reason), kept.map((i) => i.userId ?? null)],
+    );
+  }
+  const leftOut = fresh.length - kept.length;
+  await tx.query(`UPDATE run_issue_tally SET recorded = recorded + $2, left_out = left_out + $3 WHERE run_id = $1`, [runId, kept.length, leftOut]);
+  return leftOut;
 }
 
 /**
@@ -83,9 +117,13 @@ interface RunRow {
   output_written: boolean;
   progress: RunProgress;
   error: string | null;
+  issues_left_out: string | number | null;
 }
 
-function toReport(r: RunRow, rejected: RunIssue[], warnings: RunIssue[], workers: RunReport['workers'] = []): RunReport {
+// Each run with what its items left out of run_issues (past RUN_ISSUES_LIMIT).
+const RUNS = `SELECT r.*, t.left_out AS issues_left_out FROM runs r LEFT JOIN run_issue_tally t ON t.run_id = r.id`;
+
+function toReport(r: RunRow, rejected: ReportedIssue[], warnings: ReportedIssue[], workers: RunReport['workers'] = []): RunReport {
   return {
     id: r.id,
     trigger: r.trigger,
@@ -108,12 +146,13 @@ function toReport(r: RunRow, rejected: RunIssue[], warnings: RunIssue[], workers
     rejected,
     warnings,
     workers,
+    issues_left_out: Number(r.issues_left_out ?? 0),
   };
 }
 
 /** One run with the files it rejected or warned about (at most issueLimit of each). */
 export async function getRun(db: Queryable, id: number, issueLimit = 10_000): Promise<RunReport | null> {
-  const { rows } = await db.query<RunRow>('SELECT * FROM runs WHERE id = $1', [id]);
+  const { rows } = await db.query<RunRow>(`${RUNS} WHERE r.id = $1`, [id]);
   const row = rows[0];
   if (!row) return null;
   const { rows: issues } = await db.query<{ severity: string; key: string; reason: string }>(
@@ -129,7 +168,7 @@ export async function getRun(db: Queryable, id: number, issueLimit = 10_000): Pr
 /** Recent runs, newest first, without their file lists. */
 export async function listRuns(db: Queryable, opts: { limit: number; beforeId?: number }): Promise<RunReport[]> {
   const { rows } = await db.query<RunRow>(
-    `SELECT * FROM runs WHERE $1::bigint IS NULL OR id < $1 ORDER BY id DESC LIMIT $2`,
+    `${RUNS} WHERE $1::bigint IS NULL OR r.id < $1 ORDER BY r.id DESC LIMIT $2`,
     [opts.beforeId ?? null, opts.limit],
   );
   return rows.map((r) => toReport(r, [], []));

@@ -104,21 +104,57 @@ interface FileRow {
   img_height: number | null;
 }
 
-/** Every stored file state of the given users. */
-export async function loadFileStates(db: Queryable, userIds: string[]): Promise<FileState[]> {
-  const { rows } = await db.query<FileRow>(`SELECT * FROM source_files WHERE user_id = ANY($1::text[])`, [userIds]);
-  return rows.map((r): FileState => {
-    const base = { key: r.key, userId: r.user_id, kind: r.kind, etag: r.etag, size: r.size, lastModifiedMs: r.last_modified.getTime() };
-    if (r.status === 'rejected') return { ...base, status: 'rejected', reason: r.reason ?? '', csv: null, image: null };
-    return {
-      ...base,
-      status: 'ok',
-      reason: null,
-      csv: r.kind === 'csv' ? { firstName: r.first_name ?? '', lastName: r.last_name ?? '', birthts: r.birthts ?? 0 } : null,
-      image:
-        r.kind === 'image' ? { format: r.img_format ?? '', width: r.img_width ?? 0, height: r.img_height ?? 0 } : null,
-    };
-  });
+function toFileState(r: FileRow): FileState {
+  const base = { key: r.key, userId: r.user_id, kind: r.kind, etag: r.etag, size: r.size, lastModifiedMs: r.last_modified.getTime() };
+  if (r.status === 'rejected') return { ...base, status: 'rejected', reason: r.reason ?? '', csv: null, image: null };
+  return {
+    ...base,
+    status: 'ok',
+    reason: null,
+    csv: r.kind === 'csv' ? { firstName: r.first_name ?? '', lastName: r.last_name ?? '', birthts: r.birthts ?? 0 } : null,
+    image: r.kind === 'image' ? { format: r.img_format ?? '', width: r.img_width ?? 0, height: r.img_height ?? 0 } : null,
+  };
+}
+
+// Enough CSVs to name the winner, the one warned about and a few examples.
+const BEST_CSVS = 5;
+// Valid CSVs of a user counted for its warning, at most: counting stops here, so an item's
+// cost does not grow with the user's number of files (the warning then says "at least").
+export const CSV_COUNT_LIMIT = 10_000;
+
+/** The recorded files a commit resolves its users from (see loadBestFiles). */
+export interface RecordedBest {
+  /** Per user, its newest valid CSVs (up to BEST_CSVS) and its newest valid image. */
+  files: FileState[];
+  /** Per user, its valid CSVs recorded beside those the item settles; atLeast: counting stopped at CSV_COUNT_LIMIT. */
+  csvCounts: Map<string, { n: number; atLeast: boolean }>;
+}
+
+/**
+ * What resolving these users needs from the record, besides the keys the item settles (reads
+ * anew or finds gone): their newest valid files and how many valid CSVs they have. Newest
+ * first by modification time, then smallest key (byte order, as resolveUser breaks ties).
+ * Each user costs a few index entries (source_files_user_newest_idx) however many files it
+ * has, so a user spread over many items is resolved in linear work, never all at once.
+ */
+export async function loadBestFiles(db: Queryable, userIds: string[], settled: string[]): Promise<RecordedBest> {
+  const { rows } = await db.query<FileRow>(
+    `SELECT f.* FROM unnest($1::text[]) AS u(user_id)
+     CROSS JOIN (VALUES ('csv', $3::int), ('image', 1)) AS k(kind, n)
+     CROSS JOIN LATERAL (
+       SELECT * FROM source_files f
+       WHERE f.user_id = u.user_id AND f.kind = k.kind AND f.status = 'ok' AND NOT (f.key = ANY($2::text[]))
+       ORDER BY f.last_modified DESC, f.key LIMIT k.n) f`,
+    [userIds, settled, BEST_CSVS],
+  );
+  const counts = await db.query<{ user_id: string; n: number }>(
+    `SELECT u.user_id, (SELECT count(*)::int FROM (
+        SELECT 1 FROM source_files f
+        WHERE f.user_id = u.user_id AND f.kind = 'csv' AND f.status = 'ok' AND NOT (f.key = ANY($2::text[])) LIMIT $3) c) AS n
+     FROM unnest($1::text[]) AS u(user_id)`,
+    [userIds, settled, CSV_COUNT_LIMIT],
+  );
+  return { files: rows.map(toFileState), csvCounts: new Map(counts.rows.map((r) => [r.user_id, { n: r.n, atLeast: r.n >= CSV_COUNT_LIMIT }])) };
 }
 
 /** Inserts or replaces file states, all in one statement. */

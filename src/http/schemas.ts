@@ -63,6 +63,9 @@ export const runSchema = z
     workers: z
       .array(z.object({ instance: z.string().meta({ description: 'host name:process id' }), items: countSchema }))
       .meta({ description: 'Which instances committed the work items (batches of users), and how many each; empty in lists' }),
+    issues_left_out: countSchema.meta({
+      description: 'Rejected files and warnings past RUN_ISSUES_LIMIT: counted in counts.rejected and the metrics, not listed in rejected or warnings',
+    }),
     url: z.string().meta({ description: 'Where to follow the run' }),
   })
   .meta({ id: 'Run' });

@@ -101,11 +101,20 @@ export interface UserBatch {
   verify?: string[];
 }
 
+/** At most this much in one work item, whoever's objects they are (ITEM_MAX_OBJECTS, ITEM_MAX_BYTES). */
+export interface ItemCaps {
+  /** Changed, removed and refused objects. */
+  objects: number;
+  /** Listed sizes of the changed objects; one larger object still makes an item alone. */
+  bytes: number;
+}
+
 /**
- * Groups changes into batches of up to `size` users. A user's consecutive changes stay in
- * one batch. Changes of one user far apart in key order (one user_id in two folders, or keys
- * of other users sorting between them) can land in two batches; each batch then resolves the
- * user from what is recorded so far, and the last one leaves the right row.
+ * Groups changes into batches of up to `size` users, and at most `caps` objects and bytes. A
+ * user's consecutive changes stay in one batch unless a cap cuts it. Changes of one user in
+ * two batches (cut by a cap, or far apart in key order: one user_id in many folders) are
+ * resolved by each batch from what is recorded so far (loadBestFiles), and the last batch to
+ * commit leaves the right row.
  */
 export async function* batchByUser(
   changes: AsyncIterable<SourceChange>,
@@ -116,9 +125,13 @@ export async function* batchByUser(
    * read while the listing goes on, instead of all at its end.
    */
   span?: { listed: () => number; objects: number },
+  caps: ItemCaps = { objects: Infinity, bytes: Infinity },
 ): AsyncGenerator<UserBatch> {
   const empty = (): UserBatch => ({ users: [], changed: [], removed: [], refused: [], seen: [] });
   let batch = empty();
+  let bytes = 0;
+  const objects = () => batch.changed.length + batch.removed.length + batch.refused.length;
+  const capped = (size: number) => objects() > 0 && (objects() + 1 > caps.objects || bytes + size > caps.bytes);
   let inBatch = new Set<string>();
   let current: string | null = null;
   // Where the listing was when the batch took its first change.
@@ -129,6 +142,7 @@ export async function* batchByUser(
     (span !== undefined && batch.users.length + batch.refused.length > 0 && span.listed() - begunAt >= span.objects);
   const next = () => {
     batch = empty();
+    bytes = 0;
     inBatch = new Set();
     // The change at hand opens the next batch.
     begunAt = span?.listed() ?? 0;
@@ -136,13 +150,20 @@ export async function* batchByUser(
   for await (const change of changes) {
     if (span && batch.users.length + batch.refused.length === 0) begunAt = span.listed();
     if (change.kind === 'refused') {
-      if (full()) {
+      if (full() || capped(0)) {
         yield batch;
         next();
         current = null;
       }
       batch.refused.push({ key: change.key, reason: change.reason });
       continue;
+    }
+    const size = change.kind === 'changed' ? change.object.size : 0;
+    if (capped(size)) {
+      // Mid-user: the user goes on in the next batch.
+      yield batch;
+      next();
+      current = null;
     }
     if (change.userId !== current) {
       if (full()) {
@@ -155,6 +176,7 @@ export async function* batchByUser(
         batch.users.push(change.userId);
       }
     }
+    bytes += size;
     if (change.kind === 'changed') {
       batch.changed.push(change.object);
       if (change.verify) (batch.verify ??= []).push(change.object.key);

@@ -1,6 +1,7 @@
 import type { BatchPlan, FileState, RunIssue, UserChange } from '../core/model.js';
 import type { UserBatch } from './diffSource.js';
 import type { ProcessResult } from './processObject.js';
+import type { CsvCount } from './resolveUser.js';
 import { resolveUser } from './resolveUser.js';
 
 export type { BatchPlan, UserChange } from '../core/model.js';
@@ -8,9 +9,11 @@ export type { BatchPlan, UserChange } from '../core/model.js';
 /**
  * Joins each user of the batch from the objects just processed and the states recorded
  * earlier (loaded just before, because an earlier batch may have recorded files of the same
- * user). Pure: the caller commits the plan.
+ * user). `recorded` may hold only each user's newest valid files, with `csvCounts` telling
+ * how many valid CSVs each has besides those the batch read or found gone (loadBestFiles).
+ * Pure: the caller commits the plan.
  */
-export function planBatch(batch: UserBatch, results: ProcessResult[], recorded: FileState[], srcBucket: string): BatchPlan {
+export function planBatch(batch: UserBatch, results: ProcessResult[], recorded: FileState[], srcBucket: string, csvCounts?: Map<string, CsvCount>): BatchPlan {
   const fresh = new Map<string, FileState>();
   // Key -> user_id of every object gone from the bucket: removed since the last run, or just now.
   const gone = new Map(batch.removed.map((r) => [r.key, r.userId]));
@@ -38,7 +41,9 @@ export function planBatch(batch: UserBatch, results: ProcessResult[], recorded: 
 
   const users = batch.users.map((userId): UserChange => {
     const files = freshOf.get(userId) ?? [];
-    const res = resolveUser(userId, byUser.get(userId) ?? [], srcBucket);
+    const counted = csvCounts?.get(userId) ?? (csvCounts ? { n: 0, atLeast: false } : undefined);
+    const freshCsvs = files.filter((f) => f.kind === 'csv' && f.status === 'ok').length;
+    const res = resolveUser(userId, byUser.get(userId) ?? [], srcBucket, counted && { n: counted.n + freshCsvs, atLeast: counted.atLeast });
     return {
       userId,
       files,

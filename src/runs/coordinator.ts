@@ -240,6 +240,7 @@ export class Runner {
       rejected: [],
       warnings: [],
       workers: [],
+      issues_left_out: 0,
     };
   }
 }

@@ -54,6 +54,8 @@ export async function commitChanges(deps: RunDeps, opts: { signal?: AbortSignal 
   // Sparse changes (1% of a large bucket) fill a batch only near the listing's end; cut one
   // every SPAN_BATCHES batches' worth of listed objects so their reading overlaps the listing.
   const span = { listed: () => listed.listed, objects: SPAN_BATCHES * config.batchSize };
+  // However many objects one user has, an item stays small (a user may span several items).
+  const caps = { objects: config.work.maxObjects, bytes: config.work.maxBytes };
 
   if (queued && deps.queue) {
     const queue = deps.queue;
@@ -73,7 +75,7 @@ export async function commitChanges(deps: RunDeps, opts: { signal?: AbortSignal 
         if (!(await isRunActive(db, run.id))) throw new Error('the run was ended by another instance');
       }
     };
-    for await (const batch of batchByUser(changes, config.batchSize, span)) {
+    for await (const batch of batchByUser(changes, config.batchSize, span, caps)) {
       opts.signal?.throwIfAborted();
       await queue.enqueue({ runId: run.id, no: ++made, batch });
       await waitUntil(() => made - before.lastItemNo - done < QUEUED_ITEMS);
@@ -93,7 +95,7 @@ export async function commitChanges(deps: RunDeps, opts: { signal?: AbortSignal 
     reporting.catch(() => undefined);
   };
   try {
-    for await (const batch of batchByUser(changes, config.batchSize, span)) {
+    for await (const batch of batchByUser(changes, config.batchSize, span, caps)) {
       opts.signal?.throwIfAborted();
       const p: Promise<unknown> = processItem(deps, { runId: run.id, no: ++made, batch }, deps.instance ?? thisInstance(), limit, opts.signal).then(reportAfterItem);
       inFlight.add(p);

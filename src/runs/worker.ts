@@ -57,8 +57,13 @@ export async function processItem(
   let results = await readAll(deps, batch.changed, limit, signal);
   for (let tries = 1; ; tries++) {
     const current = { batch, results };
-    const out = await commitItem(db, { runId: item.runId, no: item.no, instance, users: batch.users, seen: batch.seen }, (recorded) =>
-      planBatch(current.batch, current.results, recorded, config.srcBucket), log,
+    // Read and checked, or gone: the record of these is replaced. A skipped object's stays.
+    const settled = [...batch.changed.filter((_, i) => results[i]!.kind !== 'skipped').map((o) => o.key), ...batch.removed.map((r) => r.key)];
+    const out = await commitItem(
+      db,
+      { runId: item.runId, no: item.no, instance, users: batch.users, seen: batch.seen, settled, issueLimit: config.runIssuesLimit },
+      (recorded) => planBatch(current.batch, current.results, recorded.files, config.srcBucket, recorded.csvCounts),
+      log,
     );
     if (out.kind === 'committed-before') return null;
     if (out.kind === 'run-ended') throw new RunEndedError(item.runId);
