@@ -5,7 +5,6 @@ import type { EventOutcome } from '../../metrics.js';
 import type { Operation } from '../api.js';
 import { operation } from '../api.js';
 import { HttpError } from '../errors.js';
-import { errorSchema } from '../schemas.js';
 
 // MinIO sends one record per request; AWS-style senders may batch a few. Far above both.
 const MAX_BODY_BYTES = 1024 * 1024;
@@ -186,20 +185,12 @@ export function eventOperations(events: EventIntake, srcBucket: string, log: Log
         'unwrapped; a subscription confirmation is logged with its SubscribeURL for the operator to open, never fetched. ' +
         'Keys are decoded as their sender encodes them (see Records). They are recorded in PostgreSQL before the 202, then ' +
         'looked up and processed. Records for another bucket, for keys that are not user files, or that do not parse are ' +
-        'counted and ignored.',
+        'counted and ignored. 503 with Retry-After, before the body is read and with nothing recorded: events_busy when ' +
+        'EVENT_WEBHOOK_CONCURRENCY bodies are in flight, event_backlog_full when EVENT_BACKLOG_LIMIT keys wait to be processed.',
       access: 'events',
       admit: webhookAdmission(events, limits),
       body: { schema: notificationBody, maxBytes: MAX_BODY_BYTES, description: 'An S3 event notification, or an SNS message wrapping one' },
-      responses: {
-        202: { description: 'Recorded; processing follows', json: eventsAnswer },
-        503: {
-          description:
-            'Nothing recorded; try again after Retry-After. events_busy: EVENT_WEBHOOK_CONCURRENCY bodies are in flight; ' +
-            'event_backlog_full: EVENT_BACKLOG_LIMIT keys wait to be processed (the scheduled run catches up)',
-          json: errorSchema,
-          headers: { 'Retry-After': { description: 'Seconds to wait', schema: { type: 'integer' } } },
-        },
-      },
+      responses: { 202: { description: 'Recorded; processing follows', json: eventsAnswer } },
       handler: async (ctx, { body }) => {
         const records = recordsOf(body, log);
         const keys: string[] = [];
