@@ -70,6 +70,23 @@ describe.each(backends)('event flood (%s)', (_name, startBackend) => {
     await waitFor('user 6', async () => (await svc.get('/data/6')).status === 200);
   });
 
+  if (_name === 'folder') {
+    it('past EVENT_BACKLOG_LIMIT, the folder watch drops keys, says so once and counts them; the scheduled run finds those files', async () => {
+      const { log, messages } = recordingLogger();
+      const svc = await start({ EVENT_BACKLOG_LIMIT: '1', WATCH: 'true' }, { log });
+      await withEventsHeld(async () => {
+        expect((await notify(svc, ['a/1.csv'])).status).toBe(202);
+        await put(backend, svc.srcBucket, '8.csv', userCsv('Ei', 'Ght', 0));
+        await put(backend, svc.srcBucket, '9.csv', userCsv('Ni', 'Ne', 0));
+        await waitFor('the folder keys dropped', async () => /userjoin_events_total\{source="folder",outcome="backlog_full"\} 2/.test(await (await svc.get('/metrics')).text()));
+        expect(await pendingKeys()).toEqual(['a/1.csv']);
+      });
+      expect(messages().filter((m) => m.includes('EVENT_BACKLOG_LIMIT'))).toHaveLength(1);
+      expect((await svc.post('/data?wait=true')).status).toBe(200);
+      expect((await svc.get('/data/9')).status).toBe(200);
+    });
+  }
+
   it('reads at most EVENT_WEBHOOK_CONCURRENCY bodies at once: the next gets 503 before its body is read, and GET /data answers meanwhile', async () => {
     const svc = await start({ EVENT_WEBHOOK_CONCURRENCY: '2' });
     await put(backend, svc.srcBucket, '1000.csv', userCsv('Ann', 'Lee', 0));
