@@ -97,6 +97,7 @@ export function summarize(r: RunReport, resBucket: string): string {
     lines.push('  warnings:');
     for (const i of r.warnings) lines.push(`    ${i.key}: ${i.reason}`);
   }
+  if (r.issues_left_out > 0) lines.push(`  ${r.issues_left_out} more rejected files and warnings not listed (over RUN_ISSUES_LIMIT); counted above`);
   return lines.join('\n') + '\n';
 }
 

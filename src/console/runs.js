@@ -9,7 +9,7 @@ import { fmtAgo, fmtDateTime, fmtDuration, fmtNumber, h, replace } from './dom.j
  *   id: number; trigger: string; full: boolean; status: 'running' | 'succeeded' | 'failed' | 'aborted';
  *   started_at: string; finished_at: string | null; output_written: boolean;
  *   progress: { phase: string; done: number; total: number | null };
- *   error: string | null; counts: Counts; rejected: Issue[]; warnings: Issue[];
+ *   error: string | null; counts: Counts; rejected: Issue[]; warnings: Issue[]; issues_left_out: number;
  * }} Run
  */
 
@@ -244,6 +244,9 @@ async function openRun(id, onError) {
       { class: 'stats' },
       ...Object.entries(c).map(([k, v]) => stat(k[0]?.toUpperCase() + k.slice(1), fmtNumber(v))),
     ),
+    run.issues_left_out > 0
+      ? h('p', null, `${fmtNumber(run.issues_left_out)} more rejected files and warnings were counted but not recorded: the run reached RUN_ISSUES_LIMIT.`)
+      : null,
     issueList('Rejected files', 'rejected', run.rejected, c.rejected, 'No file was rejected.'),
     issueList('Warnings', 'warnings', run.warnings, null, 'No warnings.'),
   );

@@ -1,5 +1,5 @@
 import type { Logger } from '../log.js';
-import type { BatchPlan, FileState, RunIssue, UserChange } from '../core/model.js';
+import type { BatchPlan, RunIssue, UserChange } from '../core/model.js';
 import { MAX_REASON_CHARS } from '../core/model.js';
 import { clip, printable } from '../core/text.js';
 import { notifyUsersChanged } from './changeFeed.js';

@@ -27,18 +27,18 @@ export class PixelBudget {
    */
   acquire(pixels: number, timeoutMs = Infinity): Promise<() => void> {
     return new Promise((resolve, reject) => {
-      let timer: NodeJS.Timeout | undefined;
+      const deadline: { timer?: NodeJS.Timeout } = {};
       const waiter = {
         pixels,
         admit: () => {
-          clearTimeout(timer);
+          clearTimeout(deadline.timer);
           resolve(() => this.release(pixels));
         },
       };
       this.waiting.push(waiter);
       this.drain();
       if (!this.waiting.includes(waiter) || !Number.isFinite(timeoutMs)) return;
-      timer = setTimeout(() => {
+      deadline.timer = setTimeout(() => {
         this.waiting.splice(this.waiting.indexOf(waiter), 1);
         // Smaller decodes queued behind this one may fit now.
         this.drain();
