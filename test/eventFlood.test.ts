@@ -1,10 +1,9 @@
 import http from 'node:http';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { TestDatabase } from './support/database.js';
-import { createTestDatabase } from './support/database.js';
 import { nextEvent, put, userCsv, waitFor } from './support/fixtures.js';
 import type { TestService } from './support/service.js';
-import { recordingLogger, startTestService } from './support/service.js';
+import { recordingLogger, servicePerTest } from './support/service.js';
 import type { Backend } from './support/stores.js';
 import { backends } from './support/stores.js';
 import { minioRecord } from './support/s3Events.js';
@@ -19,23 +18,10 @@ const EVENTS_LOCK = 7330104;
 describe.each(backends)('event flood (%s)', (_name, startBackend) => {
   let backend: Backend;
   let db: TestDatabase;
-  const services: TestService[] = [];
-
-  beforeEach(async () => {
-    backend = await startBackend();
-    db = await createTestDatabase();
+  const start = servicePerTest(startBackend, (b, d) => {
+    backend = b;
+    db = d;
   });
-  afterEach(async () => {
-    for (const s of services.splice(0)) await s.stop(0);
-    await db.drop();
-    await backend.stop();
-  });
-
-  async function start(env: Record<string, string> = {}, opts: Parameters<typeof startTestService>[3] = {}) {
-    const svc = await startTestService(backend, db, { ...backend.env, ...env }, opts);
-    services.push(svc);
-    return svc;
-  }
 
   const body = (svc: TestService, keys: string[], pad = '') => JSON.stringify({ Records: keys.map((k) => minioRecord(svc.srcBucket, k)), pad });
   const notify = (svc: TestService, keys: string[]) => svc.post('/events/s3', { headers: { 'content-type': 'application/json' }, body: body(svc, keys) });

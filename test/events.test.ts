@@ -1,13 +1,12 @@
 import fs from 'node:fs/promises';
 import path from 'node:path';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { TestDatabase } from './support/database.js';
-import { createTestDatabase } from './support/database.js';
 import { makeImage, put, readText, remove, userCsv, waitFor } from './support/fixtures.js';
 import { ObservedStore } from './support/harness.js';
 import { createTopic } from './support/radosgw.js';
 import type { TestService } from './support/service.js';
-import { recordingLogger, startTestService } from './support/service.js';
+import { recordingLogger, servicePerTest } from './support/service.js';
 import type { Backend } from './support/stores.js';
 import { backends } from './support/stores.js';
 import {
@@ -34,23 +33,10 @@ interface Run {
 describe.each(backends)('events (%s)', (_name, startBackend) => {
   let backend: Backend;
   let db: TestDatabase;
-  const services: TestService[] = [];
-
-  beforeEach(async () => {
-    backend = await startBackend();
-    db = await createTestDatabase();
+  const start = servicePerTest(startBackend, (b, d) => {
+    backend = b;
+    db = d;
   });
-  afterEach(async () => {
-    for (const s of services.splice(0)) await s.stop(0);
-    await db.drop();
-    await backend.stop();
-  });
-
-  async function start(env: Record<string, string> = {}, opts: Parameters<typeof startTestService>[3] = {}) {
-    const svc = await startTestService(backend, db, { ...backend.env, ...env }, opts);
-    services.push(svc);
-    return svc;
-  }
 
   const notify = (svc: TestService, records: unknown[], headers: Record<string, string> = {}) =>
     svc.post('/events/s3', {

@@ -1,9 +1,11 @@
 import { pino } from 'pino';
+import { afterEach, beforeEach } from 'vitest';
 import type { Logger } from '../../src/log.js';
 import { silentLogger } from '../../src/log.js';
 import type { Service, ServiceOptions } from '../../src/service.js';
 import { startService } from '../../src/service.js';
 import type { TestDatabase } from './database.js';
+import { createTestDatabase } from './database.js';
 import { testConfig } from './harness.js';
 import type { Backend } from './stores.js';
 
@@ -44,4 +46,32 @@ export function recordingLogger(): { log: Logger; messages: () => string[]; entr
   const log = pino({ level: 'debug' }, { write: (line: string) => void lines.push(line) });
   const entries = () => lines.map((l) => JSON.parse(l) as Record<string, unknown> & { msg: string });
   return { log, messages: () => entries().map((e) => e.msg), entries };
+}
+
+/**
+ * For a suite whose every test gets a fresh backend and database: given to `use` before each
+ * test. Returns how a test starts a service on them; its services are stopped after it.
+ */
+export function servicePerTest(
+  startBackend: () => Promise<Backend>,
+  use: (backend: Backend, db: TestDatabase) => void,
+): (env?: Record<string, string>, opts?: Parameters<typeof startTestService>[3]) => Promise<TestService> {
+  let backend: Backend;
+  let db: TestDatabase;
+  const services: TestService[] = [];
+  beforeEach(async () => {
+    backend = await startBackend();
+    db = await createTestDatabase();
+    use(backend, db);
+  });
+  afterEach(async () => {
+    for (const s of services.splice(0)) await s.stop(0);
+    await db.drop();
+    await backend.stop();
+  });
+  return async (env = {}, opts = {}) => {
+    const svc = await startTestService(backend, db, { ...backend.env, ...env }, opts);
+    services.push(svc);
+    return svc;
+  };
 }
