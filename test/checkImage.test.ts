@@ -121,7 +121,8 @@ describe('PixelBudget: a wait for room has a deadline', () => {
     await expect(large).rejects.toBeInstanceOf(PixelBudgetTimeout);
     await small;
     expect(budget.pixelsInUse).toBe(90);
-  });
+    // Without the deadline this would wait forever: fail soon instead.
+  }, 10_000);
 
   it('makes checkImage fail as a transient failure with a clear reason, instead of waiting forever', async () => {
     const budget = new PixelBudget(LIMIT);
@@ -133,7 +134,7 @@ describe('PixelBudget: a wait for room has a deadline', () => {
       transient: true,
     });
     expect(budget.pixelsInUse).toBe(LIMIT);
-  });
+  }, 10_000);
 });
 
 describe('checkImage deadline', () => {
