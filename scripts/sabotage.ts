@@ -259,6 +259,14 @@ const SABOTAGES: Sabotage[] = [
     filter: 'read cut mid-body',
   },
   {
+    name: 'join-ending-run',
+    why: 'a run asked for right as the last one recorded its outcome would join that finished run: POST /data?full=true answered with a report that is not full, and nothing reprocessed',
+    file: 'src/runs/coordinator.ts',
+    edits: [{ find: 'if (this.current && this.currentSlot.ending) {', replace: 'if (this.current === undefined) {' }],
+    tests: ['test/service.test.ts'],
+    filter: 'records its outcome starts anew',
+  },
+  {
     name: 'object-refusal',
     why: 'an object the server refuses to send (AccessDenied) would be reported as the store failing while reading it, not as refused with the server\'s reason',
     file: 'src/storage/s3Store.ts',

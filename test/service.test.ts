@@ -1,6 +1,7 @@
 import pg from 'pg';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { ObjectStore } from '../src/storage/index.js';
+import type { Triggered } from '../src/runs/coordinator.js';
 import type { TestDatabase } from './support/database.js';
 import { createTestDatabase } from './support/database.js';
 import { nextEvent, put, readText, recordEvents, userCsv, waitFor } from './support/fixtures.js';
@@ -72,6 +73,20 @@ describe('service: one run at a time, scheduler, shutdown', () => {
     held.open();
     expect((await (await waiting).json()) as Run).toMatchObject({ id: runs[0]!.id, status: 'succeeded' });
     expect(await runRows(db)).toHaveLength(1);
+  });
+
+  it('a run asked for while the last one records its outcome starts anew, instead of joining a run already over', async () => {
+    const svc = await startTestService(backend, db);
+    services.push(svc);
+    await seed(backend, svc.srcBucket, 2);
+    // Asked for at the moment the first run ends: its status may already read succeeded.
+    const second = new Promise<Triggered>((resolve) => svc.runner.events.once('runEnding', () => resolve(svc.runner.trigger({ trigger: 'http', full: true }))));
+    const first = await svc.runner.trigger({ trigger: 'http' });
+    await first.done;
+    const again = await second;
+    expect(again.runId).not.toBe(first.runId);
+    expect(again.started).toBe(true);
+    expect(await again.done).toMatchObject({ full: true, status: 'succeeded' });
   });
 
   it('GET /runs/:id shows progress while a run is in progress', async () => {

@@ -25,6 +25,8 @@ export interface RunnerEvents {
   runStarted: [{ runId: number; trigger: RunTrigger; full: boolean }];
   /** A trigger joined a run in progress, of this process or (remote) of another instance. */
   runJoined: [{ runId: number; trigger: RunTrigger; remote: boolean }];
+  /** A run of this process is about to record its outcome: a trigger from now on starts a new run. */
+  runEnding: [{ runId: number }];
   /** A run this process carried out is over, whatever its status (runs it joined are not reported). */
   runFinished: [{ report: RunReport }];
   /** An event batch of this process is over (it may have found nothing to do, or the events lock taken). */
@@ -55,6 +57,8 @@ export class Runner {
   private readonly emitter = new EventEmitter<RunnerEvents>();
   readonly events: Events<RunnerEvents> = this.emitter;
   private current: Promise<Triggered> | null = null;
+  /** Whether the current run is recording its outcome: past that, joining it would miss what is asked now. */
+  private currentSlot = { ending: false };
   /** An event batch of this process in progress; it goes on beside runs. */
   private eventBatch: Promise<unknown> | null = null;
   private readonly abort = new AbortController();
@@ -68,14 +72,24 @@ export class Runner {
   ) {}
 
   trigger(opts: { trigger: RunTrigger; full?: boolean }): Promise<Triggered> {
+    if (this.current && this.currentSlot.ending) {
+      // Its status may already read finished: start anew once its slot is cleared (by the
+      // reaction trigger() put on its done first, so it runs before this one).
+      return this.current.then((t) => t.done).then(
+        () => this.trigger(opts),
+        () => this.trigger(opts),
+      );
+    }
     if (this.current) {
       return this.current.then((t) => {
         this.emit('runJoined', { runId: t.runId, trigger: opts.trigger, remote: !t.started });
         return { ...t, started: false };
       });
     }
-    const attempt = this.start(opts);
+    const slot = { ending: false };
+    const attempt = this.start(opts, slot);
     this.current = attempt;
+    this.currentSlot = slot;
     // Clear the slot once the run (or the attempt to start one) is over.
     attempt.then(
       (t) => t.done.finally(() => this.release(attempt)).catch(() => undefined),
@@ -129,11 +143,11 @@ export class Runner {
     if (this.current === attempt) this.current = null;
   }
 
-  private async start(opts: { trigger: RunTrigger; full?: boolean }): Promise<Triggered> {
+  private async start(opts: { trigger: RunTrigger; full?: boolean }, slot: { ending: boolean }): Promise<Triggered> {
     await this.recordUnrecorded();
     const deadline = Date.now() + START_WAIT_MS;
     for (;;) {
-      const attempt = await this.attempt(opts);
+      const attempt = await this.attempt(opts, slot);
       if (!('busy' in attempt)) return attempt;
       // Another process holds the lock: join its run (event runs are never one, see getRunningRunId).
       const runId = attempt.busy ?? (await this.waitForRemoteRun());
@@ -147,11 +161,15 @@ export class Runner {
   }
 
   /** One try at starting a run: it started (or finished at once), or another process is busy. */
-  private async attempt(opts: { trigger: RunTrigger; full?: boolean }): Promise<Triggered | { busy: number | null }> {
+  private async attempt(opts: { trigger: RunTrigger; full?: boolean }, slot: { ending: boolean }): Promise<Triggered | { busy: number | null }> {
     const { db, log } = this.deps;
     let announce!: (id: number) => void;
     const started = new Promise<number>((resolve) => (announce = resolve));
-    const outcome = runPipeline(this.deps, { ...opts, signal: this.abort.signal, onStart: (id) => announce(id) });
+    const onEnding = (runId: number) => {
+      slot.ending = true;
+      this.emit('runEnding', { runId });
+    };
+    const outcome = runPipeline(this.deps, { ...opts, signal: this.abort.signal, onStart: (id) => announce(id), onEnding });
 
     const first = await Promise.race([started.then((id) => ({ id })), outcome.then((o) => ({ o }))]);
     if ('id' in first) {

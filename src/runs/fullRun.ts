@@ -23,6 +23,8 @@ export interface RunOptions {
   signal?: AbortSignal;
   /** Called once the run has its id, before any work. */
   onStart?: (runId: number) => void;
+  /** Called once its work is over, right before its outcome is recorded. */
+  onEnding?: (runId: number) => void;
   onProgress?: (progress: RunProgress, counts: RunCounts) => void;
 }
 

@@ -49,7 +49,12 @@ const outcomeOf = (st: RunState) => ({ counts: st.counts, progress: st.progress,
  */
 export async function carryOut(
   deps: RunDeps,
-  opts: { signal?: AbortSignal; onStart?: (runId: number) => void; onProgress?: (progress: RunProgress, counts: RunCounts) => void },
+  opts: {
+    signal?: AbortSignal;
+    onStart?: (runId: number) => void;
+    onEnding?: (runId: number) => void;
+    onProgress?: (progress: RunProgress, counts: RunCounts) => void;
+  },
   how: { trigger: RunTrigger; full: boolean; reopenWindowMs: number | null },
   work: (run: ActiveRun) => Promise<void>,
 ): Promise<RunReport> {
@@ -80,6 +85,7 @@ export async function carryOut(
   try {
     await work(run);
     st.progress = { phase: 'done', done: st.affectedUsers, total: st.affectedUsers };
+    opts.onEnding?.(runId);
     if (!(await finishRun(db, runId, { ...outcomeOf(st), status: 'succeeded', error: null }))) {
       throw new Error('the run was ended elsewhere before it finished (this instance lost its lock)');
     }
@@ -88,6 +94,7 @@ export async function carryOut(
     const reason = aborted ? 'aborted: the service is shutting down' : describeFailure(err);
     runLog.error({ err, phase: st.progress.phase }, aborted ? 'run aborted' : 'run failed');
     const status = aborted ? 'aborted' : 'failed';
+    if (st.progress.phase !== 'done') opts.onEnding?.(runId);
     const failedId = await recordFailure(db, runId, reopened !== null, { ...outcomeOf(st), status, error: reason }, how).catch((e: unknown) => {
       runLog.error({ err: e }, 'could not record the run outcome');
       return runId;
