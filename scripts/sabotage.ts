@@ -7,12 +7,13 @@
 // tracked and untracked-but-not-ignored files as they are on disk, or with --ref <commit> that
 // commit's tree (git archive). node_modules is linked into the copy.
 //
-// Usage: npm run test:sabotage -- [name...] [--ref <commit>] [--baseline] [--check] [--list] [--keep] [--verbose]
+// Usage: npm run test:sabotage -- [name...] [--ref <commit>] [--baseline] [--check] [--list] [--jobs N] [--keep] [--verbose]
 //   name...     run only these entries (default: all but the known gaps)
 //   --ref C     copy commit C instead of the working tree
 //   --baseline  first run each entry's tests unsabotaged, which must pass
 //   --check     only check that every edit applies (known gaps included); no test is run
 //   --list      print the entries as a Markdown table (docs/testing.md) and exit
+//   --jobs N    run N entries at once, each in a copy of its own (default 2, the machine's cores)
 //   --keep      keep the temporary copy and the vitest logs
 //   --verbose   show vitest's output as it runs
 // See docs/testing.md.
@@ -409,9 +410,11 @@ interface Options {
   list: boolean;
   keep: boolean;
   verbose: boolean;
+  /** Entries run at once, each in its own copy. */
+  jobs: number;
 }
 
-const USAGE = 'usage: npm run test:sabotage -- [name...] [--ref <commit>] [--baseline] [--check] [--list] [--keep] [--verbose]';
+const USAGE = 'usage: npm run test:sabotage -- [name...] [--ref <commit>] [--baseline] [--check] [--list] [--jobs N] [--keep] [--verbose]';
 
 function usage(message: string): never {
   console.error(`sabotage: ${message}`);
@@ -421,7 +424,7 @@ function usage(message: string): never {
 }
 
 function parseArgs(argv: string[]): Options {
-  const o: Options = { names: [], ref: null, baseline: false, check: false, list: false, keep: false, verbose: false };
+  const o: Options = { names: [], ref: null, baseline: false, check: false, list: false, keep: false, verbose: false, jobs: 2 };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
     if (a === '--ref') {
@@ -434,6 +437,11 @@ function parseArgs(argv: string[]): Options {
     else if (a === '--list') o.list = true;
     else if (a === '--keep') o.keep = true;
     else if (a === '--verbose') o.verbose = true;
+    else if (a === '--jobs' || a.startsWith('--jobs=')) {
+      const n = Number(a === '--jobs' ? argv[++i] : a.slice('--jobs='.length));
+      if (!Number.isInteger(n) || n < 1) usage('--jobs needs a whole number of at least 1');
+      o.jobs = n;
+    }
     else if (a === '-h' || a === '--help') {
       console.log(`${USAGE}\nnames: ${SABOTAGES.map((s) => s.name).join(', ')}\nknown gaps, run only when named: ${KNOWN_GAPS.map((s) => s.name).join(', ')}\nsee docs/testing.md`);
       process.exit(0);
@@ -540,7 +548,8 @@ interface VitestJson {
 
 const withoutKey = (env: NodeJS.ProcessEnv, key: string) => Object.fromEntries(Object.entries(env).filter(([k]) => k !== key));
 
-let child: ReturnType<typeof spawn> | null = null;
+/** The vitest processes running, one per job. */
+const children = new Set<ReturnType<typeof spawn>>();
 /** Set on SIGINT or SIGTERM: no further vitest is started. */
 let stopping = false;
 
@@ -549,9 +558,8 @@ let stopping = false;
  * process group: SIGINT, as Ctrl-C in a terminal (PostgreSQL then shuts down at once), and SIGKILL
  * if it is not gone 15 s later. What they leave on disk is under the scratch folder's tmp/.
  */
-async function stopChild(): Promise<void> {
-  const c = child;
-  if (c?.pid === undefined || c.exitCode !== null || c.signalCode !== null) return;
+async function stopChild(c: ReturnType<typeof spawn>): Promise<void> {
+  if (c.pid === undefined || c.exitCode !== null || c.signalCode !== null) return;
   const pid = c.pid;
   const signal = (sig: NodeJS.Signals) => {
     try {
@@ -598,7 +606,7 @@ async function runVitest(copy: string, scratch: string, label: string, s: Sabota
   const log: Buffer[] = [];
   let timedOut = false;
   const code = await new Promise<number | null>((resolve, reject) => {
-    child = spawn(process.execPath, args, {
+    const child = spawn(process.execPath, args, {
       cwd: copy,
       // As `npm test` runs it; plain text for the log (FORCE_COLOR turns colour on whatever its value).
       env: {
@@ -615,16 +623,17 @@ async function runVitest(copy: string, scratch: string, label: string, s: Sabota
       log.push(b);
       if (verbose) process.stdout.write(b);
     };
-    child.stdout!.on('data', take);
-    child.stderr!.on('data', take);
+    children.add(child);
+    child.stdout.on('data', take);
+    child.stderr.on('data', take);
     const timer = setTimeout(() => {
       timedOut = true;
-      void stopChild();
+      void stopChild(child);
     }, RUN_TIMEOUT_MS);
     child.on('error', reject);
     child.on('close', (c) => {
       clearTimeout(timer);
-      child = null;
+      children.delete(child);
       resolve(c);
     });
   });
@@ -714,7 +723,7 @@ async function main(): Promise<number> {
       if (stopping) return;
       stopping = true;
       console.log(`\nsabotage: ${sig}, stopping vitest`);
-      void stopChild().finally(() => {
+      void Promise.all([...children].map(stopChild)).finally(() => {
         cleanUp();
         process.exit(130);
       });
@@ -764,35 +773,46 @@ async function main(): Promise<number> {
       }
     }
 
-    let i = 0;
-    for (const s of chosen) {
-      i++;
-      if (stopping) return 130;
-      const t = texts.get(s.name);
-      if (!t) continue;
-      const file = path.join(copy, s.file);
-      console.log(`\n[${i}/${chosen.length}] ${s.name}  ${s.file}`);
-      console.log(`      edit: ${describeEdits(s)}`);
-      console.log(`      runs: ${describeTests(s)}`);
+    // Entries run opts.jobs at a time, each job in a copy of its own; an entry's lines are
+    // printed together once it is over.
+    const queue = chosen.map((s, k) => ({ s, n: k + 1 })).filter(({ s }) => texts.has(s.name));
+    const copies = [copy];
+    for (let k = 1; k < Math.min(opts.jobs, queue.length); k++) {
+      const dir = path.join(scratch, `repo${k}`);
+      fs.mkdirSync(dir);
+      makeCopy(dir, opts.ref, scratch);
+      copies.push(dir);
+    }
+    const runOne = async (jobCopy: string, s: Sabotage, n: number) => {
+      const t = texts.get(s.name)!;
+      const file = path.join(jobCopy, s.file);
+      const lines = [`\n[${n}/${chosen.length}] ${s.name}  ${s.file}`, `      edit: ${describeEdits(s)}`, `      runs: ${describeTests(s)}`];
       fs.writeFileSync(file, t.sabotaged);
       let r: VitestResult;
       try {
-        r = await runVitest(copy, scratch, s.name, s, opts.verbose);
+        r = await runVitest(jobCopy, scratch, s.name, s, opts.verbose);
       } finally {
         fs.writeFileSync(file, t.original);
       }
-      if (stopping) return 130;
+      if (stopping) return;
       const verdict = judge(r, s.tests, true);
       results.set(s.name, { verdict, seconds: r.seconds, failed: r.ran.filter((x) => x.status === 'failed').length, ran: r.ran.length });
       for (const test of r.ran) {
-        console.log(`      ${test.status === 'failed' ? '✗ failed' : '✓ passed'}  ${test.name}`);
-        if (test.why) console.log(`                ${test.why}`);
+        lines.push(`      ${test.status === 'failed' ? '✗ failed' : '✓ passed'}  ${test.name}`);
+        if (test.why) lines.push(`                ${test.why}`);
       }
       const label =
         verdict.kind === 'caught' ? 'caught' : verdict.kind === 'error' ? `ERROR: ${verdict.problem}` : 'SURVIVED: every test above passed with the edit made';
-      console.log(`      ${label}  (${r.seconds.toFixed(1)} s)`);
-      if (verdict.kind === 'error') console.log(logTail(r));
-    }
+      lines.push(`      ${label}  (${r.seconds.toFixed(1)} s)`);
+      if (verdict.kind === 'error') lines.push(logTail(r));
+      console.log(lines.join('\n'));
+    };
+    await Promise.all(
+      copies.map(async (jobCopy) => {
+        for (let next = queue.shift(); next && !stopping; next = queue.shift()) await runOne(jobCopy, next.s, next.n);
+      }),
+    );
+    if (stopping) return 130;
 
     const width = Math.max(...chosen.map((s) => s.name.length));
     console.log(`\n${'sabotage'.padEnd(width)}  result    seconds  tests failed  file`);
