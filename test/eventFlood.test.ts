@@ -7,6 +7,7 @@ import { recordingLogger, servicePerTest } from './support/service.js';
 import type { Backend } from './support/stores.js';
 import { backends } from './support/stores.js';
 import { minioRecord } from './support/s3Events.js';
+import { FlakyProxy } from './support/flakyProxy.js';
 
 // Issue 18, part 1: an event flood is bounded. The backlog has a limit, the webhook has its own
 // few slots so GET /data keeps answering, a key recorded after a flood is taken at once, and a
@@ -145,6 +146,28 @@ describe.each(backends)('event flood (%s)', (_name, startBackend) => {
     expect((await db.pool.query('SELECT count(*)::int AS n FROM run_issues')).rows).toEqual([{ n: 0 }]);
     expect(await (await svc.get('/metrics')).text()).toMatch(/userjoin_objects_rejected_total 0/);
   });
+
+  if (_name !== 'folder') {
+    it('a key MinIO calls an invalid object name (400 XMinioInvalidObjectName on its listing) is not found, never a rejected file', async () => {
+      const proxy = await FlakyProxy.start({ target: { host: '127.0.0.1', port: backend.config.kind === 's3' ? backend.config.port : 0 } });
+      try {
+        const forged = 'a/../2.csv';
+        // MinIO refuses a listing whose prefix has a "." or ".." part or "//", with 400.
+        proxy.rule = ({ method, url }) => (method === 'GET' && url.searchParams.has('list-type') && url.searchParams.get('prefix') === forged ? 'invalid_name' : null);
+        const svc = await start({ EXPORT_INTERVAL: '0', MINIO_ENDPOINT: `http://127.0.0.1:${proxy.port}` });
+        await put(backend, svc.srcBucket, '7.csv', userCsv('Real', 'Seven', 0));
+        expect((await notify(svc, [forged, '7.csv'])).status).toBe(202);
+        await waitFor('the events to be processed', async () => (await pendingKeys()).length === 0 && (await svc.get('/data/7')).status === 200);
+        expect(proxy.injected.invalidName).toBeGreaterThan(0);
+        const runs = ((await (await svc.get('/runs')).json()) as { data: Array<{ counts: { rejected: number } }> }).data;
+        expect(runs.map((r) => r.counts.rejected)).toEqual(runs.map(() => 0));
+        expect((await db.pool.query('SELECT count(*)::int AS n FROM run_issues')).rows).toEqual([{ n: 0 }]);
+        expect(await (await svc.get('/metrics')).text()).toMatch(/userjoin_objects_rejected_total 0/);
+      } finally {
+        await proxy.close();
+      }
+    });
+  }
 });
 
 /** A POST whose body the test sends in two parts: its first KiB now, the rest on finish(). */

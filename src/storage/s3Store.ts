@@ -25,6 +25,9 @@ const PART_SIZE = 16 * 1024 * 1024;
 const PING_MAX_MS = 2_000;
 
 const NOT_FOUND_CODES = new Set(['NoSuchKey', 'NotFound', 'NoSuchObject']);
+// What MinIO answers (400) for a key, or a listing prefix, with a "." or ".." part or "//", or
+// too long: no object can have that name, so a lookup of it finds none.
+const INVALID_NAME_CODES = new Set(['XMinioInvalidObjectName', 'InvalidObjectName', 'KeyTooLongError', 'InvalidArgument']);
 const ALREADY_EXISTS_CODES = new Set(['BucketAlreadyOwnedByYou', 'BucketAlreadyExists']);
 // Answers about one object that say nothing about the server as a whole.
 const OBJECT_ERROR_CODES = new Set(['AccessDenied', 'InvalidObjectState', 'InvalidRange', 'KeyTooLongError', 'InvalidArgument']);
@@ -130,7 +133,7 @@ export class S3Store implements ObjectStore {
         const st = await this.client.statObject(bucket, key);
         return { key, size: st.size, etag: normalizeEtag(st.etag), lastModified: st.lastModified };
       } catch (err) {
-        if (isNotFound(err)) return null;
+        if (isNotFound(err) || isInvalidName(err)) return null;
         throw err;
       }
     });
@@ -154,9 +157,15 @@ export class S3Store implements ObjectStore {
    */
   async head(bucket: string, key: string): Promise<ObjectInfo | null> {
     let seen = 0;
-    for await (const info of this.list(bucket, key)) {
-      if (info.key === key) return info;
-      if (++seen >= 1000) return this.stat(bucket, key);
+    try {
+      for await (const info of this.list(bucket, key)) {
+        if (info.key === key) return info;
+        if (++seen >= 1000) return await this.stat(bucket, key);
+      }
+    } catch (err) {
+      // A forged event key MinIO refuses as a prefix is no object, not a rejected file.
+      if (isInvalidName(err)) return null;
+      throw err;
     }
     return null;
   }
@@ -318,4 +327,8 @@ function normalizeEtag(etag: string): string {
 
 function isNotFound(err: unknown): boolean {
   return err instanceof S3Error && NOT_FOUND_CODES.has(err.code ?? '');
+}
+
+function isInvalidName(err: unknown): boolean {
+  return err instanceof S3Error && INVALID_NAME_CODES.has(err.code ?? '');
 }

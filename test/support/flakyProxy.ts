@@ -6,6 +6,8 @@ import { random } from './people.js';
  * What the proxy does to one request instead of passing it on:
  * - slow_down: answers 503 SlowDown, as S3 under load does;
  * - access_denied: answers 403 AccessDenied, as a bucket policy that denies the object does;
+ * - invalid_name: answers 400 XMinioInvalidObjectName, as MinIO does to a key or listing prefix
+ *   with a "." or ".." part or "//";
  * - cut: passes it on, sends the answer's headers (with the full Content-Length) and part of
  *   its body, then closes the connection; an answer without a body is reset instead;
  * - cut_after_body: passes it on and sends the answer chunked (no Content-Length) with its
@@ -16,7 +18,7 @@ import { random } from './people.js';
  * - stall: holds the request without answering until release() (passes it on) or until the
  *   client gives up and closes the connection.
  */
-export type Fault = 'slow_down' | 'access_denied' | 'cut' | 'cut_after_body' | 'end_early' | 'reset' | 'stall';
+export type Fault = 'slow_down' | 'access_denied' | 'invalid_name' | 'cut' | 'cut_after_body' | 'end_early' | 'reset' | 'stall';
 
 export interface ProxiedRequest {
   method: string;
@@ -49,7 +51,7 @@ export interface FlakyProxyOptions {
  */
 export class FlakyProxy {
   readonly requests: ProxiedRequest[] = [];
-  readonly injected = { slowDown: 0, accessDenied: 0, cut: 0, cutAfterBody: 0, endEarly: 0, reset: 0, stall: 0 };
+  readonly injected = { slowDown: 0, accessDenied: 0, invalidName: 0, cut: 0, cutAfterBody: 0, endEarly: 0, reset: 0, stall: 0 };
   slowDownRate: number;
   cutRate: number;
   /** A test's own faults: looked at first, for each request; null leaves it to chance. */
@@ -133,6 +135,9 @@ export class FlakyProxy {
       case 'access_denied':
         this.injected.accessDenied++;
         return answerError(req, res, 403, 'AccessDenied', 'Access Denied');
+      case 'invalid_name':
+        this.injected.invalidName++;
+        return answerError(req, res, 400, 'XMinioInvalidObjectName', 'Object name contains unsupported characters.');
       case 'reset':
         this.injected.reset++;
         req.socket.destroy();
