@@ -1,7 +1,7 @@
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import type { Config } from '../src/config.js';
 import { withTransaction } from '../src/db/index.js';
-import { createRun } from '../src/db/runs.js';
+import { createRun, getRun, recordRunIssues } from '../src/db/runs.js';
 import { lockUsers } from '../src/db/users.js';
 import { silentLogger } from '../src/log.js';
 import type { CommitResult } from '../src/db/commitItem.js';
@@ -176,5 +176,30 @@ describe('lockUsers', () => {
     } finally {
       await db.drop();
     }
+  });
+});
+
+describe('recordRunIssues: the cap on run_issues', () => {
+  let db: TestDatabase;
+  beforeEach(async () => {
+    db = await createTestDatabase();
+  });
+  afterEach(() => db.drop());
+
+  // A reviewer found 3 items each carrying user u's warning, with the cap full, counted 3 left
+  // out: each found no recorded row to replace. One warning per user per run is one left out.
+  it('counts a per-user warning left out once per run, however many items carry it', async () => {
+    const runId = await createRun(db.pool, { trigger: 'cli', full: false, host: 'h' });
+    const record = (issues: { rejected: { key: string; reason: string }[]; warnings: { key: string; reason: string; userId?: string }[] }) =>
+      withTransaction(db.pool, (tx) => recordRunIssues(tx, runId, 2, issues));
+    expect(await record({ rejected: [{ key: 'a', reason: 'r' }, { key: 'b', reason: 'r' }], warnings: [] })).toBe(0);
+    const warning = (n: number) => ({ key: `f${n}/u.csv`, reason: `user u is in ${n} folders`, userId: 'u' });
+    expect(await record({ rejected: [], warnings: [warning(2)] })).toBe(1);
+    expect(await record({ rejected: [], warnings: [warning(3)] })).toBe(0);
+    expect(await record({ rejected: [{ key: 'c', reason: 'r' }], warnings: [warning(4), { key: 'x', reason: 'w', userId: 'v' }] })).toBe(2);
+    const run = await getRun(db.pool, runId);
+    // a and b recorded; u's warning, v's warning and c left out, each once.
+    expect(run!.issues_left_out).toBe(3);
+    expect(run!.rejected.map((i) => i.key)).toEqual(['a', 'b']);
   });
 });

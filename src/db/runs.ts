@@ -36,7 +36,8 @@ export async function updateRunProgress(db: Queryable, id: number, progress: Run
 /**
  * Records an item's rejected files and warnings, at most `limit` per run in all (RUN_ISSUES_LIMIT):
  * past it, issues are only counted as left out. A warning about a user as a whole (userId
- * set) replaces that user's earlier one of the run, and takes no more room. Called last in
+ * set) replaces that user's earlier one of the run, and takes no more room; left out, it is
+ * counted once per run (run_issue_left_out_users). Called last in
  * an item's transaction: the run's tally row, locked here, keeps the count exact while items
  * of the run commit side by side. Returns how many were left out.
  */
@@ -76,7 +77,18 @@ export async function recordRunIssues(
       [runId, kept.map((i) => i.severity), kept.map((i) => i.key), kept.map((i) => i.reason), kept.map((i) => i.userId ?? null)],
     );
   }
-  const leftOut = fresh.length - kept.length;
+  const dropped = fresh.slice(kept.length);
+  const droppedUsers = dropped.flatMap((i) => (i.userId === undefined ? [] : [i.userId]));
+  let newlyDroppedUsers = 0;
+  if (droppedUsers.length > 0) {
+    // A user's warning left out by an earlier item of the run was counted then.
+    const { rowCount } = await tx.query(
+      `INSERT INTO run_issue_left_out_users (run_id, user_id) SELECT $1, * FROM unnest($2::text[]) ON CONFLICT DO NOTHING`,
+      [runId, droppedUsers],
+    );
+    newlyDroppedUsers = rowCount ?? 0;
+  }
+  const leftOut = dropped.length - droppedUsers.length + newlyDroppedUsers;
   await tx.query(`UPDATE run_issue_tally SET recorded = recorded + $2, left_out = left_out + $3 WHERE run_id = $1`, [runId, kept.length, leftOut]);
   return leftOut;
 }
