@@ -184,9 +184,12 @@ const envSchema = z.object({
   // The name S3_NOTIFY_ARN had when only MinIO's queue targets were set up.
   MINIO_NOTIFY_ARN: optionalText,
   // A flood of events must not grow pending_events (and the WAL) without end; the reconcile catches what is refused.
-  EVENT_BACKLOG_LIMIT: z.coerce.number().int().min(1).max(100_000_000).default(100_000),
-  // Bodies of up to 1 MiB each, and at most one pooled connection each: the webhook cannot starve the API or runs.
-  EVENT_WEBHOOK_CONCURRENCY: z.coerce.number().int().min(1).max(64).default(4),
+  // A pending key costs at most about 1 KB: 250,000 is a few hundred MB at worst, and holds a
+  // flood of 150,000 forged keys with room for real files' events.
+  EVENT_BACKLOG_LIMIT: z.coerce.number().int().min(1).max(100_000_000).default(250_000),
+  // Bodies of up to 1 MiB each, and at most one pooled connection each: at most 8 of the pool's
+  // 16, so the webhook cannot starve the API or runs.
+  EVENT_WEBHOOK_CONCURRENCY: z.coerce.number().int().min(1).max(8).default(4),
   // Seconds. Each export rewrites the whole file, so a stream of events must not rewrite it each time.
   EXPORT_INTERVAL: z.coerce.number().min(0).max(86_400).default(10),
   // A cell such as =HYPERLINK(...) would run in the spreadsheet of whoever opens the file; off for exact bytes.

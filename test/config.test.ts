@@ -69,6 +69,17 @@ describe('loadConfig', () => {
   });
 });
 
+describe('loadConfig: event intake bounds', () => {
+  it('keeps up to 250,000 pending keys by default (room for a flood of 150,000 forged keys and real traffic)', () => {
+    expect(loadConfig({}).events).toMatchObject({ backlogLimit: 250_000, webhookConcurrency: 4 });
+  });
+
+  it('allows at most 8 webhook bodies at once: the pool has 16 connections, shared with GET /data and the runs', () => {
+    expect(loadConfig({ EVENT_WEBHOOK_CONCURRENCY: '8' }).events.webhookConcurrency).toBe(8);
+    expect(() => loadConfig({ EVENT_WEBHOOK_CONCURRENCY: '9' })).toThrow(/EVENT_WEBHOOK_CONCURRENCY/);
+  });
+});
+
 describe('loadConfig for the service: a token beyond loopback', () => {
   const LONG = 'k'.repeat(16) + '0123456789abcdef';
   it('refuses a non-loopback HOST without API_TOKEN, naming the variable and the opt-out', () => {
