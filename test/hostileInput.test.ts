@@ -77,7 +77,7 @@ describe.each(backends)('hostile input on the %s backend', (name, start) => {
 
   // Issue 18: each of these showed up as a second user that looks exactly like user 1.
   it('a user_id with a zero-width character, a soft hyphen or a direction mark is refused, so no user looks like another', async () => {
-    const marks = ['\u200b', '\u200c', '\u200d', '\u2060', '\ufeff', '\u00ad', '\u200e', '\u200f', '\u061c'];
+    const marks = ['\u200b', '\u200c', '\u200d', '\u2060', '\ufeff', '\u00ad', '\u200e', '\u200f', '\u061c', '\u2063', '\u3164', '\u{e0041}'];
     for (const m of marks) await put(backend, src, `look/1${m}.csv`, userCsv('Eve', 'Fake', 1));
     await put(backend, src, 'look/\ufeff1.png', await makeImage('png'));
     const r = await run();

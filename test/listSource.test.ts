@@ -40,7 +40,13 @@ describe('checkKey', () => {
     expect(checkKey('a\ud83d\ude00.csv', 'a\ud83d\ude00')).toBeNull();
   });
 
-  it.each(['\u200b', '\u200c', '\u200d', '\u2060', '\ufeff', '\u00ad', '\u200e', '\u200f', '\u061c'])(
+  // The second line: more of Unicode's Default_Ignorable_Code_Point (an invisible separator, the
+  // Mongolian vowel separator, the Hangul filler, the combining grapheme joiner, a variation
+  // selector, a tag character), which a reviewer found accepted.
+  it.each([
+    ...['\u200b', '\u200c', '\u200d', '\u2060', '\ufeff', '\u00ad', '\u200e', '\u200f', '\u061c'],
+    ...['\u2063', '\u180e', '\u3164', '\u034f', '\ufe0f', '\u{e0041}'],
+  ])(
     'refuses a user_id with the invisible character %j, here and at event intake',
     (char) => {
       const key = `f/1000${char}.csv`;

@@ -67,6 +67,13 @@ describe('parseUserCsv: accepted input', () => {
     ['\u200e', 'U+200E'],
     ['\u200f', 'U+200F'],
     ['\u061c', 'U+061C'],
+    // More of Unicode's Default_Ignorable_Code_Point.
+    ['\u2063', 'U+2063'],
+    ['\u180e', 'U+180E'],
+    ['\u3164', 'U+3164'],
+    ['\u034f', 'U+034F'],
+    ['\ufe0f', 'U+FE0F'],
+    ['\u{e0041}', 'U+E0041'],
   ])('refuses a name with the invisible character %j (%s), which would look like another name', (char, code) => {
     expect(reason(`first_name,last_name,birthts\nMa${char}ry,Lee,42\n`)).toBe(`first_name contains the invisible character ${code} at position 3`);
     expect(reason(`first_name,last_name,birthts\nMary,L${char}ee,42\n`)).toBe(`last_name contains the invisible character ${code} at position 2`);

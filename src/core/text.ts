@@ -18,8 +18,10 @@ export function firstControlChar(s: string): { char: string; index: number } | n
 
 // Characters that show as nothing (zero-width U+200B-U+200D, U+2060, U+FEFF, and the soft
 // hyphen U+00AD) or only steer direction (U+200E, U+200F, U+061C): "1000" with one of them is
-// another user that looks exactly like 1000. Refused in user_ids and names (issue 18).
-const INVISIBLE = /[\u00ad\u061c\u200b-\u200f\u2060\ufeff]/u;
+// another user that looks exactly like 1000. Refused in user_ids and names (issue 18). The
+// named ones are a floor; Unicode's Default_Ignorable_Code_Point covers the rest of the kind
+// (U+2063, U+180E, U+3164, U+034F, variation selectors, tag characters, ...).
+const INVISIBLE = /[\p{Default_Ignorable_Code_Point}\u00ad\u061c\u200b-\u200f\u2060\ufeff]/u;
 
 /** The first invisible character in s (see INVISIBLE), or null. */
 export function firstInvisibleChar(s: string): { char: string; index: number } | null {

@@ -35,9 +35,13 @@ export function fuzzParams(ciDefault: number): fc.Parameters<unknown> {
 // bidirectional controls (they make a name display as something else).
 export const FORBIDDEN = /[\p{Cc}\p{Cs}\u2028\u2029\u202a-\u202e\u2066-\u2069]/u;
 // What user_ids and names must not hold either: zero-width characters, the soft hyphen and
-// direction marks (a name with one looks exactly like another).
-export const INVISIBLE = /[\u00ad\u061c\u200b-\u200f\u2060\ufeff]/u;
-const invisibleChar = fc.constantFrom('\u200b', '\u200c', '\u200d', '\u2060', '\ufeff', '\u00ad', '\u200e', '\u200f', '\u061c');
+// direction marks, and the rest of Unicode's Default_Ignorable_Code_Point (a name with one
+// looks exactly like another).
+export const INVISIBLE = /[\p{Default_Ignorable_Code_Point}\u00ad\u061c\u200b-\u200f\u2060\ufeff]/u;
+const invisibleChar = fc.constantFrom(
+  ...['\u200b', '\u200c', '\u200d', '\u2060', '\ufeff', '\u00ad', '\u200e', '\u200f', '\u061c'],
+  ...['\u2063', '\u180e', '\u3164', '\u034f', '\ufe0f', '\u{e0041}'],
+);
 
 const controlChar = fc.constantFrom(
   ...['\u0000', '\u0001', '\u0007', '\b', '\t', '\n', '\u000b', '\f', '\r', '\u001b', '\u001f', '\u007f', '\u0085', '\u009b'],
@@ -47,7 +51,7 @@ const controlChar = fc.constantFrom(
 const printableChar = fc.oneof(
   { weight: 4, arbitrary: fc.constantFrom(...'abcXYZ019 ,"\'=+-@;%#&<>\\/|*?.'.split('')) },
   { weight: 2, arbitrary: fc.string({ unit: 'grapheme', minLength: 1, maxLength: 1 }) },
-  { weight: 1, arbitrary: fc.constantFrom('\u00a0', '\u3000', '\ufeff', '\u200b', '\u200d', '\u200f', '\u00ad', '\u061c', 'é', 'e\u0301', 'ß', '名', '😀', '👩‍👩‍👧') },
+  { weight: 1, arbitrary: fc.constantFrom('\u00a0', '\u3000', '\ufeff', '\u200b', '\u200d', '\u200f', '\u00ad', '\u061c', '\u3164', '\ufe0f', 'é', 'e\u0301', 'ß', '名', '😀', '👩‍👩‍👧') },
 ).filter((c) => !FORBIDDEN.test(c));
 
 const text = (min: number, max: number) => fc.string({ unit: printableChar, minLength: min, maxLength: max });
