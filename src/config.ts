@@ -52,6 +52,8 @@ export interface Config {
     allowNoToken: boolean;
     /** Per client address: after this many wrong tokens within the window, token-guarded routes answer 429 until it ends. */
     authFailures: { limit: number; windowMs: number };
+    /** TRUST_PROXY: the client address is the last X-Forwarded-For entry (the one the proxy in front added). */
+    trustProxy: boolean;
   };
   /** PostgreSQL statement_timeout for every pooled connection, in ms. */
   dbStatementTimeoutMs: number;
@@ -162,6 +164,8 @@ const envSchema = z.object({
   // Guessing a token: each client address gets this many wrong ones per window.
   AUTH_FAILURE_LIMIT: z.coerce.number().int().min(1).max(1_000_000).default(10),
   AUTH_FAILURE_WINDOW_SECONDS: z.coerce.number().int().min(1).max(86_400).default(300),
+  // Behind a reverse proxy every client shares its address: trust the entry it adds to X-Forwarded-For.
+  TRUST_PROXY: z.enum(['true', 'false'], { error: 'must be true or false' }).default('false'),
   // Bounds any one query, so a runaway statement cannot hold a connection (and its locks) forever.
   DB_STATEMENT_TIMEOUT_MS: z.coerce.number().int().min(1).max(2_147_483_647).default(60_000),
   SCHEDULE: z
@@ -328,6 +332,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       loopback,
       allowNoToken,
       authFailures: { limit: e.AUTH_FAILURE_LIMIT, windowMs: e.AUTH_FAILURE_WINDOW_SECONDS * 1000 },
+      trustProxy: e.TRUST_PROXY === 'true',
     },
     dbStatementTimeoutMs: e.DB_STATEMENT_TIMEOUT_MS,
     schedule,

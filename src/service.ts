@@ -127,6 +127,7 @@ async function start(
     eventBodies: config.events.webhookConcurrency,
     loopback: config.http.loopback,
     authFailures: config.http.authFailures,
+    trustProxy: config.http.trustProxy,
     pageCache,
     csv: { neutralizeFormulas: config.csvNeutralizeFormulas },
   });

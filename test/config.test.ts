@@ -133,6 +133,12 @@ describe('loadConfig for the service: a token beyond loopback', () => {
     expect(() => loadConfig({ AUTH_FAILURE_WINDOW_SECONDS: 'soon' })).toThrow(/AUTH_FAILURE_WINDOW_SECONDS/);
   });
 
+  it('trusts no X-Forwarded-For unless TRUST_PROXY=true', () => {
+    expect(loadConfig({}).http.trustProxy).toBe(false);
+    expect(loadConfig({ TRUST_PROXY: 'true' }).http.trustProxy).toBe(true);
+    expect(() => loadConfig({ TRUST_PROXY: 'yes' })).toThrow(/TRUST_PROXY: must be true or false/);
+  });
+
   it('needs no token on loopback', () => {
     for (const HOST of ['127.0.0.1', '127.0.0.2', '127.255.255.254', '::1', '[::1]', 'localhost', 'LOCALHOST']) {
       const c = loadConfig({ HOST }, { service: true });

@@ -188,6 +188,42 @@ describe('HTTP security', () => {
     });
   });
 
+  // Behind a reverse proxy every client comes from the proxy's address: without TRUST_PROXY one
+  // client's wrong tokens locked out all of them.
+  describe('failed authentication behind a reverse proxy (TRUST_PROXY)', () => {
+    const LIMIT = 3;
+    const from = (forwardedFor: string, token: string, localAddress = '127.0.0.1') => ({
+      localAddress,
+      headers: { Authorization: `Bearer ${token}`, 'X-Forwarded-For': forwardedFor },
+    });
+
+    it('with TRUST_PROXY=true, counts by the address the proxy put last in X-Forwarded-For', async () => {
+      const svc = await startTestService(backend, db, { API_TOKEN: TOKEN, AUTH_FAILURE_LIMIT: String(LIMIT), TRUST_PROXY: 'true' });
+      try {
+        for (let i = 0; i < LIMIT; i++) expect((await raw(svc.url, '/data', from('203.0.113.1', `wrong-${i}`))).status).toBe(401);
+        expect((await raw(svc.url, '/data', from('203.0.113.1', TOKEN))).status).toBe(429);
+        // Another client behind the same proxy is not locked out.
+        expect((await raw(svc.url, '/data', from('203.0.113.2', TOKEN))).status).toBe(200);
+        // An entry the client forged comes first; the proxy appends the address it saw, and only that counts.
+        expect((await raw(svc.url, '/data', from('203.0.113.2, 203.0.113.1', TOKEN))).status).toBe(429);
+      } finally {
+        await svc.stop();
+      }
+    });
+
+    it('with TRUST_PROXY=false (the default), ignores X-Forwarded-For', async () => {
+      const svc = await startTestService(backend, db, { API_TOKEN: TOKEN, AUTH_FAILURE_LIMIT: String(LIMIT) });
+      try {
+        for (let i = 0; i < LIMIT; i++) expect((await raw(svc.url, '/data', from(`203.0.113.${i + 1}`, `wrong-${i}`, '127.0.0.6'))).status).toBe(401);
+        // The connection's address is locked out, whatever the header says.
+        expect((await raw(svc.url, '/data', from('203.0.113.9', TOKEN, '127.0.0.6'))).status).toBe(429);
+        expect((await raw(svc.url, '/data', from('203.0.113.1', TOKEN, '127.0.0.7'))).status).toBe(200);
+      } finally {
+        await svc.stop();
+      }
+    });
+  });
+
   describe('the start without a token', () => {
     it('warns that the loopback trust extends to a proxy on this host, and only without API_TOKEN', async () => {
       const warnings = async (env: Record<string, string>) => {

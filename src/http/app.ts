@@ -45,6 +45,8 @@ export interface HttpDeps {
   loopback: boolean;
   /** Wrong tokens a client address may send per window. */
   authFailures: AuthFailureLimit;
+  /** TRUST_PROXY: the client address is the last X-Forwarded-For entry, the one the proxy in front added. */
+  trustProxy: boolean;
   /** Repeated GET /data pages; without one, every request queries the database. */
   pageCache?: PageCache;
   /** How GET /data?format=csv writes cells (CSV_NEUTRALIZE_FORMULAS). */
@@ -97,8 +99,9 @@ export function apiOperations(deps: HttpDeps): Operation[] {
 }
 
 export function createHttpApp(deps: HttpDeps): Koa {
-  const app = new Koa();
-  app.proxy = false;
+  // Only the last X-Forwarded-For entry: the proxy in front appends the address it saw, and
+  // whatever comes before it is the client's to forge.
+  const app = new Koa({ proxy: deps.trustProxy, maxIpsCount: 1 });
   // Errors are answered by errorMiddleware; this only stops koa printing them to stderr.
   app.silent = true;
   app.use(securityHeaders());
