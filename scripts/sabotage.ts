@@ -359,8 +359,8 @@ const SABOTAGES: Sabotage[] = [
   {
     name: 'event-backlog-limit',
     why: 'a flood of forged events would grow pending_events (and the WAL) without end: POST /events/s3 would never answer 503 past EVENT_BACKLOG_LIMIT',
-    file: 'src/db/events.ts',
-    edits: [{ find: 'return (rows[0]?.n ?? 0) >= limit;', replace: 'return false;' }],
+    file: 'src/triggers/eventIntake.ts',
+    edits: [{ find: 'return n >= limit;', replace: 'return false;' }],
     tests: ['test/eventFlood.test.ts'],
     filter: '^event flood \\(folder\\) past EVENT_BACKLOG_LIMIT',
   },

@@ -1,6 +1,10 @@
 import http from 'node:http';
-import { describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { EventIntake } from '../src/triggers/eventIntake.js';
+import { Metrics } from '../src/metrics.js';
+import { silentLogger } from '../src/log.js';
 import type { TestDatabase } from './support/database.js';
+import { createTestDatabase } from './support/database.js';
 import { nextEvent, put, userCsv, waitFor } from './support/fixtures.js';
 import type { TestService } from './support/service.js';
 import { recordingLogger, servicePerTest } from './support/service.js';
@@ -168,6 +172,52 @@ describe.each(backends)('event flood (%s)', (_name, startBackend) => {
       }
     });
   }
+});
+
+describe('the backlog check', () => {
+  let db: TestDatabase;
+  beforeEach(async () => {
+    db = await createTestDatabase();
+  });
+  afterEach(async () => {
+    await db.drop();
+  });
+
+  // Another instance's keys, recorded straight into the table.
+  const recordElsewhere = (n: number) =>
+    db.pool.query(`INSERT INTO pending_events (key, seq) SELECT 'other/' || g || '.csv', nextval('pending_events_seq') FROM generate_series(1, $1::int) AS g`, [n]);
+
+  function intake(now: () => number): EventIntake {
+    const metrics = new Metrics(() => Promise.reject(new Error('not scraped')), silentLogger());
+    return new EventIntake(db.pool, metrics, { wake: () => {} }, { backlogLimit: 10, now }, silentLogger());
+  }
+
+  it("reuses its count for a second: others' keys recorded meanwhile are seen once the second is past", async () => {
+    let now = 0;
+    const events = intake(() => now);
+    expect(await events.backlogFull()).toBe(false);
+    await recordElsewhere(10);
+    expect(await events.backlogFull()).toBe(false);
+    now = 999;
+    expect(await events.backlogFull()).toBe(false);
+    now = 1000;
+    expect(await events.backlogFull()).toBe(true);
+  });
+
+  it('adds the keys it recorded itself, and counts again before it says full', async () => {
+    const now = 0;
+    const events = intake(() => now);
+    expect(await events.backlogFull()).toBe(false);
+    await events.accept('s3', ['a/1.csv', 'a/2.csv', 'a/3.csv']);
+    await recordElsewhere(7);
+    // Its own 3 keys are not enough to say full; the others' 7 are not seen yet.
+    expect(await events.backlogFull()).toBe(false);
+    await events.accept('s3', Array.from({ length: 7 }, (_, i) => `b/${i}.csv`));
+    expect(await events.backlogFull()).toBe(true);
+    // The estimate says full, so it counts: the backlog was processed meanwhile.
+    await db.pool.query('DELETE FROM pending_events');
+    expect(await events.backlogFull()).toBe(false);
+  });
 });
 
 /** A POST whose body the test sends in two parts: its first KiB now, the rest on finish(). */
