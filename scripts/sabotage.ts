@@ -397,6 +397,14 @@ const SABOTAGES: Sabotage[] = [
     filter: '^event flood \\(folder\\) takes a key recorded after a flood',
   },
   {
+    name: 'event-first-seq',
+    why: 'a key named again and again under a flood would move back into the middle of the backlog each time, where neither end of a batch takes it',
+    file: 'src/db/events.ts',
+    edits: [{ find: 'DO UPDATE SET seq = EXCLUDED.seq, received_at = now()', replace: 'DO UPDATE SET seq = EXCLUDED.seq, first_seq = EXCLUDED.seq, received_at = now()' }],
+    tests: ['test/eventFlood.test.ts'],
+    filter: 'a key named again keeps its place',
+  },
+  {
     name: 'webhook-concurrency',
     why: 'parallel webhook bodies would take every pooled connection and their bodies all the memory: GET /data would starve during a burst',
     file: 'src/http/routes/events.ts',

@@ -3,6 +3,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { EventIntake } from '../src/triggers/eventIntake.js';
 import { Metrics } from '../src/metrics.js';
 import { silentLogger } from '../src/log.js';
+import { forgetEvents, recordEvents, takePendingEvents } from '../src/db/events.js';
 import type { TestDatabase } from './support/database.js';
 import { createTestDatabase } from './support/database.js';
 import { nextEvent, put, userCsv, waitFor } from './support/fixtures.js';
@@ -174,7 +175,7 @@ describe.each(backends)('event flood (%s)', (_name, startBackend) => {
   }
 });
 
-describe('the backlog check', () => {
+describe('pending events (database only)', () => {
   let db: TestDatabase;
   beforeEach(async () => {
     db = await createTestDatabase();
@@ -217,6 +218,23 @@ describe('the backlog check', () => {
     // The estimate says full, so it counts: the backlog was processed meanwhile.
     await db.pool.query('DELETE FROM pending_events');
     expect(await events.backlogFull()).toBe(false);
+  });
+
+  it('a key named again keeps its place, by the first event that named it: a flood cannot hold it in the middle', async () => {
+    const forged = (from: number) => Array.from({ length: 1000 }, (_, i) => `forged/${from + i}.csv`);
+    await recordEvents(db.pool, ['real/42.csv']);
+    await recordEvents(db.pool, forged(0));
+    // Named again, then buried under more keys: neither the 500 oldest nor the 500 newest by its last event.
+    await recordEvents(db.pool, ['real/42.csv']);
+    await recordEvents(db.pool, forged(1000));
+    const batch = await takePendingEvents(db.pool, 1000);
+    const real = batch.find((e) => e.key === 'real/42.csv');
+    expect(real).toBeDefined();
+    // Named again while it is processed: kept for the next batch, as the latest event says.
+    await recordEvents(db.pool, ['real/42.csv']);
+    await forgetEvents(db.pool, batch);
+    expect((await db.pool.query('SELECT key FROM pending_events WHERE key = $1', ['real/42.csv'])).rows).toHaveLength(1);
+    expect((await takePendingEvents(db.pool, 1000)).some((e) => e.key === 'real/42.csv')).toBe(true);
   });
 });
 

@@ -12,28 +12,32 @@ export interface PendingEvent {
  */
 export async function recordEvents(db: Queryable, keys: string[]): Promise<void> {
   if (keys.length === 0) return;
-  // DISTINCT: one statement may not update the same row twice.
+  // DISTINCT: one statement may not update the same row twice. A key named again keeps its
+  // first_seq (its place in the batches' order) and takes the new seq (for forgetEvents).
   await db.query(
-    `INSERT INTO pending_events (key, seq)
-     SELECT k, nextval('pending_events_seq') FROM (SELECT DISTINCT k FROM unnest($1::text[]) AS k) AS d
+    `INSERT INTO pending_events (key, seq, first_seq)
+     SELECT k, s, s FROM (SELECT k, nextval('pending_events_seq') AS s FROM (SELECT DISTINCT k FROM unnest($1::text[]) AS k) AS d) AS n
      ON CONFLICT (key) DO UPDATE SET seq = EXCLUDED.seq, received_at = now()`,
     [keys],
   );
 }
 
 /**
- * At most limit pending keys: half of them the oldest, half the newest, by the last event that
- * named each (seq). So a key recorded after a flood is taken by the next batch (unless over
- * limit/2 keys came after it first), and the oldest are never starved: a key waits at most
- * ceil(keys older than it / (limit/2)) batches.
+ * At most limit pending keys: half of them the oldest, half the newest, by the first event that
+ * named each since it was last taken (first_seq). So a key recorded after a flood is taken by
+ * the next batch (unless over limit/2 keys came after it first), and none is starved: a key
+ * waits at most ceil(keys older than it / (limit/2)) batches, however often it is named again
+ * meanwhile (by its last event, each naming would move it back into the middle). Each comes
+ * with its last event's seq, for forgetEvents.
  */
 export async function takePendingEvents(db: Queryable, limit: number): Promise<PendingEvent[]> {
   const newest = Math.floor(limit / 2);
-  // UNION: with fewer than limit pending, both ends overlap and every key comes once.
+  // UNION: with fewer than limit pending, both ends overlap and every key comes once. The
+  // coalesce is pending_events_first_seq_idx's expression (null: a row an older version wrote).
   const { rows } = await db.query<PendingEvent>(
-    `(SELECT key, seq FROM pending_events ORDER BY seq LIMIT $1)
+    `(SELECT key, seq FROM pending_events ORDER BY coalesce(first_seq, seq) LIMIT $1)
      UNION
-     (SELECT key, seq FROM pending_events ORDER BY seq DESC LIMIT $2)`,
+     (SELECT key, seq FROM pending_events ORDER BY coalesce(first_seq, seq) DESC LIMIT $2)`,
     [limit - newest, newest],
   );
   return rows;
