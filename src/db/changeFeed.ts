@@ -1,5 +1,6 @@
-import { EventEmitter } from 'node:events';
 import pg from 'pg';
+import type { Events } from '../events.js';
+import { SafeEmitter } from '../events.js';
 import type { Logger } from '../log.js';
 import type { Database, Queryable } from './pool.js';
 
@@ -31,7 +32,7 @@ export interface ChangeFeedEvents {
 
 export interface ChangeFeed {
   /** Listening side only. */
-  readonly events: Pick<EventEmitter<ChangeFeedEvents>, 'on' | 'once' | 'off'>;
+  readonly events: Events<ChangeFeedEvents>;
   close(): Promise<void>;
 }
 
@@ -40,15 +41,8 @@ export interface ChangeFeed {
  * While it is down, onLost has been called, so callers never trust a stale view.
  */
 export function listenForUserChanges(pool: Database, handlers: ChangeFeedHandlers, log: Logger): ChangeFeed {
-  const events = new EventEmitter<ChangeFeedEvents>();
-  // A listener that throws must not stop the reconnecting: it is logged.
-  const emit = <K extends keyof ChangeFeedEvents>(name: K, ...args: ChangeFeedEvents[K]) => {
-    try {
-      (events as EventEmitter).emit(name, ...args);
-    } catch (err) {
-      log.error({ err, event: name }, 'a listener of change feed events failed');
-    }
-  };
+  // A listener that throws must not stop the reconnecting.
+  const emitter = new SafeEmitter<ChangeFeedEvents>(log, 'change feed');
   let closed = false;
   let client: pg.Client | null = null;
   let timer: NodeJS.Timeout | null = null;
@@ -64,7 +58,7 @@ export function listenForUserChanges(pool: Database, handlers: ChangeFeedHandler
     if (closed) return;
     log.warn({ err }, 'lost the user change feed; page cache off until it is back');
     timer = setTimeout(connect, RECONNECT_MS);
-    emit('lost', { err });
+    emitter.emit('lost', { err });
   };
 
   const connect = () => {
@@ -80,14 +74,14 @@ export function listenForUserChanges(pool: Database, handlers: ChangeFeedHandler
       .then(() => {
         if (client !== c) return;
         handlers.onListening();
-        emit('listening');
+        emitter.emit('listening');
       })
       .catch(lost);
   };
   connect();
 
   return {
-    events,
+    events: emitter.events,
     close: async () => {
       closed = true;
       if (timer) clearTimeout(timer);

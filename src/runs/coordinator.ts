@@ -1,5 +1,6 @@
-import { EventEmitter } from 'node:events';
 import { getRun, getRunningRunId, markRunFailed } from '../db/runs.js';
+import type { Events } from '../events.js';
+import { SafeEmitter } from '../events.js';
 import type { RunReport, RunTrigger } from '../core/model.js';
 import { emptyCounts } from '../core/model.js';
 import type { EventBatchOptions, EventBatchOutcome } from './eventBatch.js';
@@ -39,9 +40,6 @@ export interface RunnerEvents {
   aborting: [{ run: boolean; eventBatch: boolean }];
 }
 
-/** The listening side of an emitter: listeners cannot emit. */
-export type Events<T extends Record<keyof T, unknown[]>> = Pick<EventEmitter<T>, 'on' | 'once' | 'off'>;
-
 // How long to wait for another instance's run, which holds the lock, to record its row.
 const REMOTE_RUN_APPEAR_MS = 2000;
 const REMOTE_POLL_MS = 200;
@@ -54,8 +52,9 @@ const START_WAIT_MS = 30_000;
  * loses gets the other instance's run back.
  */
 export class Runner {
-  private readonly emitter = new EventEmitter<RunnerEvents>();
-  readonly events: Events<RunnerEvents> = this.emitter;
+  // A listener that throws must not break the bookkeeping of runs.
+  private readonly emitter: SafeEmitter<RunnerEvents>;
+  readonly events: Events<RunnerEvents>;
   private current: Promise<Triggered> | null = null;
   /** Whether the current run is recording its outcome: past that, joining it would miss what is asked now. */
   private currentSlot = { ending: false };
@@ -69,7 +68,10 @@ export class Runner {
     private readonly deps: RunDeps,
     /** Called with the report of each run this process carried out (not runs it joined). */
     private readonly onFinished: (report: RunReport) => void = () => undefined,
-  ) {}
+  ) {
+    this.emitter = new SafeEmitter(deps.log, 'run');
+    this.events = this.emitter.events;
+  }
 
   trigger(opts: { trigger: RunTrigger; full?: boolean }): Promise<Triggered> {
     if (this.current && this.currentSlot.ending) {
@@ -82,7 +84,7 @@ export class Runner {
     }
     if (this.current) {
       return this.current.then((t) => {
-        this.emit('runJoined', { runId: t.runId, trigger: opts.trigger, remote: !t.started });
+        this.emitter.emit('runJoined', { runId: t.runId, trigger: opts.trigger, remote: !t.started });
         return { ...t, started: false };
       });
     }
@@ -108,10 +110,10 @@ export class Runner {
     this.eventBatch = batch;
     try {
       const outcome = await batch;
-      this.emit('eventBatch', { outcome });
+      this.emitter.emit('eventBatch', { outcome });
       return outcome;
     } catch (err) {
-      this.emit('eventBatchFailed', { err });
+      this.emitter.emit('eventBatchFailed', { err });
       throw err;
     } finally {
       this.eventBatch = null;
@@ -124,14 +126,14 @@ export class Runner {
    */
   async shutdown(graceMs: number): Promise<void> {
     const busy = { run: this.current !== null, eventBatch: this.eventBatch !== null };
-    this.emit('shuttingDown', { graceMs, ...busy });
+    this.emitter.emit('shuttingDown', { graceMs, ...busy });
     if (!busy.run && !busy.eventBatch) {
       this.abort.abort();
       return;
     }
     const done = Promise.allSettled([this.current?.then((t) => t.done), this.eventBatch]);
     const timer = setTimeout(() => {
-      this.emit('aborting', { run: this.current !== null, eventBatch: this.eventBatch !== null });
+      this.emitter.emit('aborting', { run: this.current !== null, eventBatch: this.eventBatch !== null });
       this.abort.abort();
     }, graceMs);
     await done;
@@ -153,7 +155,7 @@ export class Runner {
       const runId = attempt.busy ?? (await this.waitForRemoteRun());
       const run = runId === null ? null : await getRun(this.deps.db, runId, 0);
       if (run?.status === 'running') {
-        this.emit('runJoined', { runId: run.id, trigger: opts.trigger, remote: true });
+        this.emitter.emit('runJoined', { runId: run.id, trigger: opts.trigger, remote: true });
         return { runId: run.id, started: false, done: this.waitForRemoteFinish(run.id) };
       }
       if (Date.now() > deadline) throw new RunInProgressElsewhereError('another instance holds the run lock without running a run');
@@ -167,7 +169,7 @@ export class Runner {
     const started = new Promise<number>((resolve) => (announce = resolve));
     const onEnding = (runId: number) => {
       slot.ending = true;
-      this.emit('runEnding', { runId });
+      this.emitter.emit('runEnding', { runId });
     };
     const outcome = runPipeline(this.deps, { ...opts, signal: this.abort.signal, onStart: (id) => announce(id), onEnding });
 
@@ -187,13 +189,13 @@ export class Runner {
           return this.synthesizeFailed(err.runId, err.message, opts);
         },
       );
-      this.emit('runStarted', { runId: first.id, trigger: opts.trigger, full: opts.full ?? false });
+      this.emitter.emit('runStarted', { runId: first.id, trigger: opts.trigger, full: opts.full ?? false });
       done.then((report) => this.finished(report), () => undefined);
       return { runId: first.id, started: true, done };
     }
     const o = first.o;
     if (o.kind === 'finished') {
-      this.emit('runStarted', { runId: o.report.id, trigger: opts.trigger, full: opts.full ?? false });
+      this.emitter.emit('runStarted', { runId: o.report.id, trigger: opts.trigger, full: opts.full ?? false });
       this.finished(o.report);
       return { runId: o.report.id, started: true, done: Promise.resolve(o.report) };
     }
@@ -202,17 +204,7 @@ export class Runner {
 
   private finished(report: RunReport): void {
     this.onFinished(report);
-    this.emit('runFinished', { report });
-  }
-
-  /** A listener that throws must not break the bookkeeping of runs: it is logged. */
-  private emit<K extends keyof RunnerEvents>(name: K, ...args: RunnerEvents[K]): void {
-    try {
-      // Typed at the call sites; TypeScript cannot check a generic K against the map here.
-      (this.emitter as EventEmitter).emit(name, ...args);
-    } catch (err) {
-      this.deps.log.error({ err, event: name }, 'a listener of run events failed');
-    }
+    this.emitter.emit('runFinished', { report });
   }
 
   private async recordUnrecorded(): Promise<void> {

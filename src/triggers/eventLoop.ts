@@ -1,8 +1,9 @@
-import { EventEmitter } from 'node:events';
 import type { EventsConfig } from '../config.js';
 import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics.js';
-import type { Events, Runner } from '../runs/coordinator.js';
+import type { Events } from '../events.js';
+import { SafeEmitter } from '../events.js';
+import type { Runner } from '../runs/coordinator.js';
 import type { EventBatchOutcome } from '../runs/eventBatch.js';
 
 const MAX_BACKOFF_MS = 5 * 60_000;
@@ -23,8 +24,9 @@ export interface EventProcessorEvents {
  * so the instances take turns. Also rewrites output.csv when it is due.
  */
 export class EventProcessor {
-  private readonly emitter = new EventEmitter<EventProcessorEvents>();
-  readonly events: Events<EventProcessorEvents> = this.emitter;
+  // A listener that throws must not stop the loop.
+  private readonly emitter: SafeEmitter<EventProcessorEvents>;
+  readonly events: Events<EventProcessorEvents>;
   private wakeUp: (() => void) | null = null;
   private woken = false;
   private stopped = false;
@@ -37,7 +39,10 @@ export class EventProcessor {
     private readonly metrics: Metrics,
     private readonly config: EventsConfig,
     private readonly log: Logger,
-  ) {}
+  ) {
+    this.emitter = new SafeEmitter(log, 'event loop');
+    this.events = this.emitter.events;
+  }
 
   start(): void {
     this.loop ??= this.run();
@@ -66,7 +71,7 @@ export class EventProcessor {
           coalesceMs: this.config.coalesceMs,
         });
         this.failures = 0;
-        this.emit('batch', { outcome: out });
+        this.emitter.emit('batch', { outcome: out });
         if (out.kind === 'finished') {
           this.metrics.eventBatch(out.counts);
           if (out.more) continue;
@@ -80,25 +85,15 @@ export class EventProcessor {
         this.failures++;
         waitMs = Math.min(MAX_BACKOFF_MS, this.config.pollMs * 2 ** (this.failures - 1));
         this.log.error({ err, retryInMs: waitMs }, 'event batch failed; its events stay pending');
-        this.emit('failed', { err, retryInMs: waitMs });
+        this.emitter.emit('failed', { err, retryInMs: waitMs });
       }
       // After a failure, new events do not cut the pause short.
       if ((!this.woken || this.failures > 0) && !this.stopped) {
         const pause = this.sleep(waitMs);
         // After the pause is set up, so a listener may wake the loop.
-        if (this.failures === 0) this.emit('idle', { waitMs });
+        if (this.failures === 0) this.emitter.emit('idle', { waitMs });
         await pause;
       }
-    }
-  }
-
-  /** A listener that throws must not stop the loop: it is logged. */
-  private emit<K extends keyof EventProcessorEvents>(name: K, ...args: EventProcessorEvents[K]): void {
-    try {
-      // Typed at the call sites; TypeScript cannot check a generic K against the map here.
-      (this.emitter as EventEmitter).emit(name, ...args);
-    } catch (err) {
-      this.log.error({ err, event: name }, 'a listener of event loop events failed');
     }
   }
 
