@@ -70,6 +70,8 @@ export interface Config {
   runIssuesLimit: number;
   /** CSV_NEUTRALIZE_FORMULAS: text cells of output.csv and GET /data?format=csv that a spreadsheet would run get a leading '. */
   csvNeutralizeFormulas: boolean;
+  /** ON_SOURCE_DELETE: erase a user whose last CSV went from the source bucket, or keep it. */
+  onSourceDelete: 'keep' | 'erase';
   logLevel: string;
 }
 
@@ -198,6 +200,8 @@ const envSchema = z.object({
   EXPORT_INTERVAL: z.coerce.number().min(0).max(86_400).default(10),
   // A cell such as =HYPERLINK(...) would run in the spreadsheet of whoever opens the file; off for exact bytes.
   CSV_NEUTRALIZE_FORMULAS: z.enum(['true', 'false'], { error: 'must be true or false' }).default('true'),
+  // keep: a CSV missing from the bucket is as often a sync gone wrong as a wish to forget.
+  ON_SOURCE_DELETE: z.enum(['keep', 'erase'], { error: 'must be keep or erase' }).default('keep'),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
 });
 
@@ -350,6 +354,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     work: { queue: e.WORK_QUEUE, leaseSeconds: e.ITEM_LEASE_SECONDS, maxObjects: e.ITEM_MAX_OBJECTS, maxBytes: e.ITEM_MAX_BYTES },
     runIssuesLimit: e.RUN_ISSUES_LIMIT,
     csvNeutralizeFormulas: e.CSV_NEUTRALIZE_FORMULAS === 'true',
+    onSourceDelete: e.ON_SOURCE_DELETE,
     logLevel: e.LOG_LEVEL,
   };
 }

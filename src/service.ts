@@ -97,9 +97,19 @@ async function start(
   const db = resources.database.pool;
 
   const pageCache = new PageCache();
+  const photos = new Photos(store, config.limits, resources.pixelBudget);
   const feed = listenForUserChanges(
     db,
-    { onChange: () => pageCache.invalidate(), onListening: () => pageCache.setEnabled(true), onLost: () => pageCache.setEnabled(false) },
+    {
+      onChange: () => pageCache.invalidate(),
+      onErased: () => photos.forgetCached(),
+      // Erasures made while the feed was down went unheard.
+      onListening: () => {
+        photos.forgetCached();
+        pageCache.setEnabled(true);
+      },
+      onLost: () => pageCache.setEnabled(false),
+    },
     log,
   );
   releasers.push(() => feed.close());
@@ -117,7 +127,9 @@ async function start(
     store,
     srcBucket: config.srcBucket,
     runner,
-    photos: new Photos(store, config.limits, resources.pixelBudget),
+    // An erasure leaves output.csv owed: the event loop rewrites it, coalesced as after events.
+    afterErasure: () => processor.wake(),
+    photos,
     metrics,
     console: await loadConsoleAssets(),
     log,

@@ -75,7 +75,7 @@ describe.each(backends)('pipeline on the %s backend', (_name, start) => {
 
     const r = await run();
     expect(r.status).toBe('succeeded');
-    expect(r.counts).toEqual({ scanned: 8, read: 8, new: 3, updated: 0, unchanged: 0, rejected: 2, ignored: 1 });
+    expect(r.counts).toEqual({ scanned: 8, read: 8, new: 3, updated: 0, unchanged: 0, rejected: 2, ignored: 1, erased: 0 });
     expect(r.rejected).toEqual([
       { key: '1001.png', reason: expect.stringMatching(/^not a readable image: /) },
       { key: 'bad.csv', reason: 'birthts must be an integer number of milliseconds, got "not-a-number"' },
@@ -103,7 +103,7 @@ describe.each(backends)('pipeline on the %s backend', (_name, start) => {
     store.reset();
 
     const r = await run();
-    expect(r.counts).toEqual({ scanned: 5, read: 0, new: 0, updated: 0, unchanged: 3, rejected: 0, ignored: 0 });
+    expect(r.counts).toEqual({ scanned: 5, read: 0, new: 0, updated: 0, unchanged: 3, rejected: 0, ignored: 0, erased: 0 });
     expect(r.output_written).toBe(false);
     expect(store.reads).toEqual([]);
     expect(store.writes).toEqual([]);

@@ -102,7 +102,7 @@ describe('transient store errors are retried', () => {
       expect(report.status).toBe('succeeded');
       expect(report.rejected).toEqual([]);
       expect(report.warnings).toEqual([]);
-      expect(report.counts).toEqual({ scanned: USERS + photos, read: USERS + photos, new: USERS, updated: 0, unchanged: 0, rejected: 0, ignored: 0 });
+      expect(report.counts).toEqual({ scanned: USERS + photos, read: USERS + photos, new: USERS, updated: 0, unchanged: 0, rejected: 0, ignored: 0, erased: 0 });
       // Faults were really injected, of both kinds, and the upload was reset.
       expect(proxy.injected.slowDown).toBeGreaterThan(0);
       expect(proxy.injected.cut).toBeGreaterThan(0);

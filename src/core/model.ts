@@ -30,6 +30,8 @@ export type FileState = SourceObject &
   (
     | { status: 'ok'; csv: CsvData | null; image: ImageData | null; reason: null }
     | { status: 'rejected'; csv: null; image: null; reason: string }
+    /** A version of a file of an erased user (erasure_tombstones): recorded without its data, never joined. */
+    | { status: 'erased'; csv: null; image: null; reason: null }
   );
 
 /**
@@ -39,6 +41,25 @@ export type FileState = SourceObject &
  * fingerprints through jsonb, which refuses it.
  */
 export const fingerprintOf = (etag: string, size: number, lastModifiedMs: number): string => `${etag}|${size}|${lastModifiedMs}`;
+
+/**
+ * A version of a file's content, as an erasure tombstones it: etag and size, leaving out the
+ * modification time, so the same bytes uploaded again are the same version.
+ */
+export const versionOf = (etag: string, size: number): string => `${etag}|${size}`;
+
+/**
+ * What erasures left of a user: the versions of its files recorded then, and when the last
+ * was. A file version modified before that moment was in the bucket then, recorded or not (a
+ * run may have read it just before), so it is erased too.
+ */
+export interface Tombstone {
+  versions: Set<string>;
+  erasedAtMs: number;
+}
+
+export const isTombstoned = (t: Tombstone | undefined, f: { etag: string; size: number; lastModifiedMs: number }): boolean =>
+  t !== undefined && (t.versions.has(versionOf(f.etag, f.size)) || f.lastModifiedMs <= t.erasedAtMs);
 
 /** One row of the users table as the pipeline writes it. */
 export interface UserRow {
@@ -70,6 +91,8 @@ export interface UserChange {
   row: UserRow | null;
   rejected: RunIssue[];
   warnings: RunIssue[];
+  /** ON_SOURCE_DELETE=erase and its last CSV is gone from the bucket: erase the user, if stored. */
+  erase?: boolean;
 }
 
 /** An issue as a run's report lists it. */
@@ -105,6 +128,8 @@ export interface RunCounts {
   rejected: number;
   /** Objects that are neither a CSV nor a supported image. */
   ignored: number;
+  /** Users erased because their last CSV went from the bucket (ON_SOURCE_DELETE=erase). */
+  erased: number;
 }
 
 export interface RunProgress {
@@ -142,4 +167,5 @@ export const emptyCounts = (): RunCounts => ({
   unchanged: 0,
   rejected: 0,
   ignored: 0,
+  erased: 0,
 });

@@ -6,6 +6,7 @@ import type { Database, Queryable } from './pool.js';
 
 // NOTIFY is transactional: listeners hear it when the batch that changed users commits.
 const USERS_CHANGED = 'userjoin_users_changed';
+const USERS_ERASED = 'userjoin_users_erased';
 const RECONNECT_MS = 1000;
 
 /** Tells every instance (through LISTEN) that users changed. Call inside the changing transaction. */
@@ -13,12 +14,19 @@ export async function notifyUsersChanged(tx: Queryable): Promise<void> {
   await tx.query(`SELECT pg_notify($1, '')`, [USERS_CHANGED]);
 }
 
+/** Tells every instance that users were erased: caches of their photos go too. Inside the erasing transaction. */
+export async function notifyUsersErased(tx: Queryable): Promise<void> {
+  await tx.query(`SELECT pg_notify($1, '')`, [USERS_ERASED]);
+}
+
 export interface ChangeFeedHandlers {
   /** Users changed, in this or another instance. */
   onChange(): void;
+  /** Users were erased, in this or another instance (onChange is called too). */
+  onErased(): void;
   /** Listening (again): from now on, every change is reported. */
   onListening(): void;
-  /** The connection is gone; changes may go unreported until onListening. */
+  /** The connection is gone; changes and erasures may go unreported until onListening. */
   onLost(): void;
 }
 
@@ -68,9 +76,9 @@ export function listenForUserChanges(pool: Database, handlers: ChangeFeedHandler
     client = c;
     c.on('error', lost);
     c.on('end', () => lost());
-    c.on('notification', () => handlers.onChange());
+    c.on('notification', (n) => (n.channel === USERS_ERASED ? handlers.onErased() : handlers.onChange()));
     c.connect()
-      .then(() => c.query(`LISTEN ${USERS_CHANGED}`))
+      .then(() => c.query(`LISTEN ${USERS_CHANGED}; LISTEN ${USERS_ERASED}`))
       .then(() => {
         if (client !== c) return;
         handlers.onListening();

@@ -11,6 +11,7 @@ import { markOutputStale } from './outputState.js';
 import { recordRunIssues } from './runs.js';
 import type { RecordedBest, SeenState } from './sourceFiles.js';
 import { deleteFileStates, loadBestFiles, movedSince, saveFileStates } from './sourceFiles.js';
+import { eraseUsers } from './erasures.js';
 import { lockUsers, upsertUsers } from './users.js';
 
 /** A work item as its commit needs it. */
@@ -35,6 +36,8 @@ export interface ItemToCommit {
 export interface CommitResult {
   inserted: number;
   updated: number;
+  /** Users erased: their last CSV went from the bucket (ON_SOURCE_DELETE=erase). */
+  erased: number;
   /** Objects fetched. */
   read: number;
   /** Files rejected: on reading, and users the database refused. */
@@ -112,13 +115,14 @@ export async function commitItem(db: Database, item: ItemToCommit, plan: (record
 }
 
 async function commitOneByOne(tx: DbClient, item: ItemToCommit, p: BatchPlan, log: Logger): Promise<CommitResult> {
-  const written: Written = { inserted: 0, updated: 0, changed: 0 };
+  const written: Written = { inserted: 0, updated: 0, erased: 0, changed: 0 };
   const refused: RunIssue[] = [];
   for (const user of p.users) {
     try {
       const r = await withSavepoint(tx, () => writeUsers(tx, item.runId, [user]));
       written.inserted += r.inserted;
       written.updated += r.updated;
+      written.erased += r.erased;
       written.changed += r.changed;
     } catch (err) {
       if (!isDataError(err)) throw err;
@@ -140,15 +144,23 @@ async function commitOneByOne(tx: DbClient, item: ItemToCommit, p: BatchPlan, lo
 interface Written {
   inserted: number;
   updated: number;
+  erased: number;
   /** Rows changed in all, users this run had already written included. */
   changed: number;
 }
 
 async function writeUsers(tx: DbClient, runId: number, users: UserChange[]): Promise<Written> {
+  // First, while the records still hold the CSVs found gone: those are tombstoned too.
+  const erased = await eraseUsers(tx, users.filter((u) => u.erase).map((u) => u.userId), 'source_delete', runId);
   await saveFileStates(tx, users.flatMap((u) => u.files));
   await deleteFileStates(tx, users.flatMap((u) => u.gone));
   const up = await upsertUsers(tx, users.flatMap((u) => (u.row ? [u.row] : [])), runId);
-  return { inserted: up.inserted.length, updated: up.updated.length, changed: up.inserted.length + up.updated.length + up.rewrittenThisRun.length };
+  return {
+    inserted: up.inserted.length,
+    updated: up.updated.length,
+    erased: erased.length,
+    changed: up.inserted.length + up.updated.length + up.rewrittenThisRun.length + erased.length,
+  };
 }
 
 /** Records what the item did: its issues, its counts in run_items, and that output.csv lags. */
@@ -161,6 +173,7 @@ async function finish(tx: DbClient, item: ItemToCommit, p: BatchPlan, written: W
   const result: CommitResult = {
     inserted: written.inserted,
     updated: written.updated,
+    erased: written.erased,
     read: p.read,
     rejected: [...p.users.flatMap((u) => u.rejected), ...refused].map(safeIssue),
     warnings: p.users.flatMap((u) => u.warnings).map(safeIssue),
@@ -174,6 +187,7 @@ async function finish(tx: DbClient, item: ItemToCommit, p: BatchPlan, written: W
     new: result.inserted,
     updated: result.updated,
     rejected: result.rejected.length + result.issues.length,
+    erased: result.erased,
   });
   // Last: it locks the run's tally until commit.
   result.issuesLeftOut = await recordRunIssues(tx, item.runId, item.issueLimit, { rejected: [...result.rejected, ...result.issues], warnings: result.warnings });

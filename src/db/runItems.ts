@@ -6,6 +6,8 @@ export interface ItemCounts {
   new: number;
   updated: number;
   rejected: number;
+  /** Users erased: their last CSV went from the bucket (ON_SOURCE_DELETE=erase). */
+  erased: number;
 }
 
 /**
@@ -22,15 +24,10 @@ export async function claimItem(tx: Queryable, runId: number, itemNo: number, in
 }
 
 export async function recordItemCounts(tx: Queryable, runId: number, itemNo: number, c: ItemCounts): Promise<void> {
-  await tx.query(`UPDATE run_items SET users = $3, read = $4, new = $5, updated = $6, rejected = $7, done_at = now() WHERE run_id = $1 AND item_no = $2`, [
-    runId,
-    itemNo,
-    c.users,
-    c.read,
-    c.new,
-    c.updated,
-    c.rejected,
-  ]);
+  await tx.query(
+    `UPDATE run_items SET users = $3, read = $4, new = $5, updated = $6, rejected = $7, erased = $8, done_at = now() WHERE run_id = $1 AND item_no = $2`,
+    [runId, itemNo, c.users, c.read, c.new, c.updated, c.rejected, c.erased],
+  );
 }
 
 /** What the committed items of a run add up to, and how many there are. */
@@ -38,12 +35,13 @@ export async function itemTotals(db: Queryable, runId: number): Promise<ItemCoun
   const { rows } = await db.query<ItemCounts & { items: number; last: number }>(
     `SELECT count(*)::int AS items, coalesce(max(item_no), 0)::int AS last, coalesce(sum(users), 0)::int AS users,
             coalesce(sum(read), 0)::int AS read, coalesce(sum(new), 0)::int AS new,
-            coalesce(sum(updated), 0)::int AS updated, coalesce(sum(rejected), 0)::int AS rejected
+            coalesce(sum(updated), 0)::int AS updated, coalesce(sum(rejected), 0)::int AS rejected,
+            coalesce(sum(erased), 0)::int AS erased
      FROM run_items WHERE run_id = $1`,
     [runId],
   );
   const r = rows[0]!;
-  return { items: r.items, lastItemNo: r.last, users: r.users, read: r.read, new: r.new, updated: r.updated, rejected: r.rejected };
+  return { items: r.items, lastItemNo: r.last, users: r.users, read: r.read, new: r.new, updated: r.updated, rejected: r.rejected, erased: r.erased };
 }
 
 /** Which instances committed a run's items, and how many each. */

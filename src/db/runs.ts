@@ -28,8 +28,8 @@ export async function createRun(db: Queryable, run: { trigger: RunTrigger; full:
 export async function updateRunProgress(db: Queryable, id: number, progress: RunProgress, counts: RunCounts): Promise<void> {
   await db.query(
     `UPDATE runs SET progress = $2, scanned = $3, read = $4, new = $5, updated = $6, unchanged = $7,
-       rejected = $8, ignored = $9 WHERE id = $1`,
-    [id, progress, counts.scanned, counts.read, counts.new, counts.updated, counts.unchanged, counts.rejected, counts.ignored],
+       rejected = $8, ignored = $9, erased = $10 WHERE id = $1`,
+    [id, progress, counts.scanned, counts.read, counts.new, counts.updated, counts.unchanged, counts.rejected, counts.ignored, counts.erased],
   );
 }
 
@@ -105,9 +105,9 @@ export async function finishRun(
   const c = end.counts;
   const { rowCount } = await db.query(
     `UPDATE runs SET progress = $2, scanned = $3, read = $4, new = $5, updated = $6, unchanged = $7, rejected = $8, ignored = $9,
-       status = $10, finished_at = now(), output_written = $11, error = $12
+       status = $10, finished_at = now(), output_written = $11, error = $12, erased = $13
      WHERE id = $1 AND status = 'running'`,
-    [id, end.progress, c.scanned, c.read, c.new, c.updated, c.unchanged, c.rejected, c.ignored, end.status, end.outputWritten, end.error],
+    [id, end.progress, c.scanned, c.read, c.new, c.updated, c.unchanged, c.rejected, c.ignored, end.status, end.outputWritten, end.error, c.erased],
   );
   return rowCount === 1;
 }
@@ -126,6 +126,7 @@ interface RunRow {
   unchanged: number;
   rejected: number;
   ignored: number;
+  erased: number;
   output_written: boolean;
   progress: RunProgress;
   error: string | null;
@@ -154,6 +155,7 @@ function toReport(r: RunRow, rejected: ReportedIssue[], warnings: ReportedIssue[
       unchanged: r.unchanged,
       rejected: r.rejected,
       ignored: r.ignored,
+      erased: r.erased,
     },
     rejected,
     warnings,

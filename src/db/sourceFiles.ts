@@ -1,5 +1,6 @@
-import type { FileState } from '../core/model.js';
+import type { FileState, Tombstone } from '../core/model.js';
 import { fingerprintOf } from '../core/model.js';
+import { loadTombstones } from './erasures.js';
 import type { Queryable } from './pool.js';
 
 export interface StoredFingerprint {
@@ -94,7 +95,7 @@ interface FileRow {
   etag: string;
   size: number;
   last_modified: Date;
-  status: 'ok' | 'rejected';
+  status: 'ok' | 'rejected' | 'erased';
   reason: string | null;
   first_name: string | null;
   last_name: string | null;
@@ -107,6 +108,7 @@ interface FileRow {
 function toFileState(r: FileRow): FileState {
   const base = { key: r.key, userId: r.user_id, kind: r.kind, etag: r.etag, size: r.size, lastModifiedMs: r.last_modified.getTime() };
   if (r.status === 'rejected') return { ...base, status: 'rejected', reason: r.reason ?? '', csv: null, image: null };
+  if (r.status === 'erased') return { ...base, status: 'erased', reason: null, csv: null, image: null };
   return {
     ...base,
     status: 'ok',
@@ -126,8 +128,13 @@ export const CSV_COUNT_LIMIT = 10_000;
 export interface RecordedBest {
   /** Per user, its newest valid CSVs (up to BEST_CSVS) and its newest valid image. */
   files: FileState[];
-  /** Per user, its valid CSVs recorded beside those the item settles; atLeast: counting stopped at CSV_COUNT_LIMIT. */
-  csvCounts: Map<string, { n: number; atLeast: boolean }>;
+  /**
+   * Per user, its valid CSVs recorded beside those the item settles; atLeast: counting stopped at
+   * CSV_COUNT_LIMIT; any: it has some CSV recorded besides those, valid or not.
+   */
+  csvCounts: Map<string, { n: number; atLeast: boolean; any: boolean }>;
+  /** What erasures left of each of these users that was erased. */
+  tombstones: Map<string, Tombstone>;
 }
 
 /**
@@ -147,14 +154,19 @@ export async function loadBestFiles(db: Queryable, userIds: string[], settled: s
        ORDER BY f.last_modified DESC, f.key LIMIT k.n) f`,
     [userIds, settled, BEST_CSVS],
   );
-  const counts = await db.query<{ user_id: string; n: number }>(
+  const counts = await db.query<{ user_id: string; n: number; any: boolean }>(
     `SELECT u.user_id, (SELECT count(*)::int FROM (
         SELECT 1 FROM source_files f
-        WHERE f.user_id = u.user_id AND f.kind = 'csv' AND f.status = 'ok' AND NOT (f.key = ANY($2::text[])) LIMIT $3) c) AS n
+        WHERE f.user_id = u.user_id AND f.kind = 'csv' AND f.status = 'ok' AND NOT (f.key = ANY($2::text[])) LIMIT $3) c) AS n,
+       EXISTS (SELECT 1 FROM source_files f WHERE f.user_id = u.user_id AND f.kind = 'csv' AND NOT (f.key = ANY($2::text[]))) AS any
      FROM unnest($1::text[]) AS u(user_id)`,
     [userIds, settled, CSV_COUNT_LIMIT],
   );
-  return { files: rows.map(toFileState), csvCounts: new Map(counts.rows.map((r) => [r.user_id, { n: r.n, atLeast: r.n >= CSV_COUNT_LIMIT }])) };
+  return {
+    files: rows.map(toFileState),
+    csvCounts: new Map(counts.rows.map((r) => [r.user_id, { n: r.n, atLeast: r.n >= CSV_COUNT_LIMIT, any: r.any }])),
+    tombstones: await loadTombstones(db, userIds),
+  };
 }
 
 /** Inserts or replaces file states, all in one statement. */

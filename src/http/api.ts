@@ -21,7 +21,7 @@ export interface ResponseDoc {
  * documents it, and its parameters are validated with the very schemas the document shows.
  */
 export interface Operation<Q extends z.ZodType = z.ZodType, P extends z.ZodType = z.ZodType, B extends z.ZodType = z.ZodType> {
-  method: 'get' | 'post';
+  method: 'get' | 'post' | 'delete';
   /** Koa style: /data/:user_id. */
   path: string;
   operationId: string;
@@ -70,7 +70,7 @@ export class Routes {
 
   constructor(private readonly check: AccessCheck) {}
 
-  add(route: { method: 'get' | 'post'; name: string; path: string; access: Access }, handler: RouterMiddleware): void {
+  add(route: { method: 'get' | 'post' | 'delete'; name: string; path: string; access: Access }, handler: RouterMiddleware): void {
     if (this.accessByName.has(route.name)) throw new Error(`two routes are named ${route.name}`);
     this.accessByName.set(route.name, route.access);
     this.router[route.method](route.name, route.path, this.check(route.access), handler);

@@ -18,6 +18,7 @@ import { errorMiddleware } from './errors.js';
 import { openApiDocument } from './openapi.js';
 import type { PageCache } from './pageCache.js';
 import { dataOperations } from './routes/data.js';
+import { erasureOperations } from './routes/erasures.js';
 import { healthOperations } from './routes/health.js';
 import { photoOperations } from './routes/photos.js';
 import { eventOperations } from './routes/events.js';
@@ -30,6 +31,8 @@ export interface HttpDeps {
   /** The bucket /health checks the store with. */
   srcBucket: string;
   runner: Runner;
+  /** Called after each committed erasure (DELETE /data/:user_id): output.csv is then owed. */
+  afterErasure?: () => void;
   photos: Photos;
   metrics: Metrics;
   console: ConsoleAssets;
@@ -59,6 +62,7 @@ const VERSION = (JSON.parse(readFileSync(new URL('../../package.json', import.me
 export function apiOperations(deps: HttpDeps): Operation[] {
   const ops: Operation[] = [
     ...dataOperations(deps.db, deps.runner, deps.pageCache ?? null, deps.csv),
+    ...erasureOperations(deps.db, deps.afterErasure ?? (() => undefined)),
     ...photoOperations(deps.db, deps.photos),
     ...runOperations(deps.db),
     ...eventOperations(deps.events, deps.srcBucket, deps.log, { concurrency: deps.eventBodies, onInFlight: (n) => deps.metrics.eventBodiesInFlight(n) }),

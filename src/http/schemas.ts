@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import type { Erasure } from '../db/erasures.js';
 import type { ApiUser } from '../db/users.js';
 import type { RunReport } from '../core/model.js';
 
@@ -57,6 +58,7 @@ export const runSchema = z
       unchanged: countSchema,
       rejected: countSchema,
       ignored: countSchema,
+      erased: countSchema.meta({ description: 'Users erased because their last CSV went from the bucket (ON_SOURCE_DELETE=erase)' }),
     }),
     rejected: z.array(issueSchema).meta({ description: 'Files rejected this run, with the reason; empty in lists' }),
     warnings: z.array(issueSchema).meta({ description: 'Files worth a look, with the reason; empty in lists' }),
@@ -100,8 +102,36 @@ export const healthSchema = z
   })
   .meta({ id: 'Health' });
 
+export const erasureSchema = z
+  .object({
+    id: z.int(),
+    erased_at: timestamp,
+    user_ref: z.string().meta({
+      description: "The first 16 hex digits of the user_id's salted SHA-256: tells entries apart without naming the user. Ask for one user with ?user_id=",
+    }),
+    reason: z.enum(['api', 'source_delete']).meta({ description: 'api: DELETE /data/:user_id; source_delete: its CSV went from the bucket (ON_SOURCE_DELETE=erase)' }),
+    files: countSchema.meta({ description: 'Versions of its files tombstoned: no run imports them again; a new version imports' }),
+    run_id: z.int().nullable().meta({ description: 'For a source delete, the run that found the CSV gone' }),
+  })
+  .meta({ id: 'Erasure' });
+
+export const erasedSchema = z
+  .object({
+    erasure: erasureSchema,
+    already_erased: z.boolean().meta({ description: 'The user was erased before and not imported since: this is that earlier entry, and nothing changed' }),
+  })
+  .meta({ id: 'Erased' });
+
+export const erasuresPageSchema = z
+  .object({
+    data: z.array(erasureSchema),
+    next_after: z.int().nullable().meta({ description: 'Pass as after for the next page; null on the last one' }),
+  })
+  .meta({ id: 'ErasuresPage' });
+
 // Compile-time checks: each schema describes exactly the type the code answers with.
 type Same<A, B> = [A] extends [B] ? ([B] extends [A] ? true : false) : false;
 const same = <T extends true>(_proof?: T) => undefined;
 same<Same<z.output<typeof userSchema>, ApiUser>>();
+same<Same<z.output<typeof erasureSchema>, Erasure>>();
 same<Same<Omit<z.output<typeof runSchema>, 'url'>, RunReport>>();

@@ -83,6 +83,11 @@ export class Photos {
     });
   }
 
+  /** Drops every cached resize: an erasure takes its user's thumbnails with it. Rare, so all go. */
+  forgetCached(): void {
+    this.cache.clear();
+  }
+
   /** Bytes the resized photos in the cache take, keys included. */
   get cachedBytes(): number {
     return this.cache.calculatedSize;

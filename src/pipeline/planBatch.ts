@@ -1,4 +1,6 @@
-import type { BatchPlan, FileState, RunIssue, UserChange } from '../core/model.js';
+import { classifyKey } from '../core/keys.js';
+import type { BatchPlan, FileState, RunIssue, Tombstone, UserChange } from '../core/model.js';
+import { isTombstoned } from '../core/model.js';
 import type { UserBatch } from './diffSource.js';
 import type { ProcessResult } from './processObject.js';
 import type { CsvCount } from './resolveUser.js';
@@ -6,14 +8,28 @@ import { resolveUser } from './resolveUser.js';
 
 export type { BatchPlan, UserChange } from '../core/model.js';
 
+/** What is recorded of a batch's users, besides the keys it settles (loadBestFiles). */
+export interface Recorded {
+  /** Their newest valid files, or all their recorded files. */
+  files: FileState[];
+  /** With `files` holding only the newest: how many valid CSVs each user has (any: and CSVs of any status). */
+  csvCounts?: Map<string, CsvCount & { any?: boolean }>;
+  /** What erasures left of each user that was erased. */
+  tombstones?: Map<string, Tombstone>;
+}
+
+/** ON_SOURCE_DELETE: whether a user whose last CSV went from the bucket is erased. */
+export type OnSourceDelete = 'keep' | 'erase';
+
 /**
  * Joins each user of the batch from the objects just processed and the states recorded
  * earlier (loaded just before, because an earlier batch may have recorded files of the same
- * user). `recorded` may hold only each user's newest valid files, with `csvCounts` telling
- * how many valid CSVs each has besides those the batch read or found gone (loadBestFiles).
+ * user). A file version an erasure tombstoned, or older than the user's erasure, is recorded
+ * as erased, never joined.
  * Pure: the caller commits the plan.
  */
-export function planBatch(batch: UserBatch, results: ProcessResult[], recorded: FileState[], srcBucket: string, csvCounts?: Map<string, CsvCount>): BatchPlan {
+export function planBatch(batch: UserBatch, results: ProcessResult[], recorded: Recorded, srcBucket: string, onSourceDelete: OnSourceDelete = 'keep'): BatchPlan {
+  const { csvCounts, tombstones } = recorded;
   const fresh = new Map<string, FileState>();
   // Key -> user_id of every object gone from the bucket: removed since the last run, or just now.
   const gone = new Map(batch.removed.map((r) => [r.key, r.userId]));
@@ -24,13 +40,13 @@ export function planBatch(batch: UserBatch, results: ProcessResult[], recorded: 
     if (r.kind === 'vanished') gone.set(key, userId);
     else if (r.kind === 'skipped') issues.push({ key, reason: r.reason });
     else {
-      fresh.set(key, r.state);
+      fresh.set(key, isTombstoned(tombstones?.get(userId), r.state) ? erased(r.state) : r.state);
       if (r.read) read++;
     }
   });
 
   const byUser = new Map<string, FileState[]>();
-  for (const f of [...recorded.filter((f) => !fresh.has(f.key)), ...fresh.values()]) {
+  for (const f of [...recorded.files.filter((f) => !fresh.has(f.key)), ...fresh.values()]) {
     if (gone.has(f.key)) continue;
     const list = byUser.get(f.userId);
     if (list) list.push(f);
@@ -44,17 +60,26 @@ export function planBatch(batch: UserBatch, results: ProcessResult[], recorded: 
     const counted = csvCounts?.get(userId) ?? (csvCounts ? { n: 0, atLeast: false } : undefined);
     const freshCsvs = files.filter((f) => f.kind === 'csv' && f.status === 'ok').length;
     const res = resolveUser(userId, byUser.get(userId) ?? [], srcBucket, counted && { n: counted.n + freshCsvs, atLeast: counted.atLeast });
+    const goneKeys = (goneOf.get(userId) ?? []).map(([key]) => key);
+    // Its CSV went, and no other CSV of it is in the bucket (read now, or recorded, in any state).
+    const lastCsvGone =
+      goneKeys.some((k) => classifyKey(k)?.kind === 'csv') && !files.some((f) => f.kind === 'csv') && !(recorded.csvCounts?.get(userId)?.any ?? hasCsv(byUser.get(userId)));
     return {
       userId,
       files,
-      gone: (goneOf.get(userId) ?? []).map(([key]) => key),
+      gone: goneKeys,
       row: res.row,
       rejected: files.filter((f) => f.status === 'rejected').map((f) => ({ key: f.key, reason: f.reason ?? '' })),
       warnings: res.warnings,
+      erase: onSourceDelete === 'erase' && lastCsvGone,
     };
   });
   return { users, issues, read };
 }
+
+const erased = (f: FileState): FileState => ({ ...f, status: 'erased', csv: null, image: null, reason: null });
+
+const hasCsv = (files: FileState[] | undefined) => (files ?? []).some((f) => f.kind === 'csv');
 
 function groupBy<T>(items: T[], keyOf: (item: T) => string): Map<string, T[]> {
   const out = new Map<string, T[]>();

@@ -44,6 +44,7 @@ export async function commitChanges(deps: RunDeps, opts: { signal?: AbortSignal 
       new: base.new + t.new - before.new,
       updated: base.updated + t.updated - before.updated,
       rejected: base.rejected + t.rejected - before.rejected,
+      erased: base.erased + t.erased - before.erased,
     };
     st.affectedUsers = t.users - before.users;
     st.progress = { phase: 'processing', done: st.affectedUsers, total: null };

@@ -62,7 +62,7 @@ export async function processItem(
     const out = await commitItem(
       db,
       { runId: item.runId, no: item.no, instance, users: batch.users, seen: batch.seen, settled, issueLimit: config.runIssuesLimit },
-      (recorded) => planBatch(current.batch, current.results, recorded.files, config.srcBucket, recorded.csvCounts),
+      (recorded) => planBatch(current.batch, current.results, recorded, config.srcBucket, config.onSourceDelete),
       log,
     );
     if (out.kind === 'committed-before') return null;

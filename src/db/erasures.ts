@@ -1,0 +1,163 @@
+import type { Tombstone } from '../core/model.js';
+import { versionOf } from '../core/model.js';
+import { notifyUsersChanged, notifyUsersErased } from './changeFeed.js';
+import { markEventsOweExport, markOutputStale } from './outputState.js';
+import type { Database, Queryable } from './pool.js';
+import { withTransaction } from './pool.js';
+import { lockUsers } from './users.js';
+
+export type ErasureReason = 'api' | 'source_delete';
+
+/** An entry of the erasure log, as GET /erasures returns it: nothing of the person erased. */
+export interface Erasure {
+  id: number;
+  erased_at: string;
+  /** The first 16 hex digits of the user's salted hash: enough to tell entries apart. */
+  user_ref: string;
+  reason: ErasureReason;
+  /** Versions of the user's files tombstoned: no run imports them again. */
+  files: number;
+  run_id: number | null;
+}
+
+// The user's salted SHA-256 (pipeline_state.erasure_salt); $n is the user_id parameter.
+const userHash = (expr: string) => `sha256((SELECT erasure_salt FROM pipeline_state WHERE id = 1) || convert_to(${expr}, 'UTF8'))`;
+
+const ENTRY_COLUMNS = `id, to_char(erased_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') AS erased_at,
+  substr(encode(user_hash, 'hex'), 1, 16) AS user_ref, reason, files, run_id`;
+
+/** What erasures left of each of these users that was erased: its tombstoned versions, and when. */
+export async function loadTombstones(db: Queryable, userIds: string[]): Promise<Map<string, Tombstone>> {
+  const out = new Map<string, Tombstone>();
+  if (userIds.length === 0) return out;
+  const { rows } = await db.query<{ user_id: string; erased_ms: number; versions: Array<[string, number]> }>(
+    `SELECT u.user_id, (extract(epoch FROM max(e.erased_at)) * 1000)::float8 AS erased_ms,
+       (SELECT coalesce(json_agg(json_build_array(t.etag, t.size)), '[]') FROM erasure_tombstones t WHERE t.user_hash = h.user_hash) AS versions
+     FROM (SELECT DISTINCT u AS user_id FROM unnest($1::text[]) AS u) u
+     CROSS JOIN LATERAL (SELECT ${userHash('u.user_id')} AS user_hash) h
+     JOIN erasures e ON e.user_hash = h.user_hash
+     GROUP BY u.user_id, h.user_hash`,
+    [userIds],
+  );
+  for (const r of rows) out.set(r.user_id, { erasedAtMs: r.erased_ms, versions: new Set(r.versions.map(([etag, size]) => versionOf(etag, size))) });
+  return out;
+}
+
+/** Deletes the users' rows; returns the user_ids that had one. */
+async function deleteUserRows(tx: Queryable, userIds: string[]): Promise<string[]> {
+  const { rows } = await tx.query<{ user_id: string }>(`DELETE FROM users WHERE user_id = ANY($1::text[]) RETURNING user_id`, [userIds]);
+  return rows.map((r) => r.user_id);
+}
+
+/** Writes one log entry per user and tombstones the versions of its recorded files. */
+async function recordErasures(tx: Queryable, userIds: string[], reason: ErasureReason, runId: number | null): Promise<Erasure[]> {
+  const { rows } = await tx.query<Erasure>(
+    `WITH versions AS (
+       SELECT DISTINCT ${userHash('user_id')} AS user_hash, etag, size FROM source_files WHERE user_id = ANY($1::text[])
+     ),
+     entries AS (
+       INSERT INTO erasures (user_hash, reason, files, run_id)
+       SELECT h.user_hash, $2, (SELECT count(*) FROM versions v WHERE v.user_hash = h.user_hash), $3
+       FROM (SELECT DISTINCT ${userHash('u')} AS user_hash FROM unnest($1::text[]) AS u) h
+       RETURNING *
+     ),
+     stones AS (
+       INSERT INTO erasure_tombstones (user_hash, etag, size, erasure_id)
+       SELECT v.user_hash, v.etag, v.size, e.id FROM versions v JOIN entries e USING (user_hash)
+       ON CONFLICT DO NOTHING
+     )
+     SELECT ${ENTRY_COLUMNS} FROM entries ORDER BY id`,
+    [userIds, reason, runId],
+  );
+  return rows;
+}
+
+/**
+ * Clears what the users' file records hold of them (names, birth dates) and marks them erased.
+ * The records stay, so runs do not read those versions again until they change.
+ */
+async function scrubFileStates(tx: Queryable, userIds: string[]): Promise<void> {
+  await tx.query(
+    `UPDATE source_files SET status = 'erased', reason = NULL, first_name = NULL, last_name = NULL, birthts = NULL,
+       img_format = NULL, img_width = NULL, img_height = NULL
+     WHERE user_id = ANY($1::text[])`,
+    [userIds],
+  );
+}
+
+/** Forgets the run issues about the users' files: a reason may quote a cell of the CSV. */
+async function forgetRunIssues(tx: Queryable, userIds: string[]): Promise<void> {
+  await tx.query(
+    `DELETE FROM run_issues WHERE user_id = ANY($1::text[]) OR key IN (SELECT key FROM source_files WHERE user_id = ANY($1::text[]))`,
+    [userIds],
+  );
+  await tx.query(`DELETE FROM run_issue_left_out_users WHERE user_id = ANY($1::text[])`, [userIds]);
+}
+
+/**
+ * Erases the users that are stored, inside the caller's transaction, which must hold their
+ * user locks (lockUsers): deletes their rows, logs one entry each, tombstones the versions of
+ * their recorded files, and clears what those records and the run issues hold of them. Marks
+ * output.csv stale and owed (so the event loop rewrites it soon, as after event batches), and
+ * tells every instance to drop its cached pages and thumbnails. Users not stored are left alone.
+ */
+export async function eraseUsers(tx: Queryable, userIds: string[], reason: ErasureReason, runId: number | null = null): Promise<Erasure[]> {
+  if (userIds.length === 0) return [];
+  const erased = await deleteUserRows(tx, userIds);
+  if (erased.length === 0) return [];
+  const entries = await recordErasures(tx, erased, reason, runId);
+  await forgetRunIssues(tx, erased);
+  await scrubFileStates(tx, erased);
+  await markOutputStale(tx);
+  await markEventsOweExport(tx);
+  await notifyUsersChanged(tx);
+  await notifyUsersErased(tx);
+  return entries;
+}
+
+export type EraseOutcome = { kind: 'erased'; erasure: Erasure } | { kind: 'erased-before'; erasure: Erasure } | { kind: 'not-found' };
+
+/**
+ * DELETE /data/:user_id. Under the user's lock, so a commit of the user (any run, any
+ * instance) happens wholly before or after it; after, the tombstones keep its files out.
+ * Erasing again a user erased before, and not imported since, reports that earlier entry.
+ */
+export async function eraseUser(db: Database, userId: string): Promise<EraseOutcome> {
+  return withTransaction(db, async (tx) => {
+    await tx.query('SET TRANSACTION ISOLATION LEVEL READ COMMITTED');
+    await lockUsers(tx, [userId]);
+    const [erasure] = await eraseUsers(tx, [userId], 'api');
+    if (erasure) return { kind: 'erased', erasure };
+    const [before] = await listErasures(tx, { userId, limit: 1, newestFirst: true });
+    return before ? { kind: 'erased-before', erasure: before } : { kind: 'not-found' };
+  });
+}
+
+export interface ErasureFilter {
+  /** Only the entries of this user_id (hashed here, never stored). */
+  userId?: string;
+  /** Keyset cursor: entries after this id, in the order asked. */
+  afterId?: number;
+  limit: number;
+  newestFirst?: boolean;
+}
+
+/** A page of the erasure log, oldest first unless asked otherwise. */
+export async function listErasures(db: Queryable, f: ErasureFilter): Promise<Erasure[]> {
+  const params: unknown[] = [f.limit];
+  const where: string[] = [];
+  if (f.userId !== undefined) {
+    params.push(f.userId);
+    where.push(`user_hash = ${userHash(`$${params.length}::text`)}`);
+  }
+  if (f.afterId !== undefined) {
+    params.push(f.afterId);
+    where.push(`id ${f.newestFirst ? '<' : '>'} $${params.length}`);
+  }
+  const { rows } = await db.query<Erasure>(
+    `SELECT ${ENTRY_COLUMNS} FROM erasures ${where.length > 0 ? `WHERE ${where.join(' AND ')}` : ''}
+     ORDER BY id ${f.newestFirst ? 'DESC' : 'ASC'} LIMIT $1`,
+    params,
+  );
+  return rows;
+}

@@ -1,0 +1,208 @@
+import { describe, expect, it } from 'vitest';
+import { eraseUser } from '../src/db/erasures.js';
+import { listenForUserChanges } from '../src/db/changeFeed.js';
+import { silentLogger } from '../src/log.js';
+import type { TestDatabase } from './support/database.js';
+import { makeImage, nextEvent, put, putNewer, readText, remove, userCsv, waitFor } from './support/fixtures.js';
+import { GateStore } from './support/gateStore.js';
+import { minioRecord } from './support/s3Events.js';
+import type { TestService } from './support/service.js';
+import { sameBuckets, servicePerTest } from './support/service.js';
+import type { Backend } from './support/stores.js';
+import { backends } from './support/stores.js';
+
+interface Erasure {
+  id: number;
+  erased_at: string;
+  user_ref: string;
+  reason: 'api' | 'source_delete';
+  files: number;
+  run_id: number | null;
+}
+interface Run {
+  id: number;
+  status: string;
+  counts: Record<string, number>;
+}
+
+const json = async <T>(res: Response | Promise<Response>) => (await (await res).json()) as T;
+const del = (svc: TestService, userId: string) => fetch(`${svc.url}/data/${encodeURIComponent(userId)}`, { method: 'DELETE' });
+const run = (svc: TestService, query = '') => json<Run>(svc.post(`/data?wait=true${query}`));
+const userIds = async (svc: TestService) => (await json<{ data: Array<{ user_id: string }> }>(svc.get('/data'))).data.map((u) => u.user_id);
+
+describe.each(backends)('erasure on the %s backend', (_name, startBackend) => {
+  let backend: Backend;
+  let db: TestDatabase;
+  const service = servicePerTest(startBackend, (b, d) => {
+    backend = b;
+    db = d;
+  });
+  const fileRows = async (userId: string) =>
+    (
+      await db.pool.query<{ key: string; status: string; first_name: string | null; birthts: number | null }>(
+        'SELECT key, status, first_name, birthts FROM source_files WHERE user_id = $1 ORDER BY key',
+        [userId],
+      )
+    ).rows;
+
+  it('DELETE /data/:user_id erases the row, logs it without the personal data, scrubs the records and rewrites output.csv', async () => {
+    const svc = await service({ EXPORT_INTERVAL: '0' });
+    await put(backend, svc.srcBucket, 'erase-me-42.csv', userCsv('Zebulon', 'Quux', 123_456_789));
+    await put(backend, svc.srcBucket, 'erase-me-42.png', await makeImage('png'));
+    await put(backend, svc.srcBucket, 'keep-7.csv', userCsv('Kept', 'K', 1));
+    await put(backend, svc.srcBucket, 'old/erase-me-42.csv', 'first_name,last_name,birthts\nZebulon,Quux,not-a-number\n');
+    expect((await run(svc)).counts).toMatchObject({ new: 2, rejected: 1 });
+    expect(await readText(backend, svc.resBucket, 'output.csv')).toContain('Zebulon');
+
+    const res = await del(svc, 'erase-me-42');
+    expect(res.status).toBe(200);
+    const body = await json<{ erasure: Erasure; already_erased: boolean }>(res);
+    expect(body.already_erased).toBe(false);
+    expect(body.erasure).toMatchObject({ reason: 'api', files: 3, run_id: null, user_ref: expect.stringMatching(/^[0-9a-f]{16}$/) });
+
+    expect((await svc.get('/data/erase-me-42')).status).toBe(404);
+    expect(await userIds(svc)).toEqual(['keep-7']);
+    // Nothing of the person stays in the log, the file records or the run issues.
+    const log = await (await svc.get('/erasures')).text();
+    expect(log).not.toMatch(/erase-me-42|Zebulon|Quux/);
+    expect(JSON.parse(log)).toEqual({ data: [body.erasure], next_after: null });
+    expect(await fileRows('erase-me-42')).toEqual([
+      { key: 'erase-me-42.csv', status: 'erased', first_name: null, birthts: null },
+      { key: 'erase-me-42.png', status: 'erased', first_name: null, birthts: null },
+      { key: 'old/erase-me-42.csv', status: 'erased', first_name: null, birthts: null },
+    ]);
+    expect((await db.pool.query(`SELECT 1 FROM run_issues WHERE key LIKE '%erase-me-42%'`)).rowCount).toBe(0);
+    const dump = (await db.pool.query<{ t: string }>(`SELECT (SELECT json_agg(e) FROM erasures e)::text || (SELECT json_agg(t) FROM erasure_tombstones t)::text AS t`)).rows[0]!.t;
+    expect(dump).not.toMatch(/erase-me-42|Zebulon/);
+    // An operator who knows the id can ask about it; another id finds nothing.
+    expect((await json<{ data: Erasure[] }>(svc.get('/erasures?user_id=erase-me-42'))).data).toEqual([body.erasure]);
+    expect((await json<{ data: Erasure[] }>(svc.get('/erasures?user_id=keep-7'))).data).toEqual([]);
+    // output.csv follows soon, without a run.
+    await waitFor('output.csv rewritten without the user', async () => !(await readText(backend, svc.resBucket, 'output.csv')).includes('Zebulon'));
+
+    // Again: harmless, the same entry. An id never stored: 404.
+    const again = await del(svc, 'erase-me-42');
+    expect(again.status).toBe(200);
+    expect(await json(again)).toEqual({ erasure: body.erasure, already_erased: true });
+    expect((await json<{ data: Erasure[] }>(svc.get('/erasures'))).data).toHaveLength(1);
+    const missing = await del(svc, 'never-was');
+    expect(missing.status).toBe(404);
+    expect(await json(missing)).toMatchObject({ error: { code: 'not_found' } });
+  });
+
+  it('the tombstone holds across full=true, and gives way to a new version of a file', async () => {
+    const svc = await service();
+    await put(backend, svc.srcBucket, 'u1.csv', userCsv('First', 'Version', 1));
+    await put(backend, svc.srcBucket, 'u1.png', await makeImage('png'));
+    await run(svc);
+    const { erasure } = await json<{ erasure: Erasure }>(del(svc, 'u1'));
+    const erasedAt = new Date(erasure.erased_at);
+
+    const full = await run(svc, '&full=true');
+    expect(full).toMatchObject({ status: 'succeeded', counts: { new: 0, updated: 0 } });
+    expect(await userIds(svc)).toEqual([]);
+    expect((await fileRows('u1')).map((f) => f.status)).toEqual(['erased', 'erased']);
+
+    // A new version of the CSV imports; the photo is the same version, so it stays out.
+    await putNewer(backend, svc.srcBucket, 'u1.csv', userCsv('Second', 'Version', 2), erasedAt);
+    expect((await run(svc)).counts).toMatchObject({ new: 1 });
+    expect(await json(svc.get('/data/u1'))).toMatchObject({ first_name: 'Second', img_path: null });
+    // A new version of the photo joins it.
+    await putNewer(backend, svc.srcBucket, 'u1.png', await makeImage('png', 9, 9), erasedAt);
+    expect((await run(svc)).counts).toMatchObject({ updated: 1 });
+    expect(await json(svc.get('/data/u1'))).toMatchObject({ first_name: 'Second', img_path: `${svc.srcBucket}/u1.png` });
+  });
+
+  it('an erasure during a run on another replica holds: the run read the files before, and does not bring the user back', async () => {
+    let gate: GateStore | undefined;
+    const a = await service({}, { wrapStore: (s) => (gate = new GateStore(s)) });
+    const b = await service(sameBuckets(a));
+    await put(backend, a.srcBucket, 'r1.csv', userCsv('Before', 'B', 1));
+    await run(a);
+    await put(backend, a.srcBucket, 'r1.csv', userCsv('During', 'D', 2));
+    const held = gate!.holdRead('r1.csv');
+    const running = run(a, '&full=true');
+    await held.reached;
+    // Replica b erases while a's item holds the new bytes, read before the erasure.
+    expect((await del(b, 'r1')).status).toBe(200);
+    held.open();
+    expect(await running).toMatchObject({ status: 'succeeded', counts: { new: 0, updated: 0 } });
+    expect(await userIds(a)).toEqual([]);
+    expect(await userIds(b)).toEqual([]);
+    expect((await fileRows('r1')).map((f) => [f.status, f.first_name])).toEqual([['erased', null]]);
+  });
+
+  it('every instance hears of an erasure, to drop its cached thumbnails', async () => {
+    const svc = await service();
+    await put(backend, svc.srcBucket, 't1.csv', userCsv('T', 'T', 1));
+    await run(svc);
+    const erased: string[] = [];
+    let listening!: () => void;
+    const ready = new Promise<void>((r) => (listening = r));
+    const feed = listenForUserChanges(db.pool, { onChange: () => undefined, onErased: () => erased.push('erased'), onListening: () => listening(), onLost: () => undefined }, silentLogger());
+    try {
+      await ready;
+      expect(await eraseUser(db.pool, 't1')).toMatchObject({ kind: 'erased' });
+      await waitFor('the erasure heard', () => erased.length === 1);
+    } finally {
+      await feed.close();
+    }
+  });
+
+  describe('ON_SOURCE_DELETE', () => {
+    it('keep (the default): a user whose CSV went stays', async () => {
+      const svc = await service();
+      await put(backend, svc.srcBucket, 'k1.csv', userCsv('K', 'K', 1));
+      await run(svc);
+      await remove(backend, svc.srcBucket, 'k1.csv');
+      expect((await run(svc)).counts).toMatchObject({ erased: 0 });
+      expect(await userIds(svc)).toEqual(['k1']);
+      expect((await json<{ data: Erasure[] }>(svc.get('/erasures'))).data).toEqual([]);
+    });
+
+    it('erase: a user whose last CSV went is erased, found by a listing; a user with a CSV left is not', async () => {
+      const svc = await service({ ON_SOURCE_DELETE: 'erase' });
+      await put(backend, svc.srcBucket, 'gone.csv', userCsv('Gone', 'G', 1));
+      await put(backend, svc.srcBucket, 'gone.png', await makeImage('png'));
+      await put(backend, svc.srcBucket, 'two.csv', userCsv('Two', 'T', 1));
+      await put(backend, svc.srcBucket, 'old/two.csv', userCsv('Two', 'Old', 1));
+      await put(backend, svc.srcBucket, 'bad.csv', userCsv('Bad', 'B', 1));
+      await run(svc);
+      await remove(backend, svc.srcBucket, 'gone.csv');
+      await remove(backend, svc.srcBucket, 'two.csv');
+      // A broken new version is still a CSV in the bucket: not a delete.
+      await put(backend, svc.srcBucket, 'bad.csv', 'not,a,csv\n');
+      const r = await run(svc);
+      expect(r.counts).toMatchObject({ erased: 1 });
+      expect(await userIds(svc)).toEqual(['bad', 'two']);
+      const [entry] = (await json<{ data: Erasure[] }>(svc.get('/erasures?user_id=gone'))).data;
+      expect(entry).toMatchObject({ reason: 'source_delete', run_id: r.id, files: 2 });
+      expect((await fileRows('gone')).map((f) => [f.key, f.status])).toEqual([['gone.png', 'erased']]);
+      // The same bytes put back stay erased where the etag is the content's (S3); a new version imports.
+      const erasedAt = new Date(entry!.erased_at);
+      await putNewer(backend, svc.srcBucket, 'gone.csv', userCsv('Gone', 'G', 1), erasedAt);
+      await run(svc, '&full=true');
+      if (backend.server !== 'folder') expect(await userIds(svc)).toEqual(['bad', 'two']);
+      await putNewer(backend, svc.srcBucket, 'gone.csv', userCsv('Returned', 'G', 1), erasedAt);
+      await run(svc);
+      expect(await json(svc.get('/data/gone'))).toMatchObject({ first_name: 'Returned', img_path: null });
+    });
+
+    it('erase: a removal event erases the user without a listing', async () => {
+      const svc = await service({ ON_SOURCE_DELETE: 'erase', EXPORT_INTERVAL: '0' });
+      await put(backend, svc.srcBucket, 'ev.csv', userCsv('Evented', 'E', 1));
+      await run(svc);
+      await remove(backend, svc.srcBucket, 'ev.csv');
+      const batch = nextEvent(svc.runner.events, 'eventBatch');
+      const res = await svc.post('/events/s3', {
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ EventName: 's3:ObjectRemoved:Delete', Records: [minioRecord(svc.srcBucket, 'ev.csv', 'ObjectRemoved:Delete')] }),
+      });
+      expect(res.status).toBe(202);
+      await batch;
+      await waitFor('the user erased', async () => (await userIds(svc)).length === 0);
+      expect((await json<{ data: Erasure[] }>(svc.get('/erasures'))).data).toMatchObject([{ reason: 'source_delete' }]);
+      await waitFor('output.csv without the user', async () => !(await readText(backend, svc.resBucket, 'output.csv')).includes('Evented'));
+    });
+  });
+});
