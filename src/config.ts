@@ -245,10 +245,6 @@ export function configDefaults(): Record<string, string | undefined> {
   return Object.fromEntries(Object.keys(envSchema.shape).map((key) => [key, defaults[key]?.toString()]));
 }
 
-/**
- * Validates the environment once, at start. Every problem is reported together so an
- * operator fixes the configuration in one pass.
- */
 export interface LoadOptions {
   /**
    * For the HTTP service (`npm start`): also require API_TOKEN when HOST is not loopback, long
@@ -257,6 +253,10 @@ export interface LoadOptions {
   service?: boolean;
 }
 
+/**
+ * Validates the environment once, at start. Every problem is reported together so an
+ * operator fixes the configuration in one pass.
+ */
 export function loadConfig(env: Record<string, string | undefined> = process.env, opts: LoadOptions = {}): Config {
   const parsed = envSchema.safeParse(withoutEmpty(env));
   if (!parsed.success) {

@@ -1,4 +1,4 @@
-// Proves the production install works as the README and the Dockerfile do it: `npm ci`,
+// Proves the production install works as docs/deployment.md and the Dockerfile do it: `npm ci`,
 // `npm run build`, `npm prune --omit=dev`, then `npm start` itself, prestart included, with no
 // TypeScript compiler left. A runtime import of a devDependency, or a prestart that needs one,
 // would pass every other test and fail only here.

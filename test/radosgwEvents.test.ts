@@ -12,7 +12,7 @@ import type { TlsProxy } from './support/tlsProxy.js';
 import { startTlsProxy } from './support/tlsProxy.js';
 
 /**
- * radosgw pushes its own bucket notifications to POST /events/s3, set up as the README says:
+ * radosgw pushes its own bucket notifications to POST /events/s3, set up as docs/deployment.md says:
  * an SNS topic with a push endpoint carrying the token as a Basic password, created over HTTPS
  * and persistent, and the service pointing the bucket at the topic at start (S3_NOTIFY_ARN).
  * TLS ends at a proxy in front of the service, as it would at a reverse proxy.

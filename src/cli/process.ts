@@ -9,7 +9,7 @@ import { RunFailedError, runPipeline } from '../runs/fullRun.js';
 const USAGE = `usage: npm run process -- [--full] [--json]
 
 Processes the source bucket once: joins user CSVs and images into PostgreSQL and
-<res bucket>/output.csv. Configuration comes from the environment (see README).
+<res bucket>/output.csv. Configuration comes from the environment (see docs/configuration.md).
 
   --full   reprocess every object, not only new or changed ones, and rewrite output.csv
   --json   print the run report as JSON on stdout

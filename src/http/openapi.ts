@@ -22,7 +22,7 @@ export function openApiDocument(ops: Operation[], info: { version: string }): Js
     const parameters = [...parameterDocs(paramsOf(op), 'path', toSchema), ...parameterDocs(queryOf(op), 'query', toSchema)];
     const responses: Record<string, Json> = {};
     for (const [status, doc] of Object.entries(op.responses)) responses[status] = responseDoc(doc, toSchema);
-    responses.default = responseDoc({ description: 'An error (see "Errors" in the README)', json: errorSchema }, toSchema);
+    responses.default = responseDoc({ description: 'An error (see "Errors" in docs/api.md)', json: errorSchema }, toSchema);
     (paths[path] ??= {})[op.method] = {
       operationId: op.operationId,
       tags: [op.tag],

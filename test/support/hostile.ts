@@ -2,8 +2,8 @@ import fc from 'fast-check';
 import sharp from 'sharp';
 
 /**
- * Generators of hostile source files for property-based tests, each with the outcome the
- * README's input rules promise for it. The rules, restated here as the specification:
+ * Generators of hostile source files for property-based tests, each with the outcome
+ * docs/input-rules.md promises for it. The rules, restated here as the specification:
  * - a CSV is valid when it is UTF-8, has a header naming first_name, last_name and birthts
  *   once each (trimmed, any case, any order, extra columns allowed) and exactly one data row;
  *   names are trimmed, non-empty, at most 256 characters, without control or invisible
