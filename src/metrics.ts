@@ -1,7 +1,7 @@
 import client from 'prom-client';
 import type { ClusterStats } from './db/stats.js';
 import type { Logger } from './log.js';
-import type { RunCounts, RunReport } from './core/model.js';
+import type { RunCounts, RunReport, RunStatus, RunTrigger } from './core/model.js';
 import type { StoreObserver } from './storage/index.js';
 
 /** What became of one event (a webhook record or a folder-watch key). */
@@ -10,6 +10,9 @@ export type EventOutcome = 'accepted' | 'other_bucket' | 'not_user_file' | 'refu
 // Reading the users' figures counts rows: at most this often, and cancelled past the timeout.
 const STATS_MAX_AGE_MS = 10_000;
 const STATS_TIMEOUT_MS = 2_000;
+
+/** Whether each dependency answers, as GET /health checks them. */
+export type DependencyChecks = Record<'database' | 'store', { ok: boolean }>;
 
 /**
  * The Prometheus metrics of one process. Run counters count the runs this process carried
@@ -38,6 +41,7 @@ export class Metrics {
   constructor(
     private readonly readStats: (timeoutMs: number) => Promise<ClusterStats>,
     private readonly log: Logger,
+    probeDependencies?: () => Promise<DependencyChecks>,
   ) {
     const registers = [this.registry];
     client.collectDefaultMetrics({ register: this.registry, prefix: 'userjoin_' });
@@ -47,6 +51,10 @@ export class Metrics {
       labelNames: ['status', 'trigger'],
       registers,
     });
+    // Every status and trigger from the start: increase() misses a series' first sample, so
+    // the first failed run of a process would otherwise go unseen by the alert rules.
+    const triggers = { cli: 0, http: 0, schedule: 0, event: 0 } satisfies Record<RunTrigger, 0>;
+    for (const status of ['succeeded', 'failed', 'aborted'] satisfies RunStatus[]) for (const trigger of Object.keys(triggers)) this.runs.inc({ status, trigger }, 0);
     this.runDuration = new client.Histogram({
       name: 'userjoin_run_duration_seconds',
       help: 'How long the runs this process carried out took, by final status',
@@ -54,10 +62,12 @@ export class Metrics {
       buckets: [0.1, 0.5, 1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600],
       registers,
     });
-    this.objectsRead = new client.Counter({ name: 'userjoin_objects_read_total', help: 'Source objects read and checked by runs of this process', registers });
+    // With WORK_QUEUE=pgboss every replica reads a run's items, but the run's owner counts them all.
+    const byWhom = 'counted by the process that carried out the run, when it ends (with WORK_QUEUE=pgboss, whichever replicas read its items), or that took the event batch';
+    this.objectsRead = new client.Counter({ name: 'userjoin_objects_read_total', help: `Source objects read and checked, ${byWhom}`, registers });
     this.objectsRejected = new client.Counter({
       name: 'userjoin_objects_rejected_total',
-      help: 'Source objects rejected by runs of this process (bad content, unusable names, unreadable)',
+      help: `Source objects rejected (bad content, unusable names, unreadable), ${byWhom}`,
       registers,
     });
     this.http = new client.Histogram({
@@ -104,10 +114,26 @@ export class Metrics {
     stat('userjoin_users', 'Users in the database (all instances)', (s) => s.users);
     stat('userjoin_users_with_photo', 'Users with a photo (all instances)', (s) => s.usersWithPhoto);
     stat('userjoin_events_pending', 'Keys named by events and not processed yet (all instances)', (s) => s.pendingEvents);
+    stat(
+      'userjoin_events_oldest_pending_age_seconds',
+      'How long the longest-waiting of those keys has waited since an event last named it, in seconds; 0 if none waits (all instances)',
+      (s) => (s.oldestPendingAt ? Math.max(0, (Date.now() - s.oldestPendingAt.getTime()) / 1000) : 0),
+    );
     // 0 until a run succeeds, so an alert on its age fires for a service that never succeeded.
     stat('userjoin_last_successful_run_timestamp_seconds', 'When the last successful run of any instance finished, in Unix seconds; 0 if none has', (s) =>
       s.lastSuccessAt ? s.lastSuccessAt.getTime() / 1000 : 0,
     );
+    if (probeDependencies) {
+      const up: client.Gauge<'dependency'> = new client.Gauge({
+        name: 'userjoin_dependency_up',
+        help: 'Whether PostgreSQL (dependency="database") and the object store (dependency="store") answer this process: 1 or 0, checked at each scrape as GET /health checks them',
+        labelNames: ['dependency'],
+        registers,
+        collect: async () => {
+          for (const [dependency, check] of Object.entries(await probeDependencies())) up.set({ dependency }, check.ok ? 1 : 0);
+        },
+      });
+    }
   }
 
   private gaugeOf(name: string): client.Gauge {

@@ -8,6 +8,7 @@ import { readClusterStats } from './db/stats.js';
 import { createHttpApp } from './http/app.js';
 import { loadConsoleAssets } from './http/console.js';
 import { PageCache } from './http/pageCache.js';
+import { checkDependencies } from './http/routes/health.js';
 import { Photos } from './images/photos.js';
 import type { Logger } from './log.js';
 import { Metrics } from './metrics.js';
@@ -90,7 +91,11 @@ async function start(
   releaseAll: (deadline: number) => Promise<void>,
 ): Promise<Service> {
   // Made first, to count the store's requests from the start; its figures are read once it is scraped.
-  const metrics = new Metrics((timeoutMs) => readClusterStats(resources.database.pool, timeoutMs), log);
+  const metrics = new Metrics(
+    (timeoutMs) => readClusterStats(resources.database.pool, timeoutMs),
+    log,
+    () => checkDependencies(resources.database.pool, () => store.ping(config.srcBucket)),
+  );
   const resources = await openResources(config, log, { waitMs: opts.waitMs ?? Number.POSITIVE_INFINITY, onWait: opts.onWait, storeObserver: metrics.store });
   releasers.push(() => resources.close());
   const store = opts.wrapStore ? opts.wrapStore(resources.store) : resources.store;

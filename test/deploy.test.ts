@@ -25,10 +25,13 @@ interface Service {
   volumes?: string[];
   healthcheck?: { test: string[] | string };
   depends_on?: Record<string, { condition: string }>;
+  profiles?: string[];
+  secrets?: Array<string | { source: string; target?: string }>;
 }
 interface Compose {
   services: Record<string, Service>;
   volumes?: Record<string, unknown>;
+  secrets?: Record<string, { environment?: string; file?: string }>;
 }
 
 describe('docker-compose.yml', () => {
@@ -38,7 +41,8 @@ describe('docker-compose.yml', () => {
   const minioInit = compose.services['minio-init'];
 
   it('has the minio, postgres and userjoin services, each with a healthcheck, and the one-shot minio-init', () => {
-    expect(Object.keys(compose.services).sort()).toEqual(['minio', 'minio-init', 'postgres', 'userjoin']);
+    const always = Object.entries(compose.services).filter(([, s]) => !s.profiles);
+    expect(always.map(([name]) => name).sort()).toEqual(['minio', 'minio-init', 'postgres', 'userjoin']);
     for (const name of ['minio', 'postgres', 'userjoin']) {
       expect(compose.services[name]!.healthcheck?.test, `${name} healthcheck`).toBeTruthy();
     }
@@ -176,6 +180,67 @@ describe('docker-compose.yml: userjoin\'s own MinIO user', () => {
     // The compose defaults for the bucket names match the policy.
     expect(compose.services.userjoin!.environment!.SRC_BUCKET).toBe('${SRC_BUCKET:-src}');
     expect(compose.services.userjoin!.environment!.RES_BUCKET).toBe('${RES_BUCKET:-res}');
+  });
+});
+
+describe('docker-compose.yml: the monitoring profile', () => {
+  const compose = parseYaml(read('docker-compose.yml')) as Compose;
+  const { prometheus, userjoin } = compose.services;
+  const config = parseYaml(read('config/prometheus/prometheus.yml')) as {
+    rule_files: string[];
+    scrape_configs: Array<{
+      job_name: string;
+      metrics_path?: string;
+      dns_sd_configs?: Array<{ names: string[]; type: string; port: number }>;
+      authorization?: { type?: string; credentials?: string; credentials_file?: string };
+      bearer_token?: string;
+    }>;
+  };
+  // Host path -> container path, for the bind mounts.
+  const mounts = new Map((prometheus?.volumes ?? []).filter((v) => v.startsWith('./')).map((v) => [v.split(':')[0]!, v.split(':')[1]!]));
+
+  it('adds Prometheus only with --profile monitoring, on a pinned image, with a healthcheck', () => {
+    expect(prometheus!.profiles).toEqual(['monitoring']);
+    expect(prometheus!.image).toMatch(/^prom\/prometheus:v3\.\d+\.\d+$/);
+    expect(JSON.stringify(prometheus!.healthcheck!.test)).toContain('/-/ready');
+    expect(prometheus!.ports).toEqual(['127.0.0.1:9090:9090']);
+    // Its data survives `docker compose down`.
+    const data = prometheus!.volumes!.map((v) => v.split(':')).find(([, target]) => target === '/prometheus')!;
+    expect(Object.keys(compose.volumes ?? {})).toContain(data[0]);
+  });
+
+  it('loads prometheus.yml and the alert rules from config/prometheus, read-only', () => {
+    const configPath = mounts.get('./config/prometheus/prometheus.yml')!;
+    expect(prometheus!.command).toContain(`--config.file=${configPath}`);
+    for (const file of ['prometheus.yml', 'alerts.yml']) {
+      const v = prometheus!.volumes!.find((m) => m.startsWith(`./config/prometheus/${file}:`))!;
+      expect(v, file).toMatch(/:ro$/);
+      expect(existsSync(path.join(ROOT, 'config/prometheus', file)), file).toBe(true);
+    }
+    // rule_files are relative to the config file: each lands on a mounted rule file.
+    const mounted = [...mounts.values()];
+    for (const rules of config.rule_files) expect(mounted).toContain(path.posix.join(path.posix.dirname(configPath), rules));
+    expect(config.rule_files.map((f) => path.posix.basename(f))).toContain('alerts.yml');
+  });
+
+  it('scrapes every userjoin replica on its container port, as job "userjoin", with API_TOKEN from a secret file', () => {
+    const jobs = config.scrape_configs.filter((j) => j.job_name === 'userjoin');
+    expect(jobs.length).toBe(1);
+    const job = jobs[0]!;
+    expect(job.metrics_path ?? '/metrics').toBe('/metrics');
+    // The compose service name resolves to every replica's address.
+    const containerPort = Number(userjoin!.ports![0]!.split(':').at(-1));
+    expect(job.dns_sd_configs).toEqual([expect.objectContaining({ names: ['userjoin'], type: 'A', port: containerPort })]);
+    // The token never sits in the file: only a path to one.
+    expect(job.authorization?.credentials).toBeUndefined();
+    expect(job.bearer_token).toBeUndefined();
+    expect(job.authorization?.type ?? 'Bearer').toBe('Bearer');
+    const file = job.authorization!.credentials_file!;
+    const secret = /^\/run\/secrets\/([\w-]+)$/.exec(file)![1]!;
+    expect(prometheus!.secrets).toContain(secret);
+    // The secret is the API_TOKEN the service is given.
+    expect(compose.secrets?.[secret]).toEqual({ environment: 'API_TOKEN' });
+    expect(userjoin!.environment!.API_TOKEN).toMatch(/^\$\{API_TOKEN:\?/);
   });
 });
 

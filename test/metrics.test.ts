@@ -74,10 +74,13 @@ describe.each(backends)('GET /metrics on the %s backend', (_name, start) => {
       expect(value(after, 'userjoin_run_duration_seconds_count', { status: 'succeeded' })).toBe(1);
       expect(value(after, 'userjoin_objects_read_total')).toBe(5);
       expect(value(after, 'userjoin_objects_rejected_total')).toBe(1);
-      // The S3 store counts its requests: the five reads, and the buckets checked at start. A folder has none.
+      // The S3 store counts its requests: the five reads, and the buckets checked at start and
+      // by the first scrape's health probe (userjoin_dependency_up). A folder has none.
       const s3 = backend.config.kind === 's3';
       expect(value(after, 'userjoin_store_requests_total', { op: 'read', outcome: 'ok' })).toBe(s3 ? 5 : 0);
-      expect(value(after, 'userjoin_store_requests_total', { op: 'bucket', outcome: 'ok' })).toBe(s3 ? 2 : 0);
+      expect(value(after, 'userjoin_store_requests_total', { op: 'bucket', outcome: 'ok' })).toBe(s3 ? 3 : 0);
+      expect(value(after, 'userjoin_dependency_up', { dependency: 'database' })).toBe(1);
+      expect(value(after, 'userjoin_dependency_up', { dependency: 'store' })).toBe(1);
       expect(value(after, 'userjoin_store_retries_total')).toBe(0);
 
       // Another instance ran nothing, yet sees the same database figures.

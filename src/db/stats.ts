@@ -9,6 +9,8 @@ export interface ClusterStats {
   lastSuccessAt: Date | null;
   /** Keys events named that are not processed yet. */
   pendingEvents: number;
+  /** The oldest last event among those keys: when the longest-waiting key was last named. */
+  oldestPendingAt: Date | null;
 }
 
 /**
@@ -18,13 +20,14 @@ export interface ClusterStats {
 export async function readClusterStats(pool: Database, timeoutMs: number): Promise<ClusterStats> {
   return withTransaction(pool, async (client) => {
     await client.query(`SELECT set_config('statement_timeout', $1, true)`, [String(timeoutMs)]);
-    const { rows } = await client.query<{ users: number; with_photo: number; last_success: Date | null; pending_events: number }>(
+    const { rows } = await client.query<{ users: number; with_photo: number; last_success: Date | null; pending_events: number; oldest_pending: Date | null }>(
       `SELECT (SELECT count(*) FROM users) AS users,
               (SELECT count(*) FROM users WHERE img_path IS NOT NULL) AS with_photo,
               (SELECT finished_at FROM runs WHERE status = 'succeeded' ORDER BY id DESC LIMIT 1) AS last_success,
-              (SELECT count(*) FROM pending_events) AS pending_events`,
+              (SELECT count(*) FROM pending_events) AS pending_events,
+              (SELECT min(received_at) FROM pending_events) AS oldest_pending`,
     );
     const r = rows[0]!;
-    return { users: r.users, usersWithPhoto: r.with_photo, lastSuccessAt: r.last_success, pendingEvents: r.pending_events };
+    return { users: r.users, usersWithPhoto: r.with_photo, lastSuccessAt: r.last_success, pendingEvents: r.pending_events, oldestPendingAt: r.oldest_pending };
   });
 }

@@ -23,7 +23,7 @@ export function healthOperations(db: Database, pingStore: () => Promise<void>, l
         503: { description: 'One of them does not; checks says which', json: healthSchema },
       },
       handler: async (ctx) => {
-        const [database, objectStore] = await Promise.all([check(() => ping(db)), check(pingStore)]);
+        const { database, store: objectStore } = await checkDependencies(db, pingStore);
         const checks = { database: database.ok ? 'ok' : 'unavailable', store: objectStore.ok ? 'ok' : 'unavailable' };
         const healthy = database.ok && objectStore.ok;
         if (!healthy) log.warn({ database: database.error, store: objectStore.error }, 'health check failed');
@@ -32,6 +32,12 @@ export function healthOperations(db: Database, pingStore: () => Promise<void>, l
       },
     }),
   ];
+}
+
+/** Whether PostgreSQL and the object store answer, each within CHECK_TIMEOUT_MS: for /health and the metrics. */
+export async function checkDependencies(db: Database, pingStore: () => Promise<void>): Promise<Record<'database' | 'store', { ok: boolean; error?: string }>> {
+  const [database, store] = await Promise.all([check(() => ping(db)), check(pingStore)]);
+  return { database, store };
 }
 
 async function check(fn: () => Promise<void>): Promise<{ ok: boolean; error?: string }> {
