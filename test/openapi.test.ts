@@ -180,6 +180,11 @@ describe.each(backends)('OpenAPI document against real answers on the %s backend
 
     await call('GET', '/metrics', '/metrics');
 
+    expect((await call('DELETE', '/data/{user_id}', '/data/2')).status).toBe(200);
+    expect((await call('DELETE', '/data/{user_id}', '/data/no-such-user')).status).toBe(404);
+    await call('GET', '/erasures', '/erasures?user_id=2');
+    await call('GET', '/erasures', '/erasures?limit=0');
+
     const events = { method: 'POST', headers: { 'content-type': 'application/json' } };
     const record = { eventName: 's3:ObjectCreated:Put', s3: { bucket: { name: svc.srcBucket }, object: { key: '1.csv' } } };
     expect((await call('POST', '/events/s3', '/events/s3', { ...events, body: JSON.stringify({ Records: [record, {}] }) })).status).toBe(202);
