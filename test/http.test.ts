@@ -9,6 +9,7 @@ import type { TestService } from './support/service.js';
 import { startTestService } from './support/service.js';
 import type { Backend } from './support/stores.js';
 import { backends } from './support/stores.js';
+import { csvSource } from './support/rows.js';
 
 const YEAR_MS = 365.2425 * 24 * 3600 * 1000;
 const DAY_MS = 24 * 3600 * 1000;
@@ -316,6 +317,7 @@ describe('HTTP API: large results', () => {
       imgFormat: i % 2 === 0 ? 'png' : null,
       imgWidth: i % 2 === 0 ? 1 : null,
       imgHeight: i % 2 === 0 ? 1 : null,
+      source: csvSource(`u${i}`),
     }));
     await upsertUsers(db.pool, rows);
   });

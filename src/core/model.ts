@@ -50,6 +50,16 @@ export interface UserRow {
   imgFormat: string | null;
   imgWidth: number | null;
   imgHeight: number | null;
+  /** Lineage: the versions of the files the row was joined from (GET /data's `source`). */
+  source: RowSource;
+}
+
+/** The CSV a row was joined from, and its image if any, as key and etag. */
+export interface RowSource {
+  csvKey: string;
+  csvEtag: string;
+  imgKey: string | null;
+  imgEtag: string | null;
 }
 
 export interface RunIssue {
