@@ -91,6 +91,12 @@ describe.each(backends)('HTTP API on the %s backend', (_name, start) => {
         img_height: 8,
         created_at: expect.stringMatching(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/),
         updated_at: expect.stringMatching(/Z$/),
+        source: {
+          csv: { key: 'old/u66.csv', etag: expect.any(String) },
+          image: { key: 'old/u66.jpg', etag: expect.any(String) },
+          run_id: expect.any(Number),
+          changed_at: expect.stringMatching(/Z$/),
+        },
       });
       expect(body.data.find((u) => u.user_id === 'u20')!.img_path).toBeNull();
     });
