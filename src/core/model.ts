@@ -107,7 +107,7 @@ export interface RunCounts {
   read: number;
   /** Users inserted. */
   new: number;
-  /** Users whose row changed. */
+  /** Users whose data changed; a change of lineage alone (a new version, the same values) is not counted. */
   updated: number;
   /** Users with a CSV in the bucket whose row did not change. */
   unchanged: number;
