@@ -81,6 +81,22 @@ const SABOTAGES: Sabotage[] = [
     filter: 'does not keep a page queried before a change',
   },
   {
+    name: 'lineage-moves',
+    why: "a new version of a file with the same values would leave GET /data's source naming the old etag and run",
+    file: 'src/db/users.ts',
+    edits: [{ find: "WHERE ${DATA_CHANGED} OR ${tuple('u', LINEAGE_COLUMNS)}", replace: "WHERE ${DATA_CHANGED} AND ${tuple('u', LINEAGE_COLUMNS)}" }],
+    tests: ['test/lineage.test.ts'],
+    filter: 'folder backend',
+  },
+  {
+    name: 'lineage-not-counted',
+    why: 'a new version of a file with the same values would count as an updated user: run counts would report data changes that are not',
+    file: 'src/db/users.ts',
+    edits: [{ find: 'r.data_changed === false ? result.relinked : ', replace: '' }],
+    tests: ['test/lineage.test.ts'],
+    filter: 'folder backend.*same values',
+  },
+  {
     name: 'diff-fingerprint',
     why: 'an incremental run would never read a changed CSV or image again, only new ones',
     file: 'src/pipeline/diffSource.ts',

@@ -13,6 +13,7 @@ import { put, userCsv } from './support/fixtures.js';
 import { ObservedStore, runToCompletion, testConfig } from './support/harness.js';
 import type { Backend } from './support/stores.js';
 import { startFolderBackend } from './support/stores.js';
+import { csvSource } from './support/rows.js';
 
 /**
  * The last line of defence: values the edge checks let through but PostgreSQL refuses. The
@@ -39,7 +40,7 @@ describe('commitItem: an item the database refuses for its data', () => {
       { key: `${userId}.csv`, userId, kind: 'csv', size: 1, etag: 'e', lastModifiedMs: 0, status: 'ok', reason: null, image: null, csv: { firstName, lastName: 'L', birthts: 1 } },
     ],
     gone: [],
-    row: { userId, firstName, lastName: 'L', birthts: 1, imgPath: null, imgFormat: null, imgWidth: null, imgHeight: null },
+    row: { userId, firstName, lastName: 'L', birthts: 1, imgPath: null, imgFormat: null, imgWidth: null, imgHeight: null, source: csvSource(userId) },
     rejected: [],
     warnings: [],
   });
@@ -132,7 +133,7 @@ describe('commitItem: a work item of a run', () => {
         userId,
         files: [],
         gone: [],
-        row: { userId, firstName: 'F', lastName: 'L', birthts: 1, imgPath: null, imgFormat: null, imgWidth: null, imgHeight: null },
+        row: { userId, firstName: 'F', lastName: 'L', birthts: 1, imgPath: null, imgFormat: null, imgWidth: null, imgHeight: null, source: csvSource(userId) },
         rejected: [],
         warnings: [],
       },

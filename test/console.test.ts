@@ -298,6 +298,27 @@ describe.runIf(runBrowserTests).each([
     await page.waitForSelector('#detail-dialog:not([open])', { state: 'attached' });
   });
 
+  it("shows a user's source in the detail view, and opens the run that changed it", async () => {
+    await ensureRun();
+    type Source = { csv: { key: string; etag: string }; image: { key: string; etag: string }; run_id: number };
+    const first = (await api<{ data: Array<{ user_id: string; source: Source }> }>('/data?is_image_exists=true&limit=1')).data[0]!;
+    const page = await openConsole('#/users?is_image_exists=true');
+    await page.click(`#users-table tr[data-user="${first.user_id}"] button`);
+    await page.waitForSelector('#detail-dialog[open] #user-source');
+    const shown = await page.evaluate(() =>
+      Array.from(document.querySelectorAll('#user-source div'), (d) => [d.querySelector('dt')?.textContent, d.querySelector('dd')?.textContent]),
+    );
+    expect(shown.slice(0, 3)).toEqual([
+      ['CSV', `${first.source.csv.key} etag ${first.source.csv.etag}`],
+      ['Photo', `${first.source.image.key} etag ${first.source.image.etag}`],
+      ['Changed by run', `#${first.source.run_id}`],
+    ]);
+    await page.click('#source-run');
+    await page.waitForFunction((title) => document.querySelector('#detail-title')?.textContent === title, `Run #${first.source.run_id}`);
+    await page.keyboard.press('Escape');
+    await page.waitForSelector('#detail-dialog:not([open])', { state: 'attached' });
+  });
+
   it('downloads the CSV of the current filter', async () => {
     await ensureRun();
     const page = await openConsole('#/users?min_age=40&is_image_exists=true');

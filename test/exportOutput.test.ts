@@ -7,6 +7,7 @@ import { createTestDatabase } from './support/database.js';
 import { readText } from './support/fixtures.js';
 import type { Backend } from './support/stores.js';
 import { startFolderBackend } from './support/stores.js';
+import { csvSource } from './support/rows.js';
 
 const row = (i: number): UserRow => ({
   userId: `u${String(i).padStart(5, '0')}`,
@@ -17,6 +18,7 @@ const row = (i: number): UserRow => ({
   imgFormat: i % 2 === 0 ? 'png' : null,
   imgWidth: i % 2 === 0 ? 8 : null,
   imgHeight: i % 2 === 0 ? 8 : null,
+  source: csvSource(`u${i}`),
 });
 
 describe('exportOutput', () => {

@@ -9,6 +9,7 @@ import type { TestService } from './support/service.js';
 import { startTestService } from './support/service.js';
 import type { Backend } from './support/stores.js';
 import { backends } from './support/stores.js';
+import { csvSource } from './support/rows.js';
 
 const YEAR_MS = 365.2425 * 24 * 3600 * 1000;
 const DAY_MS = 24 * 3600 * 1000;
@@ -90,6 +91,12 @@ describe.each(backends)('HTTP API on the %s backend', (_name, start) => {
         img_height: 8,
         created_at: expect.stringMatching(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/),
         updated_at: expect.stringMatching(/Z$/),
+        source: {
+          csv: { key: 'old/u66.csv', etag: expect.any(String) },
+          image: { key: 'old/u66.jpg', etag: expect.any(String) },
+          run_id: expect.any(Number),
+          changed_at: expect.stringMatching(/Z$/),
+        },
       });
       expect(body.data.find((u) => u.user_id === 'u20')!.img_path).toBeNull();
     });
@@ -316,6 +323,7 @@ describe('HTTP API: large results', () => {
       imgFormat: i % 2 === 0 ? 'png' : null,
       imgWidth: i % 2 === 0 ? 1 : null,
       imgHeight: i % 2 === 0 ? 1 : null,
+      source: csvSource(`u${i}`),
     }));
     await upsertUsers(db.pool, rows);
   });

@@ -21,6 +21,7 @@ import { PixelBudget } from '../src/images/budget.js';
 import { fingerprintsOf } from '../src/db/sourceFiles.js';
 import { processItem } from '../src/runs/worker.js';
 import pLimit from 'p-limit';
+import { csvSource } from './support/rows.js';
 
 // Interleavings of a full run, an event batch and an export, driven by gates the test opens:
 // each case must end equal to the store's final state, whichever path read an object first.
@@ -234,6 +235,7 @@ for (const [name, startBackend] of backends) {
         imgFormat: null,
         imgWidth: null,
         imgHeight: null,
+        source: csvSource(`u${i}`),
       });
       await upsertUsers(db.pool, Array.from({ length: n }, (_, i) => row(i, 'Before')));
       const held = store.holdWrite('output.csv');

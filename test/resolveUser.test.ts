@@ -16,9 +16,26 @@ describe('resolveUser', () => {
   it('joins the CSV with the image, img_path prefixed by the source bucket', () => {
     const r = resolveUser('u', [csv('u.csv', 1), img('x/u.png', 1)], 'src');
     expect(r).toEqual({
-      row: { userId: 'u', firstName: 'Ann', lastName: 'L', birthts: 1, imgPath: 'src/x/u.png', imgFormat: 'png', imgWidth: 1, imgHeight: 2 },
+      row: {
+        userId: 'u',
+        firstName: 'Ann',
+        lastName: 'L',
+        birthts: 1,
+        imgPath: 'src/x/u.png',
+        imgFormat: 'png',
+        imgWidth: 1,
+        imgHeight: 2,
+        source: { csvKey: 'u.csv', csvEtag: 'u.csv', imgKey: 'x/u.png', imgEtag: 'x/u.png' },
+      },
       warnings: [],
     });
+  });
+
+  it('names the winning CSV and image in the source, and no image without a valid one', () => {
+    const withEtag = (f: FileState, etag: string): FileState => ({ ...f, etag });
+    const files = [withEtag(csv('a/u.csv', 1), 'old'), withEtag(csv('b/u.csv', 5), 'new'), withEtag(img('u.png', 2), 'p'), img('v.png', 3, false)];
+    expect(resolveUser('u', files, 'src').row?.source).toEqual({ csvKey: 'b/u.csv', csvEtag: 'new', imgKey: 'u.png', imgEtag: 'p' });
+    expect(resolveUser('u', [csv('u.csv', 1), img('u.png', 2, false)], 'src').row?.source).toMatchObject({ imgKey: null, imgEtag: null });
   });
 
   it('stores a user without an image when there is none or it was rejected', () => {

@@ -3,6 +3,7 @@ import { queryUsers, streamUsers, upsertUsers } from '../src/db/users.js';
 import type { UserRow } from '../src/core/model.js';
 import type { TestDatabase } from './support/database.js';
 import { createTestDatabase } from './support/database.js';
+import { csvSource } from './support/rows.js';
 
 const row = (userId: string, birth: Date, img: string | null = null): UserRow => ({
   userId,
@@ -13,6 +14,7 @@ const row = (userId: string, birth: Date, img: string | null = null): UserRow =>
   imgFormat: img ? 'png' : null,
   imgWidth: img ? 1 : null,
   imgHeight: img ? 1 : null,
+  source: csvSource(userId),
 });
 
 describe('users queries', () => {

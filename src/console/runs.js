@@ -214,7 +214,7 @@ function renderHistory(el, watcher, onError) {
 }
 
 /** The run's details, with every rejected file and warning and its reason. @param {number} id @param {(err: unknown) => void} onError */
-async function openRun(id, onError) {
+export async function openRun(id, onError) {
   let run;
   try {
     // One more than is shown, to tell whether there are more warnings (their count is not kept).

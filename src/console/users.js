@@ -1,13 +1,16 @@
 // @ts-check
 import { blobUrl, download, getJson } from './api.js';
 import { ageOf, fmtDate, fmtDateTime, fmtNumber, fmtUtc, h, replace } from './dom.js';
+import { openRun } from './runs.js';
 
 /**
  * @typedef {{
  *   id: number; user_id: string; first_name: string; last_name: string; birthdate: string; birthts: number;
  *   img_path: string | null; img_format: string | null; img_width: number | null; img_height: number | null;
- *   created_at: string; updated_at: string;
+ *   created_at: string; updated_at: string; source: Source;
  * }} User
+ * @typedef {{ key: string; etag: string }} FileVersion
+ * @typedef {{ csv: FileVersion | null; image: FileVersion | null; run_id: number | null; changed_at: string | null }} Source
  */
 
 const PAGE_SIZES = [25, 50, 100];
@@ -195,6 +198,32 @@ export function usersView(root, params, onError) {
     return img;
   }
 
+  /**
+   * Where the row came from: the files' keys and versions, and the run that last changed it,
+   * which opens in the same dialog. @param {Source} s
+   */
+  function sourceFields(s) {
+    const file = (/** @type {FileVersion | null} */ f, /** @type {string} */ none) => (f ? [h('span', { class: 'key' }, f.key), h('span', { class: 'muted' }, ` etag ${f.etag}`)] : none);
+    const item = (/** @type {string} */ k, /** @type {import('./dom.js').Child | import('./dom.js').Child[]} */ v) => h('div', null, h('dt', null, k), h('dd', null, v));
+    const run =
+      s.run_id === null
+        ? 'not recorded'
+        : h('button', { type: 'button', class: 'link', id: 'source-run', 'aria-label': `Run ${s.run_id}: details`, onclick: () => void openRun(/** @type {number} */ (s.run_id), onError) }, `#${s.run_id}`);
+    return h(
+      'section',
+      { 'aria-labelledby': 'source-title' },
+      h('h3', { id: 'source-title' }, 'Source'),
+      h(
+        'dl',
+        { class: 'fields', id: 'user-source' },
+        item('CSV', file(s.csv, 'not recorded')),
+        item('Photo', file(s.image, 'none')),
+        item('Changed by run', run),
+        item('Changed at', s.changed_at ? fmtDateTime(s.changed_at) : 'not recorded'),
+      ),
+    );
+  }
+
   /** @param {User} u */
   async function openUser(u) {
     const dialog = /** @type {HTMLDialogElement} */ (document.getElementById('detail-dialog'));
@@ -223,6 +252,7 @@ export function usersView(root, params, onError) {
           row('Last changed', fmtDateTime(u.updated_at)),
         ),
       ),
+      sourceFields(u.source),
       u.img_path
         ? h(
             'p',

@@ -71,6 +71,16 @@ export interface UserRow {
   imgFormat: string | null;
   imgWidth: number | null;
   imgHeight: number | null;
+  /** Lineage: the versions of the files the row was joined from (GET /data's `source`). */
+  source: RowSource;
+}
+
+/** The CSV a row was joined from, and its image if any, as key and etag. */
+export interface RowSource {
+  csvKey: string;
+  csvEtag: string;
+  imgKey: string | null;
+  imgEtag: string | null;
 }
 
 export interface RunIssue {
@@ -120,7 +130,7 @@ export interface RunCounts {
   read: number;
   /** Users inserted. */
   new: number;
-  /** Users whose row changed. */
+  /** Users whose data changed; a change of lineage alone (a new version, the same values) is not counted. */
   updated: number;
   /** Users with a CSV in the bucket whose row did not change. */
   unchanged: number;

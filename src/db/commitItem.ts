@@ -115,7 +115,7 @@ export async function commitItem(db: Database, item: ItemToCommit, plan: (record
 }
 
 async function commitOneByOne(tx: DbClient, item: ItemToCommit, p: BatchPlan, log: Logger): Promise<CommitResult> {
-  const written: Written = { inserted: 0, updated: 0, erased: 0, changed: 0 };
+  const written: Written = { inserted: 0, updated: 0, erased: 0, changed: 0, relinked: 0 };
   const refused: RunIssue[] = [];
   for (const user of p.users) {
     try {
@@ -124,6 +124,7 @@ async function commitOneByOne(tx: DbClient, item: ItemToCommit, p: BatchPlan, lo
       written.updated += r.updated;
       written.erased += r.erased;
       written.changed += r.changed;
+      written.relinked += r.relinked;
     } catch (err) {
       if (!isDataError(err)) throw err;
       const reason = `user_id "${user.userId}" could not be stored: ${describeDataError(err)}`;
@@ -147,6 +148,8 @@ interface Written {
   erased: number;
   /** Rows changed in all, users this run had already written included. */
   changed: number;
+  /** Rows whose lineage alone changed: GET /data changes, output.csv does not. */
+  relinked: number;
 }
 
 async function writeUsers(tx: DbClient, runId: number, users: UserChange[]): Promise<Written> {
@@ -160,15 +163,14 @@ async function writeUsers(tx: DbClient, runId: number, users: UserChange[]): Pro
     updated: up.updated.length,
     erased: erased.length,
     changed: up.inserted.length + up.updated.length + up.rewrittenThisRun.length + erased.length,
+    relinked: up.relinked.length,
   };
 }
 
 /** Records what the item did: its issues, its counts in run_items, and that output.csv lags. */
 async function finish(tx: DbClient, item: ItemToCommit, p: BatchPlan, written: Written, refused: RunIssue[]): Promise<CommitResult> {
-  if (written.changed > 0) {
-    await markOutputStale(tx);
-    await notifyUsersChanged(tx);
-  }
+  if (written.changed > 0) await markOutputStale(tx);
+  if (written.changed + written.relinked > 0) await notifyUsersChanged(tx);
   // The one place issues are made safe, just before they are stored and reported.
   const result: CommitResult = {
     inserted: written.inserted,

@@ -29,39 +29,59 @@ export interface UpsertResult {
    * apart in key order is written by two batches. Counted once, by the first batch.
    */
   rewrittenThisRun: string[];
+  /** Only the lineage changed (a new version of a file with the same values): not counted as updated. */
+  relinked: string[];
 }
 
+// The row's data, and its lineage: what decides whether an upsert changes a row, and how it counts.
+const DATA_COLUMNS = ['first_name', 'last_name', 'birthdate', 'img_path', 'img_format', 'img_width', 'img_height'];
+const LINEAGE_COLUMNS = ['csv_key', 'csv_etag', 'img_key', 'img_etag'];
+const tuple = (alias: string, columns: string[]) => `(${columns.map((c) => `${alias}.${c}`).join(', ')})`;
+const DATA_CHANGED = `${tuple('u', DATA_COLUMNS)} IS DISTINCT FROM ${tuple('EXCLUDED', DATA_COLUMNS)}`;
+
 /**
- * Inserts or updates users by user_id in one statement. A row whose values did not change is
- * left alone (no new updated_at, no dead tuple), so counts tell real changes apart. With a
- * runId, a changed row that this run already inserted or updated is reported apart.
+ * Inserts or updates users by user_id in one statement. A row whose values and lineage did not
+ * change is left alone (no dead tuple). With a runId, a changed row that this run already
+ * inserted or updated is reported apart.
+ *
+ * Lineage (csv_*, img_*) is always made true: a new version of a file with the same values
+ * moves it, and the row's changed_run_id and changed_at with it, so `source` names the run that
+ * read the versions it names. Such a row is reported as relinked, not updated: run counts and
+ * updated_at are about changes of the data, and output.csv does not carry lineage.
  */
 export async function upsertUsers(db: Queryable, rows: UserRow[], runId: number | null = null): Promise<UpsertResult> {
-  if (rows.length === 0) return { inserted: [], updated: [], rewrittenThisRun: [] };
-  // "prior" sees the rows as they were before this statement: what the run had done to them.
-  const { rows: out } = await db.query<{ user_id: string; inserted: boolean; rewritten: boolean | null }>(
+  if (rows.length === 0) return { inserted: [], updated: [], rewrittenThisRun: [], relinked: [] };
+  // "prior" sees the rows as they were before this statement: whether the data changes, and
+  // what the run had done to them.
+  const { rows: out } = await db.query<{ user_id: string; inserted: boolean; data_changed: boolean | null; rewritten: boolean | null }>(
     `WITH t AS (
-       SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::text[], $6::text[], $7::int[], $8::int[])
-         AS t(user_id, first_name, last_name, birthts, img_path, img_format, img_width, img_height)
+       SELECT user_id, first_name, last_name, 'epoch'::timestamptz + birthts * interval '1 millisecond' AS birthdate,
+              img_path, img_format, img_width, img_height, csv_key, csv_etag, img_key, img_etag
+       FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::text[], $6::text[], $7::int[], $8::int[],
+                   $10::text[], $11::text[], $12::text[], $13::text[])
+         AS t(user_id, first_name, last_name, birthts, img_path, img_format, img_width, img_height, csv_key, csv_etag, img_key, img_etag)
      ),
      prior AS (
-       SELECT user_id, updated_at FROM users WHERE $9::bigint IS NOT NULL AND user_id IN (SELECT user_id FROM t)
+       SELECT u.user_id, u.updated_at, ${tuple('u', DATA_COLUMNS)} IS DISTINCT FROM ${tuple('t', DATA_COLUMNS)} AS data_changed
+       FROM users u JOIN t USING (user_id)
      ),
      up AS (
-       INSERT INTO users AS u (user_id, first_name, last_name, birthdate, img_path, img_format, img_width, img_height)
-       SELECT t.user_id, t.first_name, t.last_name, 'epoch'::timestamptz + t.birthts * interval '1 millisecond', t.img_path, t.img_format, t.img_width, t.img_height
+       INSERT INTO users AS u (user_id, first_name, last_name, birthdate, img_path, img_format, img_width, img_height,
+                               csv_key, csv_etag, img_key, img_etag, changed_run_id, changed_at)
+       SELECT t.user_id, t.first_name, t.last_name, t.birthdate, t.img_path, t.img_format, t.img_width, t.img_height,
+              t.csv_key, t.csv_etag, t.img_key, t.img_etag, $9::bigint, now()
        FROM t
        ON CONFLICT (user_id) DO UPDATE SET
          first_name = EXCLUDED.first_name, last_name = EXCLUDED.last_name, birthdate = EXCLUDED.birthdate,
          img_path = EXCLUDED.img_path, img_format = EXCLUDED.img_format, img_width = EXCLUDED.img_width,
-         img_height = EXCLUDED.img_height, updated_at = now()
-       WHERE (u.first_name, u.last_name, u.birthdate, u.img_path, u.img_format, u.img_width, u.img_height)
-         IS DISTINCT FROM
-         (EXCLUDED.first_name, EXCLUDED.last_name, EXCLUDED.birthdate, EXCLUDED.img_path, EXCLUDED.img_format,
-          EXCLUDED.img_width, EXCLUDED.img_height)
+         img_height = EXCLUDED.img_height,
+         updated_at = CASE WHEN ${DATA_CHANGED} THEN now() ELSE u.updated_at END,
+         csv_key = EXCLUDED.csv_key, csv_etag = EXCLUDED.csv_etag, img_key = EXCLUDED.img_key, img_etag = EXCLUDED.img_etag,
+         changed_run_id = EXCLUDED.changed_run_id, changed_at = now()
+       WHERE ${DATA_CHANGED} OR ${tuple('u', LINEAGE_COLUMNS)} IS DISTINCT FROM ${tuple('EXCLUDED', LINEAGE_COLUMNS)}
        RETURNING u.user_id, (xmax = 0) AS inserted
      )
-     SELECT up.user_id, up.inserted,
+     SELECT up.user_id, up.inserted, prior.data_changed,
        prior.updated_at >= (SELECT started_at FROM runs WHERE id = $9) AS rewritten
      FROM up LEFT JOIN prior USING (user_id)`,
     [
@@ -74,10 +94,18 @@ export async function upsertUsers(db: Queryable, rows: UserRow[], runId: number 
       rows.map((r) => r.imgWidth),
       rows.map((r) => r.imgHeight),
       runId,
+      rows.map((r) => r.source.csvKey),
+      rows.map((r) => r.source.csvEtag),
+      rows.map((r) => r.source.imgKey),
+      rows.map((r) => r.source.imgEtag),
     ],
   );
-  const result: UpsertResult = { inserted: [], updated: [], rewrittenThisRun: [] };
-  for (const r of out) (r.inserted ? result.inserted : r.rewritten ? result.rewrittenThisRun : result.updated).push(r.user_id);
+  const result: UpsertResult = { inserted: [], updated: [], rewrittenThisRun: [], relinked: [] };
+  for (const r of out) {
+    // data_changed is null only for a row another transaction inserted meanwhile: a change.
+    const into = r.inserted ? result.inserted : r.data_changed === false ? result.relinked : r.rewritten ? result.rewrittenThisRun : result.updated;
+    into.push(r.user_id);
+  }
   return result;
 }
 
@@ -128,6 +156,15 @@ export interface ApiUser {
   img_height: number | null;
   created_at: string;
   updated_at: string;
+  source: ApiSource;
+}
+
+/** Lineage: the file versions the row was joined from, and the run that last changed it. */
+export interface ApiSource {
+  csv: { key: string; etag: string } | null;
+  image: { key: string; etag: string } | null;
+  run_id: number | null;
+  changed_at: string | null;
 }
 
 export interface UserFilter {
@@ -141,12 +178,18 @@ export interface UserFilter {
   asOf?: Date;
 }
 
+const iso = (column: string) => `to_char(${column} AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')`;
 const API_COLUMNS = `id, user_id, first_name, last_name,
-  to_char(birthdate AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') AS birthdate,
+  ${iso('birthdate')} AS birthdate,
   (extract(epoch FROM birthdate) * 1000)::bigint AS birthts,
   img_path, img_format, img_width, img_height,
-  to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') AS created_at,
-  to_char(updated_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') AS updated_at`;
+  ${iso('created_at')} AS created_at,
+  ${iso('updated_at')} AS updated_at,
+  json_build_object(
+    'csv', CASE WHEN csv_key IS NOT NULL THEN json_build_object('key', csv_key, 'etag', csv_etag) END,
+    'image', CASE WHEN img_key IS NOT NULL THEN json_build_object('key', img_key, 'etag', img_etag) END,
+    'run_id', changed_run_id,
+    'changed_at', ${iso('changed_at')}) AS source`;
 
 /**
  * Builds the WHERE clause. An age bound becomes a birthdate bound ("age >= 30.5" is "born on

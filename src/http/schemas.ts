@@ -8,6 +8,10 @@ import type { RunReport } from '../core/model.js';
 
 const timestamp = z.iso.datetime().meta({ description: 'UTC, ISO 8601 with milliseconds' });
 
+const fileVersion = z
+  .object({ key: z.string().meta({ description: 'Key in the source bucket' }), etag: z.string().meta({ description: 'Its version, as the store reports it' }) })
+  .meta({ id: 'SourceFile' });
+
 export const userSchema = z
   .object({
     id: z.int().meta({ description: 'Stable row id' }),
@@ -21,7 +25,15 @@ export const userSchema = z
     img_width: z.int().nullable(),
     img_height: z.int().nullable(),
     created_at: timestamp,
-    updated_at: timestamp,
+    updated_at: timestamp.meta({ description: 'When the data last changed' }),
+    source: z
+      .object({
+        csv: fileVersion.nullable().meta({ description: 'The CSV the row was joined from; null only for rows stored before lineage was recorded whose file could not be told' }),
+        image: fileVersion.nullable().meta({ description: 'The photo, or null without one' }),
+        run_id: z.int().nullable().meta({ description: 'The run that last changed the row, its data or its source; null for rows not written since lineage was recorded' }),
+        changed_at: timestamp.nullable().meta({ description: 'When that run changed it' }),
+      })
+      .meta({ id: 'UserSource', description: 'Lineage: the file versions the row holds, and the run that last wrote it' }),
   })
   .meta({ id: 'User' });
 

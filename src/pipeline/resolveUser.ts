@@ -48,6 +48,7 @@ export function resolveUser(userId: string, files: FileState[], srcBucket: strin
       imgFormat: image?.image?.format ?? null,
       imgWidth: image?.image?.width ?? null,
       imgHeight: image?.image?.height ?? null,
+      source: { csvKey: csv.key, csvEtag: csv.etag, imgKey: image?.key ?? null, imgEtag: image?.etag ?? null },
     },
     warnings,
   };

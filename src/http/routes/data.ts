@@ -16,7 +16,8 @@ import { startedRunSchema, runSchema, userSchema, usersPageSchema } from '../sch
 import { runView } from './runs.js';
 
 const MAX_LIMIT = 10_000;
-const CSV_COLUMNS: Array<keyof ApiUser> = [
+// Flat columns only: format=csv leaves out the nested `source` (lineage).
+const CSV_COLUMNS: Array<Exclude<keyof ApiUser, 'source'>> = [
   'id',
   'user_id',
   'first_name',
