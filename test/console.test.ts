@@ -3,7 +3,7 @@ import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { TestDatabase } from './support/database.js';
 import { createTestDatabase } from './support/database.js';
-import { put } from './support/fixtures.js';
+import { put, userCsv } from './support/fixtures.js';
 import { ObservedStore } from './support/harness.js';
 import { chromiumInstalled, CHROMIUM_PATH, collectPageErrors, launchChromium } from './support/browser.js';
 import type { Person } from './support/people.js';
@@ -317,6 +317,27 @@ describe.runIf(runBrowserTests).each([
     await page.waitForFunction((title) => document.querySelector('#detail-title')?.textContent === title, `Run #${first.source.run_id}`);
     await page.keyboard.press('Escape');
     await page.waitForSelector('#detail-dialog:not([open])', { state: 'attached' });
+  });
+
+  it('erases a user from its detail view, after asking (Cancel first), and the user is gone', async () => {
+    await put(backend, svc.srcBucket, 'zz-erase-me.csv', userCsv('Erin', 'Ease', 1));
+    await ensureRun();
+    const page = await openConsole('#/users?limit=100');
+    const row = '#users-table tr[data-user="zz-erase-me"] button';
+    await page.click(row);
+    await page.waitForSelector('#detail-dialog[open] #erase-user');
+    // Asked first; Enter on the focused Cancel changes nothing.
+    await page.click('#erase-user');
+    await page.waitForSelector('#erase-dialog[open]');
+    expect(await page.textContent('#erase-title')).toBe('Erase Erin Ease (zz-erase-me)?');
+    await page.keyboard.press('Enter');
+    await page.waitForSelector('#erase-dialog:not([open])', { state: 'attached' });
+    expect((await fetch(`${svc.url}/data/zz-erase-me`, { headers: auth })).status).toBe(200);
+    await page.click('#erase-user');
+    await page.click('#confirm-erase');
+    await page.waitForSelector('#detail-dialog:not([open])', { state: 'attached' });
+    await page.waitForSelector(row, { state: 'detached' });
+    expect((await fetch(`${svc.url}/data/zz-erase-me`, { headers: auth })).status).toBe(404);
   });
 
   it('downloads the CSV of the current filter', async () => {

@@ -253,20 +253,21 @@ export function usersView(root, params, onError) {
         ),
       ),
       sourceFields(u.source),
-      u.img_path
-        ? h(
-            'p',
-            null,
-            h(
+      h(
+        'p',
+        { class: 'buttons' },
+        u.img_path
+          ? h(
               'button',
               {
                 type: 'button',
                 onclick: () => void download(photoPath(u.user_id), `${u.user_id}.${u.img_format === 'jpeg' ? 'jpg' : u.img_format}`).catch(onError),
               },
               'Download original',
-            ),
-          )
-        : null,
+            )
+          : null,
+        h('button', { type: 'button', class: 'danger', id: 'erase-user', onclick: () => askErase(u) }, 'Erase user…'),
+      ),
     );
     dialog.showModal();
     if (!u.img_path) return;
@@ -277,6 +278,28 @@ export function usersView(root, params, onError) {
     } catch (err) {
       replace(figure, h('p', { class: 'muted' }, err instanceof Error ? err.message : 'Photo unavailable'));
     }
+  }
+
+  /** Asks first (Cancel has the focus); erased, the detail closes and the page reloads. @param {User} u */
+  function askErase(u) {
+    const confirm = /** @type {HTMLDialogElement} */ (document.getElementById('erase-dialog'));
+    const detail = /** @type {HTMLDialogElement} */ (document.getElementById('detail-dialog'));
+    /** @type {HTMLElement} */ (document.getElementById('erase-title')).textContent = `Erase ${u.first_name} ${u.last_name} (${u.user_id})?`;
+    confirm.returnValue = '';
+    confirm.addEventListener(
+      'close',
+      () => {
+        if (confirm.returnValue !== 'confirm') return;
+        getJson(`/data/${encodeURIComponent(u.user_id)}`, { method: 'DELETE' })
+          .then(() => {
+            detail.close();
+            return load(null);
+          })
+          .catch(onError);
+      },
+      { once: true },
+    );
+    confirm.showModal();
   }
 
   void load(null);
