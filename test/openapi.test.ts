@@ -179,6 +179,8 @@ describe.each(backends)('OpenAPI document against real answers on the %s backend
     await call('GET', '/data/{user_id}/image', '/data/1/image?width=8');
 
     await call('GET', '/metrics', '/metrics');
+    const overview = JSON.parse((await call('GET', '/overview', '/overview')).body) as unknown;
+    expect(overview).toMatchObject({ users: 2, users_with_photo: 1, pending_events: 0, schedule: null, next_run_at: null });
 
     const events = { method: 'POST', headers: { 'content-type': 'application/json' } };
     const record = { eventName: 's3:ObjectCreated:Put', s3: { bucket: { name: svc.srcBucket }, object: { key: '1.csv' } } };
