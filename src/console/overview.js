@@ -85,7 +85,7 @@ const tile = (id, label, value, detail) =>
 function renderGlance(el, o, watcher) {
   const title = h('h2', { id: 'glance-title' }, 'At a glance');
   if (!o) return replace(el, title, h('p', { class: 'muted' }, 'Loading…'));
-  const share = o.users === 0 ? '' : ` (${Math.round((o.users_with_photo / o.users) * 100)} %)`;
+  const share = o.users === 0 ? '' : ` (${Math.round((o.users_with_photo / o.users) * 100)}%)`;
   replace(
     el,
     title,
