@@ -46,7 +46,7 @@ function route() {
   const isRoute = location.hash === '' || location.hash.startsWith('#/');
   if (view && !isRoute) return;
   const [asked = '', query = ''] = (isRoute ? location.hash : '').slice(1).split('?');
-  const path = asked in views ? asked : '/overview';
+  const path = Object.hasOwn(views, asked) ? asked : '/overview';
   view?.destroy();
   main.replaceChildren();
   for (const name of Object.keys(views)) {
