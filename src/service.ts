@@ -20,6 +20,7 @@ import { openWorkQueue, workQueue } from './runs/worker.js';
 import type { ObjectStore } from './storage/index.js';
 import { EventIntake } from './triggers/eventIntake.js';
 import { EventProcessor } from './triggers/eventLoop.js';
+import type { Scheduler } from './triggers/schedule.js';
 import { startScheduler } from './triggers/schedule.js';
 import { setUpNotifications, startWatch } from './triggers/sources.js';
 
@@ -126,6 +127,8 @@ async function start(
   const deps = { db, store, config, log, budget: resources.pixelBudget, instance: thisInstance(), queue };
   const runner = new Runner(deps, (report) => metrics.runFinished(report));
   const processor = new EventProcessor(runner, metrics, config.events, log.child({ component: 'events' }));
+  // Started once the service is ready; GET /overview asks it for the next run.
+  let scheduler: Scheduler | null = null;
   const intake = new EventIntake(db, metrics, processor, { backlogLimit: config.events.backlogLimit, storeRule: store.keyProblem?.bind(store) }, log.child({ component: 'events' }));
   const http = createHttpApp({
     db,
@@ -147,6 +150,7 @@ async function start(
     trustProxy: config.http.trustProxy,
     pageCache,
     csv: { neutralizeFormulas: config.csvNeutralizeFormulas },
+    schedule: { expression: config.schedule, nextRun: () => scheduler?.nextRun() ?? null },
   });
   const server = await listen(config, http.callback(), opts.httpTimeouts);
   const closed = new Promise<void>((resolve) => server.once('close', () => resolve()));
@@ -168,8 +172,10 @@ async function start(
   processor.start();
   if (queue) await workQueue(queue, deps, itemsAbort.signal);
 
-  const scheduler = config.schedule ? startScheduler(config.schedule, runner, log) : null;
-  if (scheduler) releasers.push(() => scheduler.stop());
+  if (config.schedule) {
+    const started = (scheduler = startScheduler(config.schedule, runner, log));
+    releasers.push(() => started.stop());
+  }
   const watch = await startWatch(config, store, intake, log);
   if (watch) releasers.push(() => watch.close());
   await setUpNotifications(config, store, log);

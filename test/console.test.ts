@@ -1,6 +1,7 @@
 import fs from 'node:fs/promises';
 import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { tryAcquireLock } from '../src/db/locks.js';
 import type { TestDatabase } from './support/database.js';
 import { createTestDatabase } from './support/database.js';
 import { put, userCsv } from './support/fixtures.js';
@@ -22,15 +23,19 @@ if (!runBrowserTests) console.warn(`console.test.ts: skipped, no Chromium at ${C
 // The browser's globals, as far as the code passed to page.evaluate and waitForFunction uses
 // them: that code runs in the page, while this file is compiled for Node, without the DOM.
 interface PageElement {
+  id: string;
   textContent: string | null;
   getAttribute(name: string): string | null;
+  hasAttribute(name: string): boolean;
+  matches(selector: string): boolean;
+  closest(selector: string): PageElement | null;
   querySelector(selector: string): PageElement | null;
   querySelectorAll(selector: string): ArrayLike<PageElement>;
   complete?: boolean;
   naturalWidth?: number;
   src?: string;
 }
-declare const document: PageElement & { activeElement: { id: string } | null };
+declare const document: PageElement & { activeElement: PageElement | null };
 declare const location: { hash: string };
 declare const window: { addEventListener(type: string, listener: () => void, opts: { once: boolean }): void };
 declare function getComputedStyle(el: PageElement): { getPropertyValue(name: string): string };
@@ -44,8 +49,13 @@ interface Run {
   id: number;
   status: string;
   full: boolean;
-  counts: { rejected: number };
+  started_at: string;
+  finished_at: string | null;
+  counts: { new: number; updated: number; rejected: number };
 }
+
+// The token variant runs on a schedule that never comes due during the tests (1 January, 00:00).
+const YEARLY = '0 0 1 1 *';
 
 describe.runIf(runBrowserTests).each([
   ['without a token (loopback)', null, startFolderBackend],
@@ -72,8 +82,8 @@ describe.runIf(runBrowserTests).each([
   const ensureRun = () => api<Run>('/data?wait=true', { method: 'POST' });
 
   /** A fresh tab (so a fresh sessionStorage) on the console, signed in when a token is needed. */
-  async function openConsole(hash = ''): Promise<Page> {
-    context = await browser.newContext({ viewport: { width: 1366, height: 768 }, acceptDownloads: true });
+  async function openConsole(hash = '', colorScheme: 'light' | 'dark' = 'light'): Promise<Page> {
+    context = await browser.newContext({ viewport: { width: 1366, height: 768 }, acceptDownloads: true, colorScheme });
     const page = await context.newPage();
     errors = collectPageErrors(page);
     requested = [];
@@ -93,7 +103,7 @@ describe.runIf(runBrowserTests).each([
     browser = await launchChromium();
     backend = await startBackend();
     db = await createTestDatabase();
-    svc = await startTestService(backend, db, token ? { API_TOKEN: token } : {}, { wrapStore: (s) => (store = new ObservedStore(s)) });
+    svc = await startTestService(backend, db, token ? { API_TOKEN: token, SCHEDULE: YEARLY } : {}, { wrapStore: (s) => (store = new ObservedStore(s)) });
     persons = await people(36, { seed: 7 });
     for (const [key, body] of [...objectsOf(persons), ...troubleObjects()]) await put(backend, svc.srcBucket, key, body);
   });
@@ -113,15 +123,17 @@ describe.runIf(runBrowserTests).each([
 
   it('loads the console, self-contained, asking for the token only when one is needed', async () => {
     const page = await openConsole();
-    await page.waitForSelector('#history-title');
-    expect(await page.title()).toBe('Runs · userjoin');
+    // It opens on the Overview.
+    await page.waitForSelector('#glance-title');
+    expect(await page.title()).toBe('Overview · userjoin');
+    expect(await page.getAttribute('#nav-overview', 'aria-current')).toBe('page');
     // Everything came from the service itself.
     expect(requested.every((u) => u.startsWith(`${svc.url}/`) || u.startsWith('blob:'))).toBe(true);
     expect(await page.isVisible('#sign-out')).toBe(token !== null);
     if (token) {
       // Kept for the tab: a reload does not ask again.
       await page.reload();
-      await page.waitForSelector('#history-title');
+      await page.waitForSelector('#glance-title');
       expect(await page.locator('#token-dialog[open]').count()).toBe(0);
       expect(await page.evaluate(() => sessionStorage.getItem('userjoin.token'))).toBe(token);
       // Masked, but no password field, so Chrome does not offer to save it past the tab.
@@ -353,5 +365,146 @@ describe.runIf(runBrowserTests).each([
     const ids = (csv: string) => csv.trimEnd().split('\r\n').map((l) => l.split(',').slice(0, 3).join(','));
     expect(ids(text)).toEqual(ids(expected));
     expect(ids(text).length).toBeGreaterThan(1);
+  });
+
+  /** The finished runs the Overview charts, newest first, as the API lists them. */
+  const chartedRuns = async () => (await api<{ data: Run[] }>('/runs?limit=25')).data.filter((r) => r.finished_at !== null);
+  const marksOf = (page: Page, chart: string) =>
+    page.evaluate((sel) => Array.from(document.querySelectorAll(`${sel} svg .mark`), (g) => Number(g.getAttribute('data-run'))), `#${chart}`);
+  const text = async (page: Page, selector: string) => (await page.textContent(selector))?.trim();
+  // dom.js's fmtDuration, for the runs of these tests (under 10 s).
+  const seconds = (r: Run) => `${((Date.parse(r.finished_at!) - Date.parse(r.started_at)) / 1000).toFixed(1)} s`;
+
+  it("opens on the Overview, whose figures are the database's and whose charts have one mark per run and a summary of their numbers", async () => {
+    // At least two runs, whatever ran before: the first one rejects files, the next finds nothing new.
+    await ensureRun();
+    await ensureRun();
+    // Holding the events lock keeps the event loop from taking keys: the backlog stays as the test makes it.
+    const held = (await tryAcquireLock(db.pool, 'events'))!;
+    expect(held).not.toBeNull();
+    const backlogKeys = persons.slice(1, 4).map((p) => `${p.userId}.csv`);
+    try {
+      const records = backlogKeys.map((key) => ({ eventName: 's3:ObjectCreated:Put', s3: { bucket: { name: svc.srcBucket }, object: { key } } }));
+      const res = await fetch(`${svc.url}/events/s3`, { method: 'POST', headers: { ...auth, 'content-type': 'application/json' }, body: JSON.stringify({ Records: records }) });
+      expect(res.status).toBe(202);
+      const { rows } = await db.pool.query<{ users: number; photos: number; pending: number }>(
+        'SELECT (SELECT count(*)::int FROM users) AS users, (SELECT count(img_path)::int FROM users) AS photos, (SELECT count(*)::int FROM pending_events) AS pending',
+      );
+      const figures = rows[0]!;
+      expect(figures.pending).toBe(backlogKeys.length);
+      expect(figures.photos).toBeGreaterThan(0);
+      expect(figures.photos).toBeLessThan(figures.users);
+
+      const page = await openConsole();
+      await page.waitForSelector('#ov-users');
+      expect(await text(page, '#ov-users .tile-value')).toBe(String(figures.users));
+      expect(await text(page, '#ov-photos')).toBe(String(figures.photos));
+      expect(await text(page, '#ov-pending')).toBe(String(backlogKeys.length));
+
+      const runs = await chartedRuns();
+      const newest = runs[0]!;
+      await page.waitForFunction((id) => document.querySelector('#ov-last-run .tile-value')?.textContent?.includes(`#${id}`), newest.id);
+      expect(await text(page, '#ov-last-run .tile-value .badge')).toBe(newest.status);
+      const overview = await api<{ schedule: string | null; next_run_at: string | null }>('/overview');
+      if (token) {
+        // node-cron, in the service's time zone (this process's).
+        const due = new Date(new Date().getFullYear() + 1, 0, 1);
+        expect(overview).toEqual(expect.objectContaining({ schedule: YEARLY, next_run_at: due.toISOString() }));
+        expect(await text(page, '#ov-next-run .tile-value')).toMatch(/^(in |tomorrow)/);
+        expect(await page.getAttribute('#ov-next-run .tile-value span', 'title')).toContain(String(due.getFullYear()));
+        expect(await text(page, '#ov-next-run code')).toBe(YEARLY);
+      } else {
+        expect(overview).toEqual(expect.objectContaining({ schedule: null, next_run_at: null }));
+        expect(await text(page, '#ov-next-run .tile-value')).toBe('Not scheduled');
+      }
+
+      // One mark per run, oldest on the left, in every chart.
+      const ids = runs.map((r) => r.id).reverse();
+      expect(ids.length).toBeGreaterThan(1);
+      await page.waitForFunction((n) => document.querySelectorAll('#chart-rejected svg .mark').length === n, ids.length);
+      for (const chart of ['chart-duration', 'chart-users', 'chart-rejected']) expect(await marksOf(page, chart), chart).toEqual(ids);
+      // A run with rejects has a bar, drawn in the chart's colour.
+      const rejecting = runs.find((r) => r.counts.rejected > 0)!;
+      expect(await page.locator(`#chart-rejected .mark[data-run="${rejecting.id}"] rect.bar`).getAttribute('height')).not.toBe('0');
+
+      // The captions state the numbers.
+      const sum = (pick: (r: Run) => number) => runs.reduce((n, r) => n + pick(r), 0);
+      const most = (pick: (r: Run) => number) => runs.reduce((a, b) => (pick(b) > pick(a) ? b : a));
+      const span = `${runs.length} runs, #${runs[runs.length - 1]!.id} to #${newest.id}.`;
+      const rejected = (r: Run) => r.counts.rejected;
+      expect(await text(page, '#chart-rejected figcaption')).toBe(
+        `Files rejected. ${span} Rejected: newest ${rejected(newest)} (run #${newest.id}), highest ${rejected(most(rejected))} (run #${most(rejected).id}), ${sum(rejected)} in all.`,
+      );
+      const users = await text(page, '#chart-users figcaption');
+      expect(users).toContain(`New: newest ${newest.counts.new} (run #${newest.id})`);
+      expect(users).toContain(`${sum((r) => r.counts.new)} in all. Updated:`);
+      expect(users).toContain(`${sum((r) => r.counts.updated)} in all.`);
+      expect(await text(page, '#chart-duration figcaption')).toContain(`Duration: newest ${seconds(newest)} (run #${newest.id})`);
+      // Each figure is named by its caption; the drawing is hidden from screen readers.
+      expect(await page.locator('#chart-duration figure').getAttribute('aria-labelledby')).toBe('chart-duration-caption');
+      expect(await page.locator('#chart-duration svg').getAttribute('aria-hidden')).toBe('true');
+      // And the table lists every run's numbers, newest first.
+      const table = await page.evaluate(() =>
+        Array.from(document.querySelectorAll('#chart-users-numbers tbody tr'), (tr) => Array.from(tr.querySelectorAll('th, td'), (c) => c.textContent)),
+      );
+      expect(table).toEqual(runs.map((r) => [`#${r.id}`, String(r.counts.new), String(r.counts.updated)]));
+    } finally {
+      await held.release();
+    }
+    // The backlog is taken once the lock is free; the Overview follows it.
+    const page = await openConsole('#/overview');
+    await page.waitForFunction(() => document.querySelector('#ov-pending')?.textContent === '0');
+    // Nothing of it is left running for the tests after this one.
+    await expect.poll(async () => (await api<{ data: Run[] }>('/runs?limit=5')).data.some((r) => r.status === 'running'), { timeout: WAIT_MS }).toBe(false);
+  });
+
+  it('follows the dark setting', async () => {
+    await ensureRun();
+    const colours = async (scheme: 'light' | 'dark') => {
+      const page = await openConsole('#/overview', scheme);
+      await page.waitForSelector('#chart-rejected rect.bar');
+      const found = await page.evaluate(() => ({
+        page: getComputedStyle(document.querySelector('body')!).getPropertyValue('background-color'),
+        card: getComputedStyle(document.querySelector('.card')!).getPropertyValue('background-color'),
+        rejected: getComputedStyle(document.querySelector('#chart-rejected rect.bar')!).getPropertyValue('fill'),
+        axis: getComputedStyle(document.querySelector('#chart-rejected .axis')!).getPropertyValue('stroke'),
+      }));
+      expect(errors, 'errors in the page').toEqual([]);
+      await context?.close();
+      context = null;
+      return found;
+    };
+    // style.css's colours for each setting.
+    expect(await colours('light')).toEqual({ page: 'rgb(244, 246, 250)', card: 'rgb(255, 255, 255)', rejected: 'rgb(180, 35, 24)', axis: 'rgb(92, 102, 120)' });
+    expect(await colours('dark')).toEqual({ page: 'rgb(18, 22, 30)', card: 'rgb(26, 32, 43)', rejected: 'rgb(255, 138, 128)', axis: 'rgb(154, 164, 181)' });
+  });
+
+  it("reaches the Overview and its charts' numbers with the keyboard, and keeps them open and focused as runs come", async () => {
+    await ensureRun();
+    const page = await openConsole('#/runs');
+    await page.waitForSelector('#runs-table');
+    const focused = (selector: string) => page.evaluate((sel) => document.activeElement?.matches(sel) ?? false, selector);
+    /** Tab until the selector has the focus, at most 40 times. */
+    const tabTo = async (selector: string) => {
+      for (let i = 0; i < 40 && !(await focused(selector)); i++) await page.keyboard.press('Tab');
+      expect(await focused(selector), selector).toBe(true);
+    };
+    await tabTo('#nav-overview');
+    await page.keyboard.press('Enter');
+    await page.waitForSelector('#chart-duration svg .mark');
+    expect(await page.evaluate(() => location.hash)).toBe('#/overview');
+    await tabTo('#chart-duration-numbers > summary');
+    await page.keyboard.press('Enter');
+    await page.waitForSelector('#chart-duration-numbers[open] tbody tr');
+    await tabTo('#chart-users-numbers > summary');
+    await page.keyboard.press('Space');
+    await page.waitForSelector('#chart-users-numbers[open] tbody tr');
+
+    // A new run redraws the charts: one more mark, the tables still open, the focus where it was.
+    const run = await ensureRun();
+    await page.waitForSelector(`#chart-duration svg .mark[data-run="${run.id}"]`);
+    await page.waitForSelector(`#chart-users-numbers tbody tr[data-run="${run.id}"]`);
+    expect(await page.locator('#chart-duration-numbers[open]').count()).toBe(1);
+    expect(await focused('#chart-users-numbers > summary')).toBe(true);
   });
 });

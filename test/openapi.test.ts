@@ -179,6 +179,8 @@ describe.each(backends)('OpenAPI document against real answers on the %s backend
     await call('GET', '/data/{user_id}/image', '/data/1/image?width=8');
 
     await call('GET', '/metrics', '/metrics');
+    const overview = JSON.parse((await call('GET', '/overview', '/overview')).body) as unknown;
+    expect(overview).toMatchObject({ users: 2, users_with_photo: 1, pending_events: 0, schedule: null, next_run_at: null });
 
     expect((await call('DELETE', '/data/{user_id}', '/data/2')).status).toBe(200);
     expect((await call('DELETE', '/data/{user_id}', '/data/no-such-user')).status).toBe(404);

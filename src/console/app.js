@@ -1,6 +1,7 @@
 // @ts-check
 import { ApiError, authRequired, forgetToken, getJson } from './api.js';
 import { h, replace } from './dom.js';
+import { overviewView } from './overview.js';
 import { RunWatcher, runsView } from './runs.js';
 import { usersView } from './users.js';
 
@@ -32,22 +33,28 @@ const watcher = new RunWatcher(showError);
 /** @type {View | null} */
 let view = null;
 
+/** Each view by its path; an unknown path opens the first, the Overview. @type {Record<string, (query: string) => View>} */
+const views = {
+  '/overview': () => overviewView(main, watcher, showError),
+  '/runs': () => runsView(main, watcher, showError),
+  '/users': (query) => usersView(main, new URLSearchParams(query), showError),
+};
+
 function route() {
-  // Only #/... (or none, the Runs view) is a route: an in-page anchor such as the skip
+  // Only #/... (or none, the Overview) is a route: an in-page anchor such as the skip
   // link's #main keeps the view.
   const isRoute = location.hash === '' || location.hash.startsWith('#/');
   if (view && !isRoute) return;
-  const hash = isRoute && location.hash ? location.hash : '#/runs';
-  const [path = '', query = ''] = hash.slice(1).split('?');
+  const [asked = '', query = ''] = (isRoute ? location.hash : '').slice(1).split('?');
+  const path = Object.hasOwn(views, asked) ? asked : '/overview';
   view?.destroy();
   main.replaceChildren();
-  const users = path === '/users';
-  for (const [id, current] of [['nav-runs', !users], ['nav-users', users]]) {
-    const link = /** @type {HTMLElement} */ (document.getElementById(/** @type {string} */ (id)));
-    if (current) link.setAttribute('aria-current', 'page');
+  for (const name of Object.keys(views)) {
+    const link = /** @type {HTMLElement} */ (document.getElementById(`nav-${name.slice(1)}`));
+    if (name === path) link.setAttribute('aria-current', 'page');
     else link.removeAttribute('aria-current');
   }
-  view = users ? usersView(main, new URLSearchParams(query), showError) : runsView(main, watcher, showError);
+  view = /** @type {(query: string) => View} */ (views[path])(query);
 }
 
 /** Starts a run (or joins the one in progress) and follows it. @param {boolean} full */

@@ -20,6 +20,8 @@ import type { PageCache } from './pageCache.js';
 import { dataOperations } from './routes/data.js';
 import { erasureOperations } from './routes/erasures.js';
 import { healthOperations } from './routes/health.js';
+import type { ScheduleInfo } from './routes/overview.js';
+import { overviewOperations } from './routes/overview.js';
 import { photoOperations } from './routes/photos.js';
 import { eventOperations } from './routes/events.js';
 import { runOperations } from './routes/runs.js';
@@ -54,6 +56,8 @@ export interface HttpDeps {
   pageCache?: PageCache;
   /** How GET /data?format=csv writes cells (CSV_NEUTRALIZE_FORMULAS). */
   csv: CsvOptions;
+  /** For GET /overview. */
+  schedule: ScheduleInfo;
 }
 
 const VERSION = (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
@@ -67,6 +71,7 @@ export function apiOperations(deps: HttpDeps): Operation[] {
     ...runOperations(deps.db),
     ...eventOperations(deps.events, deps.srcBucket, deps.log, { concurrency: deps.eventBodies, onInFlight: (n) => deps.metrics.eventBodiesInFlight(n) }),
     ...healthOperations(deps.db, () => deps.store.ping(deps.srcBucket), deps.log),
+    ...overviewOperations(deps.db, deps.schedule),
     operation({
       method: 'get',
       path: '/metrics',

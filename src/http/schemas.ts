@@ -141,6 +141,17 @@ export const erasuresPageSchema = z
   })
   .meta({ id: 'ErasuresPage' });
 
+export const overviewSchema = z
+  .object({
+    users: countSchema,
+    users_with_photo: countSchema,
+    pending_events: countSchema.meta({ description: 'Keys named by events (webhook, folder watch) and not processed yet: the event backlog' }),
+    last_success_at: timestamp.nullable().meta({ description: 'When the last successful run, of any instance, finished' }),
+    schedule: z.string().nullable().meta({ description: 'SCHEDULE, the cron expression of the scheduled runs; null when off' }),
+    next_run_at: timestamp.nullable().meta({ description: "When this instance's schedule next triggers a run; null when SCHEDULE=off (or in the moment before the scheduler starts)" }),
+  })
+  .meta({ id: 'Overview' });
+
 // Compile-time checks: each schema describes exactly the type the code answers with.
 type Same<A, B> = [A] extends [B] ? ([B] extends [A] ? true : false) : false;
 const same = <T extends true>(_proof?: T) => undefined;

@@ -3,6 +3,8 @@ import type { Logger } from '../log.js';
 import type { Runner } from '../runs/coordinator.js';
 
 export interface Scheduler {
+  /** When the schedule next triggers a run. */
+  nextRun(): Date | null;
   stop(): Promise<void>;
 }
 
@@ -26,6 +28,7 @@ export function startScheduler(expression: string, runner: Runner, log: Logger):
   );
   log.info({ schedule: expression, next: task.getNextRun()?.toISOString() }, 'scheduler started');
   return {
+    nextRun: () => task.getNextRun(),
     stop: async () => {
       await task.stop();
       await task.destroy();
