@@ -25,6 +25,7 @@ export class Metrics {
   private readonly runDuration: client.Histogram<'status'>;
   private readonly objectsRead: client.Counter;
   private readonly objectsRejected: client.Counter;
+  private readonly erasures: client.Counter;
   private readonly http: client.Histogram<'method' | 'route' | 'status'>;
   private readonly events: client.Counter<'source' | 'outcome'>;
   private readonly storeRequests: client.Counter<'op' | 'outcome'>;
@@ -70,6 +71,13 @@ export class Metrics {
       help: `Source objects rejected (bad content, unusable names, unreadable), ${byWhom}`,
       registers,
     });
+    this.erasures = new client.Counter({
+      name: 'userjoin_erasures_total',
+      help: `Users erased, by reason: api (DELETE /data/:user_id, counted by the process that answered it) or source_delete (ON_SOURCE_DELETE=erase, ${byWhom})`,
+      labelNames: ['reason'],
+      registers,
+    });
+    for (const reason of ['api', 'source_delete']) this.erasures.inc({ reason }, 0);
     this.http = new client.Histogram({
       name: 'userjoin_http_request_duration_seconds',
       help: 'HTTP requests, by method, route template and status',
@@ -148,12 +156,19 @@ export class Metrics {
     }
     this.objectsRead.inc(report.counts.read);
     this.objectsRejected.inc(report.counts.rejected);
+    this.erasures.inc({ reason: 'source_delete' }, report.counts.erased);
+  }
+
+  /** A user erased through the API. */
+  erased(): void {
+    this.erasures.inc({ reason: 'api' });
   }
 
   /** One event batch: the run it belongs to is counted once, when it finishes for good. */
   eventBatch(counts: RunCounts): void {
     this.objectsRead.inc(counts.read);
     this.objectsRejected.inc(counts.rejected);
+    this.erasures.inc({ reason: 'source_delete' }, counts.erased);
   }
 
   eventsReceived(source: 's3' | 'folder', outcome: EventOutcome, n = 1): void {

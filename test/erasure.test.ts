@@ -61,6 +61,7 @@ describe.each(backends)('erasure on the %s backend', (_name, startBackend) => {
     expect(body.erasure).toMatchObject({ reason: 'api', files: 3, run_id: null, user_ref: expect.stringMatching(/^[0-9a-f]{16}$/) });
 
     expect((await svc.get('/data/erase-me-42')).status).toBe(404);
+    expect(await (await svc.get('/metrics')).text()).toMatch(/^userjoin_erasures_total\{reason="api"\} 1$/m);
     expect(await userIds(svc)).toEqual(['keep-7']);
     // Nothing of the person stays in the log, the file records or the run issues.
     const log = await (await svc.get('/erasures')).text();
@@ -174,6 +175,7 @@ describe.each(backends)('erasure on the %s backend', (_name, startBackend) => {
       await put(backend, svc.srcBucket, 'bad.csv', 'not,a,csv\n');
       const r = await run(svc);
       expect(r.counts).toMatchObject({ erased: 1 });
+      expect(await (await svc.get('/metrics')).text()).toMatch(/^userjoin_erasures_total\{reason="source_delete"\} 1$/m);
       expect(await userIds(svc)).toEqual(['bad', 'two']);
       const [entry] = (await json<{ data: Erasure[] }>(svc.get('/erasures?user_id=gone'))).data;
       expect(entry).toMatchObject({ reason: 'source_delete', run_id: r.id, files: 2 });

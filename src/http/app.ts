@@ -66,7 +66,10 @@ const VERSION = (JSON.parse(readFileSync(new URL('../../package.json', import.me
 export function apiOperations(deps: HttpDeps): Operation[] {
   const ops: Operation[] = [
     ...dataOperations(deps.db, deps.runner, deps.pageCache ?? null, deps.csv),
-    ...erasureOperations(deps.db, deps.afterErasure ?? (() => undefined)),
+    ...erasureOperations(deps.db, () => {
+      deps.metrics.erased();
+      deps.afterErasure?.();
+    }),
     ...photoOperations(deps.db, deps.photos),
     ...runOperations(deps.db),
     ...eventOperations(deps.events, deps.srcBucket, deps.log, { concurrency: deps.eventBodies, onInFlight: (n) => deps.metrics.eventBodiesInFlight(n) }),
