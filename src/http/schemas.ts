@@ -66,6 +66,13 @@ export const runSchema = z
     issues_left_out: countSchema.meta({
       description: 'Rejected files and warnings past RUN_ISSUES_LIMIT: counted in counts.rejected and the metrics, not listed in rejected or warnings',
     }),
+    scope: z
+      .object({
+        user_ids: z.array(z.string()).nullable().meta({ description: 'Only these users\' files, in any folder; null: any user' }),
+        prefix: z.string().nullable().meta({ description: 'Only keys starting with this; null: any key' }),
+      })
+      .nullable()
+      .meta({ description: 'A targeted run (POST /data with user_id or prefix): every object inside it reread, nothing outside it read or removed. null: the whole bucket' }),
     url: z.string().meta({ description: 'Where to follow the run' }),
   })
   .meta({ id: 'Run' });
