@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import type { ApiUser } from '../db/users.js';
 import type { RunReport } from '../core/model.js';
+import type { DryRunAnswer } from '../runs/dryRun.js';
 
 // The shapes of the API's JSON answers, for /openapi.json. The types the code uses are
 // checked against them at compile time (below), so the document cannot drift from the code.
@@ -84,6 +85,54 @@ export const startedRunSchema = z
   })
   .meta({ id: 'StartedRun' });
 
+const fieldValue = z.union([z.string(), z.number(), z.null()]);
+const userFields = z
+  .object({
+    first_name: z.string(),
+    last_name: z.string(),
+    birthts: z.int().meta({ description: 'Birth time in milliseconds since 1970-01-01 UTC' }),
+    img_path: z.string().nullable(),
+    img_format: z.string().nullable(),
+    img_width: z.int().nullable(),
+    img_height: z.int().nullable(),
+  })
+  .meta({ id: 'UserFields' });
+const fieldChange = z.object({ old: fieldValue, new: fieldValue });
+
+export const dryRunSchema = z
+  .object({
+    dry_run: z.literal(true),
+    full: z.boolean(),
+    scope: runSchema.shape.scope,
+    counts: z
+      .object({ ...runSchema.shape.counts.shape, erased: countSchema.meta({ description: 'Users that ON_SOURCE_DELETE=erase would erase' }) })
+      .meta({ description: 'As the run would count them; every entry counted, listed or not' }),
+    new: z.array(z.object({ user_id: z.string(), fields: userFields })).meta({ description: 'Users the run would insert, with their row' }),
+    updated: z
+      .array(
+        z.object({
+          user_id: z.string(),
+          changes: z
+            .object({
+              first_name: fieldChange.optional(),
+              last_name: fieldChange.optional(),
+              birthts: fieldChange.optional(),
+              img_path: fieldChange.optional(),
+              img_format: fieldChange.optional(),
+              img_width: fieldChange.optional(),
+              img_height: fieldChange.optional(),
+            })
+            .meta({ description: 'Only the fields that would change, each with its stored and its new value' }),
+        }),
+      )
+      .meta({ description: 'Users whose row would change' }),
+    rejected: z.array(issueSchema).meta({ description: 'Files the run would reject, refuse or skip, with the reason' }),
+    erased: z.array(z.object({ user_id: z.string() })).meta({ description: 'Users the run would erase (ON_SOURCE_DELETE=erase)' }),
+    list_limit: countSchema.meta({ description: 'Each list holds at most this many entries; counts has them all' }),
+    output_would_be_written: z.boolean().meta({ description: 'Whether the run would rewrite output.csv' }),
+  })
+  .meta({ id: 'DryRun' });
+
 export const runsPageSchema = z
   .object({
     data: z.array(runSchema),
@@ -112,3 +161,4 @@ type Same<A, B> = [A] extends [B] ? ([B] extends [A] ? true : false) : false;
 const same = <T extends true>(_proof?: T) => undefined;
 same<Same<z.output<typeof userSchema>, ApiUser>>();
 same<Same<Omit<z.output<typeof runSchema>, 'url'>, RunReport>>();
+same<Same<z.output<typeof dryRunSchema>, DryRunAnswer>>();

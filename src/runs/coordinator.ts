@@ -5,6 +5,8 @@ import type { RunReport, RunTrigger } from '../core/model.js';
 import { emptyCounts } from '../core/model.js';
 import type { RunAsk, RunScope } from '../core/scope.js';
 import { covers } from '../core/scope.js';
+import type { DryRunAnswer } from './dryRun.js';
+import { dryRun } from './dryRun.js';
 import type { EventBatchOptions, EventBatchOutcome } from './eventBatch.js';
 import { runEventBatch } from './eventBatch.js';
 import type { RunDeps } from './fullRun.js';
@@ -133,6 +135,16 @@ export class Runner {
       () => this.release(attempt),
     );
     return attempt;
+  }
+
+  /**
+   * What a run with these options would do now (runs/dryRun.ts). Takes no lock and never joins
+   * or waits for a run: it writes nothing. Stops when `signal` aborts (the client went away) or
+   * the service shuts down.
+   */
+  dryRun(opts: { full?: boolean; scope?: RunScope | null; signal?: AbortSignal; listLimit?: number }): Promise<DryRunAnswer> {
+    const signal = opts.signal ? AbortSignal.any([opts.signal, this.abort.signal]) : this.abort.signal;
+    return dryRun(this.deps, { ...opts, full: opts.full ?? false, scope: opts.scope ?? null, signal });
   }
 
   /**
