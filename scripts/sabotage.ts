@@ -420,6 +420,40 @@ const SABOTAGES: Sabotage[] = [
     tests: ['test/eventFlood.test.ts'],
     filter: '^event flood \\(folder\\) refuses forged keys',
   },
+  {
+    name: 'scope-listing',
+    why: 'POST /data?user_id= would read every object of the bucket, not only those users\' files',
+    file: 'src/pipeline/listSource.ts',
+    edits: [{ find: '    if (!inScope(info.key, cls?.userId ?? null)) continue;\n', replace: '' }],
+    tests: ['test/scope.test.ts'],
+    filter: '^targeted runs and dry runs on the folder backend user_id rereads every file',
+  },
+  {
+    name: 'scope-removals',
+    why: 'a targeted run would take every recorded file outside its scope for removed: other users would lose their photos',
+    file: 'src/db/sourceFiles.ts',
+    edits: [
+      { find: 'AND ($3::text IS NULL OR key >= $3) AND ($4::text IS NULL OR key < $4)\n               AND ($5::text[] IS NULL OR user_id = ANY($5))', replace: 'AND $3::text IS NOT DISTINCT FROM $3 AND $4::text IS NOT DISTINCT FROM $4 AND $5::text[] IS NOT DISTINCT FROM $5' },
+    ],
+    tests: ['test/scope.test.ts'],
+    filter: '^targeted runs and dry runs on the folder backend .*(never treats files outside|removes only recorded keys)',
+  },
+  {
+    name: 'scope-cover',
+    why: 'a full or targeted reprocess asked for during a run that does not reread those files would join it, and silently not happen',
+    file: 'src/core/scope.ts',
+    edits: [{ find: '  if (!run.scope) return run.full || (!trigger.full && !trigger.scope);', replace: '  if (run) return true;' }],
+    tests: ['test/scope.test.ts'],
+    filter: '^targeted runs and dry runs on the folder backend a trigger during a run',
+  },
+  {
+    name: 'dry-run-writes-nothing',
+    why: 'POST /data?dry_run=true would carry the run out: users, source_files and output.csv written by a preview',
+    file: 'src/http/routes/data.ts',
+    edits: [{ find: '        if (query.dry_run) {', replace: '        if (query.dry_run && false) {' }],
+    tests: ['test/scope.test.ts'],
+    filter: '^targeted runs and dry runs on the folder backend dry run writes nothing',
+  },
 ];
 
 // Sabotages no test catches yet: left out of a full run, which must pass, but shown by it and
