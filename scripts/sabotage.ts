@@ -422,7 +422,7 @@ const SABOTAGES: Sabotage[] = [
   },
   {
     name: 'scope-listing',
-    why: 'POST /data?user_id= would read every object of the bucket, not only those users\' files',
+    why: 'POST /data?user_id= would pass every listed object on as inside its scope: counted as scanned, and each looked up again (only newest wins then keeps it from being reread)',
     file: 'src/pipeline/listSource.ts',
     edits: [{ find: '    if (!inScope(info.key, cls?.userId ?? null)) continue;\n', replace: '' }],
     tests: ['test/scope.test.ts'],

@@ -92,7 +92,7 @@ describe.each(backends)('targeted runs and dry runs on the %s backend', (_name, 
   describe('user_id', () => {
     it('rereads every file of those users, in any folder, and reads nothing else', async () => {
       const run = await post('user_id=1001&wait=true');
-      expect(run).toMatchObject({ status: 'succeeded', full: false, scope: { user_ids: ['1001'], prefix: null }, counts: { read: 2, new: 0, updated: 0 } });
+      expect(run).toMatchObject({ status: 'succeeded', full: false, scope: { user_ids: ['1001'], prefix: null }, counts: { scanned: 2, read: 2, new: 0, updated: 0 } });
       expect(observed.reads.sort()).toEqual(['1001.csv', 'batch2/1001.png']);
       expect(await svc.get(`/runs/${run.id}`).then((r) => r.json())).toMatchObject({ scope: { user_ids: ['1001'], prefix: null } });
     });

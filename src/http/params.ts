@@ -62,15 +62,13 @@ export const userIdPath = z.strictObject({
 
 /**
  * user_id, given once or repeated (?user_id=a&user_id=b), each checked as userId() is, at most
- * `max` of them. Always a list.
+ * `max` of them. Always a list, repeats included.
  */
 export const userIdsParam = (max: number, description: string) =>
   z
     .union([z.string(), z.array(z.string())], { error: 'must be text' })
     .transform((v) => (Array.isArray(v) ? v : [v]))
     .pipe(z.array(userId()).max(max, `may be given at most ${max} times`))
-    .transform((ids) => [...new Set(ids)])
-    .pipe(z.array(z.string()))
     .meta({ description });
 
 /** A key prefix, exactly as given (keys may start or end with spaces): at most 1,024 bytes, no NUL. */

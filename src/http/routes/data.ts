@@ -153,7 +153,8 @@ export function dataOperations(db: Database, runner: Runner, cache: PageCache | 
         },
       },
       handler: async (ctx, { query }) => {
-        const scope = query.user_id || query.prefix ? { userIds: query.user_id ?? null, prefix: query.prefix ?? null } : null;
+        const userIds = query.user_id ? [...new Set(query.user_id)] : null;
+        const scope = userIds || query.prefix ? { userIds, prefix: query.prefix ?? null } : null;
         if (query.dry_run) {
           // Stops reading when the client gives up on the answer.
           const gone = new AbortController();
