@@ -1,6 +1,7 @@
 // @ts-check
 import { blobUrl, download, getJson } from './api.js';
 import { ageOf, fmtDate, fmtDateTime, fmtNumber, fmtUtc, h, replace } from './dom.js';
+import { scopeButtons } from './reprocess.js';
 
 /**
  * @typedef {{
@@ -223,6 +224,7 @@ export function usersView(root, params, onError) {
           row('Last changed', fmtDateTime(u.updated_at)),
         ),
       ),
+      h('p', { class: 'buttons' }, scopeButtons({ userId: u.user_id }, `user ${u.user_id}`, onError)),
       u.img_path
         ? h(
             'p',
