@@ -3,7 +3,7 @@
 // dry_run=true. A started run is announced with a "userjoin:run" window event, which the app
 // hands to its run watcher, so this module needs nothing of the views that use it.
 import { getJson } from './api.js';
-import { fmtNumber, h, replace } from './dom.js';
+import { detailDialog, fmtNumber, h, replace } from './dom.js';
 
 /** @typedef {{ userId?: string; prefix?: string }} Scope */
 /** @typedef {string | number | null} Value */
@@ -66,9 +66,7 @@ export async function preview(scope, what, onError) {
     onError(err);
     return;
   }
-  const dialog = /** @type {HTMLDialogElement} */ (document.getElementById('detail-dialog'));
-  const title = /** @type {HTMLElement} */ (document.getElementById('detail-title'));
-  const body = /** @type {HTMLElement} */ (document.getElementById('detail-body'));
+  const { dialog, title, body } = detailDialog();
   title.textContent = `Preview: ${what}`;
   const c = dry.counts;
   const fmt = (/** @type {Value} */ v) => (v === null ? '—' : String(v));

@@ -1,6 +1,6 @@
 // @ts-check
 import { getJson } from './api.js';
-import { fmtAgo, fmtDateTime, fmtDuration, fmtNumber, h, replace } from './dom.js';
+import { detailDialog, fmtAgo, fmtDateTime, fmtDuration, fmtNumber, h, replace } from './dom.js';
 import { folderOfKey, reprocess, scopeButtons, userIdOfKey } from './reprocess.js';
 
 /**
@@ -224,9 +224,7 @@ async function openRun(id, onError) {
     onError(err);
     return;
   }
-  const dialog = /** @type {HTMLDialogElement} */ (document.getElementById('detail-dialog'));
-  const title = /** @type {HTMLElement} */ (document.getElementById('detail-title'));
-  const body = /** @type {HTMLElement} */ (document.getElementById('detail-body'));
+  const { dialog, title, body } = detailDialog();
   title.textContent = `Run #${run.id}`;
   const c = run.counts;
   replace(
