@@ -51,6 +51,19 @@ describe('npm run process (CLI)', () => {
     expect(r.stdout).toContain('2.csv: last_name is empty');
   });
 
+  it('--dry-run prints what a run would do; --user-id narrows a run; a bad --prefix exits 2', async () => {
+    await fs.writeFile(path.join(storeDir, 'src', '1.csv'), userCsv('Anne', 'Lee', 1000));
+    const dry = await runEntry(CLI, ['--dry-run', '--user-id', '1'], env);
+    expect(dry.code, dry.stderr).toBe(0);
+    expect(JSON.parse(dry.stdout)).toMatchObject({ dry_run: true, counts: { scanned: 2, updated: 1 }, updated: [{ user_id: '1', changes: { first_name: { old: 'Ann', new: 'Anne' } } }] });
+    const r = await runEntry(CLI, ['--user-id', '1', '--json'], env);
+    expect(r.code, r.stderr).toBe(0);
+    expect(JSON.parse(r.stdout)).toMatchObject({ scope: { user_ids: ['1'], prefix: null }, counts: { scanned: 2, read: 2, updated: 1 } });
+    const bad = await runEntry(CLI, ['--prefix', ''], env);
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toContain('--prefix: must not be empty');
+  });
+
   it('exits 2 with a clear message on bad configuration', async () => {
     const r = await runEntry(CLI, [], { ...env, SRC_BUCKET: 'No_Such' });
     expect(r.code).toBe(2);

@@ -4,7 +4,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { tryAcquireLock } from '../src/db/locks.js';
 import type { TestDatabase } from './support/database.js';
 import { createTestDatabase } from './support/database.js';
-import { put, userCsv } from './support/fixtures.js';
+import { put, userCsv, waitFor } from './support/fixtures.js';
 import { ObservedStore } from './support/harness.js';
 import { chromiumInstalled, CHROMIUM_PATH, collectPageErrors, launchChromium } from './support/browser.js';
 import type { Person } from './support/people.js';
@@ -208,7 +208,7 @@ describe.runIf(runBrowserTests).each([
     // The lists come with the details: as many as are shown, and one to tell whether there are more.
     expect(requested.filter((u) => u.includes(`/runs/${withRejections.id}`))).toEqual([`${svc.url}/runs/${withRejections.id}?issues=1001`]);
     const rows = await page.evaluate(() =>
-      Array.from(document.querySelectorAll('#rejected-table tbody tr'), (tr) => Array.from(tr.querySelectorAll('td'), (td) => td.textContent)),
+      Array.from(document.querySelectorAll('#rejected-table tbody tr'), (tr) => Array.from(tr.querySelectorAll('td'), (td) => td.textContent).slice(0, 2)),
     );
     expect(rows).toContainEqual(['incoming/2001.csv', 'birthts must be an integer number of milliseconds, got "next tuesday"']);
     expect(rows).toContainEqual(['2002.csv', 'last_name is empty']);
@@ -218,6 +218,26 @@ describe.runIf(runBrowserTests).each([
     expect(warnings.filter((k) => k === '2003.csv' || k === 'archive/2003.csv')).toHaveLength(1);
     await page.keyboard.press('Escape');
     await page.waitForSelector('#detail-dialog:not([open])', { state: 'attached' });
+  });
+
+  it("previews a rejected file's user, and reprocesses it: a run of that user alone", async () => {
+    await ensureRun();
+    const runs = await api<{ data: Run[] }>('/runs?limit=1000');
+    const withRejections = runs.data.find((r) => r.counts.rejected > 0)!;
+    const page = await openConsole('#/runs');
+    await page.click(`#runs-table tr[data-run="${withRejections.id}"] button`);
+    await page.click('#detail-dialog[open] button[aria-label="Preview user 2002"]');
+    await page.waitForSelector('#detail-dialog[open] #preview-counts');
+    expect(await page.textContent('#preview-rejected-list')).toContain('2002.csv: last_name is empty');
+    await page.keyboard.press('Escape');
+    await page.click(`#runs-table tr[data-run="${withRejections.id}"] button`);
+    const before = (await api<{ data: Run[] }>('/runs?limit=1')).data[0]!.id;
+    await page.click('#detail-dialog[open] button[aria-label="Reprocess user 2002"]');
+    const run = await waitFor('the targeted run', async () => {
+      const r = (await api<{ data: Array<Run & { scope: unknown }> }>('/runs?limit=1')).data[0]!;
+      return r.id > before && r;
+    });
+    expect(run.scope).toEqual({ user_ids: ['2002'], prefix: null });
   });
 
   it('filters users by age and by photo, and pages through them', async () => {

@@ -124,6 +124,10 @@ describe.each(backends)('OpenAPI document against real answers on the %s backend
     expect(params.find((p) => p.name === 'format')).toMatchObject({ schema: { enum: ['json', 'csv'], default: 'json' } });
     const width = (contract.doc.paths['/data/{user_id}/image'].get.parameters as Json[]).find((p) => p.name === 'width');
     expect(width).toMatchObject({ in: 'query', schema: { type: 'integer', minimum: 16, maximum: 1024 } });
+    const run = contract.doc.paths['/data'].post.parameters as Json[];
+    expect(run.find((p) => p.name === 'user_id')).toMatchObject({ in: 'query', required: false, schema: { type: 'array', maxItems: 1000 } });
+    expect(run.find((p) => p.name === 'prefix')).toMatchObject({ in: 'query', required: false, schema: { type: 'string' } });
+    expect(run.find((p) => p.name === 'dry_run')).toMatchObject({ in: 'query', required: false, schema: { type: 'boolean', default: false } });
     const issues = (contract.doc.paths['/runs/{id}'].get.parameters as Json[]).find((p) => p.name === 'issues');
     expect(issues).toMatchObject({ in: 'query', required: false, schema: { type: 'integer', minimum: 0, maximum: 10000, default: 10000 } });
   });
@@ -140,6 +144,10 @@ describe.each(backends)('OpenAPI document against real answers on the %s backend
     expect(started.status).toBe(202);
     const id = (JSON.parse(started.body) as { id: number }).id;
     await call('POST', '/data', '/data?wait=perhaps');
+    // A dry run and a targeted run answer 200 too, each in its documented shape.
+    expect((await call('POST', '/data', '/data?dry_run=true&full=true')).status).toBe(200);
+    expect((await call('POST', '/data', '/data?dry_run=true&user_id=1&prefix=b')).status).toBe(200);
+    await call('POST', '/data', '/data?user_id=');
 
     // Follow the run to its end, checking each answer on the way.
     const deadline = Date.now() + 30_000;

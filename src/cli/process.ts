@@ -1,19 +1,27 @@
 import { parseArgs } from 'node:util';
+import type { z } from 'zod';
 import cliProgress from 'cli-progress';
 import { openResources } from '../resources.js';
 import { ConfigError, loadConfig } from '../config.js';
 import { createLogger } from '../log.js';
 import type { RunCounts, RunProgress, RunReport } from '../core/model.js';
 import { RunFailedError, runPipeline } from '../runs/fullRun.js';
+import { dryRun } from '../runs/dryRun.js';
+import type { RunScope } from '../core/scope.js';
+import { MAX_SCOPE_USERS } from '../core/scope.js';
+import { prefixParam, userIdsParam } from '../http/params.js';
 
-const USAGE = `usage: npm run process -- [--full] [--json]
+const USAGE = `usage: npm run process -- [--full] [--user-id ID]... [--prefix P] [--dry-run] [--json]
 
 Processes the source bucket once: joins user CSVs and images into PostgreSQL and
 <res bucket>/output.csv. Configuration comes from the environment (see docs/configuration.md).
 
-  --full   reprocess every object, not only new or changed ones, and rewrite output.csv
-  --json   print the run report as JSON on stdout
-  --help   show this help
+  --full        reprocess every object, not only new or changed ones, and rewrite output.csv
+  --user-id ID  reprocess only this user's files, in any folder (repeat it, at most ${MAX_SCOPE_USERS})
+  --prefix P    reprocess only the objects whose key starts with P
+  --dry-run     print what the run would do (JSON), and write nothing
+  --json        print the run report as JSON on stdout
+  --help        show this help
 
 Exit codes: 0 run completed (even with rejected files), 1 storage or database failure,
 2 bad configuration or arguments, 75 another run is in progress.`;
@@ -25,8 +33,22 @@ export async function main(argv: string[]): Promise<number> {
   try {
     args = parseArgs({
       args: argv,
-      options: { full: { type: 'boolean', default: false }, json: { type: 'boolean', default: false }, help: { type: 'boolean', default: false } },
+      options: {
+        full: { type: 'boolean', default: false },
+        json: { type: 'boolean', default: false },
+        help: { type: 'boolean', default: false },
+        'user-id': { type: 'string', multiple: true },
+        prefix: { type: 'string' },
+        'dry-run': { type: 'boolean', default: false },
+      },
     }).values;
+  } catch (err) {
+    console.error(`${(err as Error).message}\n\n${USAGE}`);
+    return EXIT.usage;
+  }
+  let scope: RunScope | null;
+  try {
+    scope = scopeOf(args['user-id'], args.prefix);
   } catch (err) {
     console.error(`${(err as Error).message}\n\n${USAGE}`);
     return EXIT.usage;
@@ -58,10 +80,12 @@ export async function main(argv: string[]): Promise<number> {
     return EXIT.failed;
   }
   try {
-    const outcome = await runPipeline(
-      { db: app.database.pool, store: app.store, config, log, budget: app.pixelBudget },
-      { trigger: 'cli', full: args.full, onProgress: bar ? (p, c) => bar.update(p, c) : undefined },
-    );
+    const deps = { db: app.database.pool, store: app.store, config, log, budget: app.pixelBudget };
+    if (args['dry-run']) {
+      process.stdout.write(JSON.stringify(await dryRun(deps, { full: args.full, scope }), null, 2) + '\n');
+      return EXIT.ok;
+    }
+    const outcome = await runPipeline(deps, { trigger: 'cli', full: args.full, scope, onProgress: bar ? (p, c) => bar.update(p, c) : undefined });
     bar?.stop();
     if (outcome.kind === 'busy') {
       console.error(`another run is in progress${outcome.runId ? ` (run #${outcome.runId})` : ''}; try again when it ends`);
@@ -79,12 +103,24 @@ export async function main(argv: string[]): Promise<number> {
   }
 }
 
+/** --user-id and --prefix, checked as POST /data checks user_id and prefix. */
+function scopeOf(userIds: string[] | undefined, prefix: string | undefined): RunScope | null {
+  const check = <S extends z.ZodType>(name: string, schema: S, v: unknown): z.output<S> => {
+    const r = schema.safeParse(v);
+    if (!r.success) throw new Error(`--${name}: ${r.error.issues[0]?.message ?? 'invalid'}`);
+    return r.data;
+  };
+  const ids = userIds === undefined ? null : [...new Set(check('user-id', userIdsParam(MAX_SCOPE_USERS, ''), userIds))];
+  const p = prefix === undefined ? null : check('prefix', prefixParam(''), prefix);
+  return ids || p ? { userIds: ids, prefix: p } : null;
+}
+
 /** The human summary printed after a run. */
 export function summarize(r: RunReport, resBucket: string): string {
   const c = r.counts;
   const secs = r.finished_at ? ((Date.parse(r.finished_at) - Date.parse(r.started_at)) / 1000).toFixed(1) : '?';
   const lines = [
-    `run #${r.id} ${r.status} in ${secs}s${r.full ? ' (full)' : ''}`,
+    `run #${r.id} ${r.status} in ${secs}s${r.full ? ' (full)' : ''}${r.scope ? ` (only ${scopeText(r.scope)})` : ''}`,
     `  objects: ${c.scanned} scanned, ${c.read} read, ${c.rejected} rejected, ${c.ignored} ignored`,
     `  users:   ${c.new} new, ${c.updated} updated, ${c.unchanged} unchanged`,
     `  output:  ${resBucket}/output.csv ${r.output_written ? 'written' : 'already up to date'}`,
@@ -125,3 +161,6 @@ class ProgressBar {
     if (this.started) this.bar.stop();
   }
 }
+
+const scopeText = (s: NonNullable<RunReport['scope']>) =>
+  [s.user_ids && `user_id ${s.user_ids.join(', ')}`, s.prefix !== null && `keys under ${JSON.stringify(s.prefix)}`].filter(Boolean).join(' and ');

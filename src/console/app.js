@@ -2,6 +2,7 @@
 import { ApiError, authRequired, forgetToken, getJson } from './api.js';
 import { h, replace } from './dom.js';
 import { overviewView } from './overview.js';
+import { preview as previewRun } from './reprocess.js';
 import { RunWatcher, runsView } from './runs.js';
 import { usersView } from './users.js';
 
@@ -13,6 +14,7 @@ const alertBox = /** @type {HTMLElement} */ (document.getElementById('alert'));
 const health = /** @type {HTMLElement} */ (document.getElementById('health'));
 const runNow = /** @type {HTMLButtonElement} */ (document.getElementById('run-now'));
 const reprocess = /** @type {HTMLButtonElement} */ (document.getElementById('reprocess'));
+const preview = /** @type {HTMLButtonElement} */ (document.getElementById('preview'));
 const signOut = /** @type {HTMLButtonElement} */ (document.getElementById('sign-out'));
 const confirmDialog = /** @type {HTMLDialogElement} */ (document.getElementById('confirm-dialog'));
 
@@ -73,6 +75,12 @@ async function start(full) {
 }
 
 runNow.addEventListener('click', () => void start(false));
+// A run started elsewhere in the console (Reprocess on a file or a user).
+window.addEventListener('userjoin:run', (e) => {
+  clearError();
+  watcher.follow(/** @type {CustomEvent<import('./runs.js').Run & { joined_existing_run: boolean }>} */ (e).detail);
+});
+preview.addEventListener('click', () => void previewRun({}, 'the next run', showError));
 reprocess.addEventListener('click', () => {
   confirmDialog.returnValue = '';
   confirmDialog.showModal();

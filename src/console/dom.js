@@ -84,3 +84,12 @@ export function ageOf(iso, now = new Date()) {
   if (before) years--;
   return years;
 }
+
+/** The page's one detail dialog (index.html), with its title and body. */
+export function detailDialog() {
+  return {
+    dialog: /** @type {HTMLDialogElement} */ (document.getElementById('detail-dialog')),
+    title: /** @type {HTMLElement} */ (document.getElementById('detail-title')),
+    body: /** @type {HTMLElement} */ (document.getElementById('detail-body')),
+  };
+}

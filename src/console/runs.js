@@ -1,6 +1,7 @@
 // @ts-check
 import { getJson } from './api.js';
-import { fmtAgo, fmtDateTime, fmtDuration, fmtNumber, h, replace } from './dom.js';
+import { detailDialog, fmtAgo, fmtDateTime, fmtDuration, fmtNumber, h, replace } from './dom.js';
+import { folderOfKey, reprocess, scopeButtons, userIdOfKey } from './reprocess.js';
 
 /**
  * @typedef {{ key: string; reason: string }} Issue
@@ -223,9 +224,7 @@ export async function openRun(id, onError) {
     onError(err);
     return;
   }
-  const dialog = /** @type {HTMLDialogElement} */ (document.getElementById('detail-dialog'));
-  const title = /** @type {HTMLElement} */ (document.getElementById('detail-title'));
-  const body = /** @type {HTMLElement} */ (document.getElementById('detail-body'));
+  const { dialog, title, body } = detailDialog();
   title.textContent = `Run #${run.id}`;
   const c = run.counts;
   replace(
@@ -247,7 +246,10 @@ export async function openRun(id, onError) {
     run.issues_left_out > 0
       ? h('p', null, `${fmtNumber(run.issues_left_out)} more rejected files and warnings were counted but not recorded: the run reached RUN_ISSUES_LIMIT.`)
       : null,
-    issueList('Rejected files', 'rejected', run.rejected, c.rejected, 'No file was rejected.'),
+    issueList('Rejected files', 'rejected', run.rejected, c.rejected, 'No file was rejected.', (key) => [
+      ...scopeButtons({ userId: userIdOfKey(key) }, `user ${userIdOfKey(key)}`, onError),
+      folderOfKey(key) ? h('button', { type: 'button', 'aria-label': `Reprocess ${folderOfKey(key)}`, onclick: () => void reprocess({ prefix: folderOfKey(key) }, onError) }, 'Folder') : null,
+    ]),
     issueList('Warnings', 'warnings', run.warnings, null, 'No warnings.'),
   );
   dialog.showModal();
@@ -255,9 +257,9 @@ export async function openRun(id, onError) {
 
 /**
  * @param {string} title @param {string} id @param {Issue[]} issues @param {number | null} total null: not counted
- * @param {string} none
+ * @param {string} none @param {(key: string) => Array<HTMLElement | null>} [actions] buttons for each file
  */
-function issueList(title, id, issues, total, none) {
+function issueList(title, id, issues, total, none, actions) {
   const shown = issues.slice(0, ISSUES_SHOWN);
   const more = Math.max(total ?? 0, issues.length) > shown.length;
   const count = total !== null ? fmtNumber(Math.max(total, issues.length)) : more ? `over ${fmtNumber(shown.length)}` : fmtNumber(issues.length);
@@ -273,8 +275,8 @@ function issueList(title, id, issues, total, none) {
           h(
             'table',
             { id: `${id}-table` },
-            h('thead', null, h('tr', null, h('th', { scope: 'col' }, 'File'), h('th', { scope: 'col' }, 'Reason'))),
-            h('tbody', null, shown.map((i) => h('tr', null, h('td', { class: 'key' }, i.key), h('td', null, i.reason)))),
+            h('thead', null, h('tr', null, h('th', { scope: 'col' }, 'File'), h('th', { scope: 'col' }, 'Reason'), actions ? h('th', { scope: 'col' }, 'Actions') : null)),
+            h('tbody', null, shown.map((i) => h('tr', null, h('td', { class: 'key' }, i.key), h('td', null, i.reason), actions ? h('td', { class: 'buttons' }, actions(i.key)) : null))),
           ),
         ),
     more ? h('p', { class: 'muted' }, `Showing the first ${fmtNumber(shown.length)}; the log lists every one.`) : null,

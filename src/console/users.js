@@ -1,6 +1,7 @@
 // @ts-check
 import { blobUrl, download, getJson } from './api.js';
 import { ageOf, fmtDate, fmtDateTime, fmtNumber, fmtUtc, h, replace } from './dom.js';
+import { scopeButtons } from './reprocess.js';
 import { openRun } from './runs.js';
 
 /**
@@ -253,6 +254,7 @@ export function usersView(root, params, onError) {
         ),
       ),
       sourceFields(u.source),
+      h('p', { class: 'buttons' }, scopeButtons({ userId: u.user_id }, `user ${u.user_id}`, onError)),
       h(
         'p',
         { class: 'buttons' },

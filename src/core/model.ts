@@ -167,6 +167,8 @@ export interface RunReport {
   workers: Array<{ instance: string; items: number }>;
   /** Rejected files and warnings past RUN_ISSUES_LIMIT: counted in `counts` and metrics, not listed. */
   issues_left_out: number;
+  /** A targeted run's users and key prefix (null parts do not narrow); null: the whole bucket. */
+  scope: { user_ids: string[] | null; prefix: string | null } | null;
 }
 
 export const emptyCounts = (): RunCounts => ({

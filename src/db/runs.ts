@@ -1,4 +1,5 @@
 import type { ReportedIssue, RunCounts, RunIssue, RunProgress, RunReport, RunStatus, RunTrigger } from '../core/model.js';
+import type { RunScope } from '../core/scope.js';
 import type { Queryable } from './pool.js';
 import { runWorkers } from './runItems.js';
 
@@ -17,10 +18,11 @@ export async function abortStaleRuns(db: Queryable, kind: 'run' | 'event'): Prom
   return rowCount ?? 0;
 }
 
-export async function createRun(db: Queryable, run: { trigger: RunTrigger; full: boolean; host: string }): Promise<number> {
+export async function createRun(db: Queryable, run: { trigger: RunTrigger; full: boolean; host: string; scope?: RunScope | null }): Promise<number> {
+  const scope = run.scope ? { user_ids: run.scope.userIds, prefix: run.scope.prefix } : null;
   const { rows } = await db.query<{ id: number }>(
-    `INSERT INTO runs (trigger, full_scan, host, progress) VALUES ($1, $2, $3, $4) RETURNING id`,
-    [run.trigger, run.full, run.host, { phase: 'starting', done: 0, total: null } satisfies RunProgress],
+    `INSERT INTO runs (trigger, full_scan, host, progress, scope) VALUES ($1, $2, $3, $4, $5) RETURNING id`,
+    [run.trigger, run.full, run.host, { phase: 'starting', done: 0, total: null } satisfies RunProgress, scope],
   );
   return rows[0]!.id;
 }
@@ -131,6 +133,7 @@ interface RunRow {
   progress: RunProgress;
   error: string | null;
   issues_left_out: string | number | null;
+  scope: RunReport['scope'];
 }
 
 // Each run with what its items left out of run_issues (past RUN_ISSUES_LIMIT).
@@ -161,6 +164,7 @@ function toReport(r: RunRow, rejected: ReportedIssue[], warnings: ReportedIssue[
     warnings,
     workers,
     issues_left_out: Number(r.issues_left_out ?? 0),
+    scope: r.scope ?? null,
   };
 }
 

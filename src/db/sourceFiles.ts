@@ -1,5 +1,7 @@
 import type { FileState, Tombstone } from '../core/model.js';
 import { fingerprintOf } from '../core/model.js';
+import type { RunScope } from '../core/scope.js';
+import { prefixUpperBound } from '../core/scope.js';
 import { loadTombstones } from './erasures.js';
 import type { Queryable } from './pool.js';
 
@@ -22,13 +24,19 @@ const FINGERPRINT_PAGE = 5000;
  * Pages are fetched as the merge needs them, so a page may hold what an event batch recorded
  * after the listing passed that key: recordedAtMs tells such entries apart (see diffSource).
  */
-export async function* iterateFingerprints(db: Queryable, pageSize = FINGERPRINT_PAGE): AsyncGenerator<StoredFingerprint> {
+export async function* iterateFingerprints(db: Queryable, pageSize = FINGERPRINT_PAGE, scope: RunScope | null = null): AsyncGenerator<StoredFingerprint> {
   type Row = [key: string, userId: string, etag: string, size: number, lastModifiedMs: number, recordedAtMs: number];
+  // A scope's recorded keys only: a prefix is one range of the key index, [prefix, upper).
+  const prefix = scope?.prefix ?? null;
+  const upper = prefix === null ? null : prefixUpperBound(prefix);
   const fetchPage = (after: string | null): Promise<{ rows: Row[] }> =>
     db.query<Row>({
       text: `SELECT key, user_id, etag, size, (extract(epoch FROM last_modified) * 1000)::float8, (extract(epoch FROM processed_at) * 1000)::float8
-             FROM source_files WHERE $1::text IS NULL OR key > $1 ORDER BY key LIMIT $2`,
-      values: [after, pageSize],
+             FROM source_files
+             WHERE ($1::text IS NULL OR key > $1) AND ($3::text IS NULL OR key >= $3) AND ($4::text IS NULL OR key < $4)
+               AND ($5::text[] IS NULL OR user_id = ANY($5))
+             ORDER BY key LIMIT $2`,
+      values: [after, pageSize, prefix, upper, scope?.userIds ?? null],
       rowMode: 'array',
     });
   let next: Promise<{ rows: Row[] }> | null = fetchPage(null);
@@ -218,10 +226,13 @@ export async function pruneRemovals(db: Queryable): Promise<void> {
   await db.query(`DELETE FROM source_removals WHERE removed_at < now() - interval '1 day'`);
 }
 
-/** Users that currently have a valid CSV in the bucket. */
-export async function countUsersWithValidCsv(db: Queryable): Promise<number> {
+/** Users that currently have a valid CSV in the bucket (with a scope: inside it). */
+export async function countUsersWithValidCsv(db: Queryable, scope: RunScope | null = null): Promise<number> {
+  const prefix = scope?.prefix ?? null;
   const { rows } = await db.query<{ n: number }>(
-    `SELECT count(DISTINCT user_id)::int AS n FROM source_files WHERE kind = 'csv' AND status = 'ok'`,
+    `SELECT count(DISTINCT user_id)::int AS n FROM source_files WHERE kind = 'csv' AND status = 'ok'
+       AND ($1::text IS NULL OR key >= $1) AND ($2::text IS NULL OR key < $2) AND ($3::text[] IS NULL OR user_id = ANY($3))`,
+    [prefix, prefix === null ? null : prefixUpperBound(prefix), scope?.userIds ?? null],
   );
   return rows[0]?.n ?? 0;
 }

@@ -60,6 +60,26 @@ export const userIdPath = z.strictObject({
   user_id: userId().meta({ description: 'The user_id: the file name of the user\'s CSV without ".csv". Leading zeros count.' }),
 });
 
+/**
+ * user_id, given once or repeated (?user_id=a&user_id=b), each checked as userId() is, at most
+ * `max` of them. Always a list, repeats included.
+ */
+export const userIdsParam = (max: number, description: string) =>
+  z
+    .union([z.string(), z.array(z.string())], { error: 'must be text' })
+    .transform((v) => (Array.isArray(v) ? v : [v]))
+    .pipe(z.array(userId()).max(max, `may be given at most ${max} times`))
+    .meta({ description });
+
+/** A key prefix, exactly as given (keys may start or end with spaces): at most 1,024 bytes, no NUL. */
+export const prefixParam = (description: string) =>
+  z
+    .string({ error: 'give it once' })
+    .refine((v) => v !== '', { error: 'must not be empty', abort: true })
+    .refine((v) => !v.includes('\0'), { error: 'must not contain NUL', abort: true })
+    .refine((v) => Buffer.byteLength(v) <= MAX_USER_ID_BYTES, { error: `must be at most ${MAX_USER_ID_BYTES} bytes, as a key is` })
+    .meta({ description });
+
 /** Opaque keyset cursor: the last user_id of the previous page. */
 export function encodeCursor(id: string): string {
   return Buffer.from(JSON.stringify({ after: id }), 'utf8').toString('base64url');

@@ -2,6 +2,7 @@ import { z } from 'zod';
 import type { Erasure } from '../db/erasures.js';
 import type { ApiUser } from '../db/users.js';
 import type { RunReport } from '../core/model.js';
+import type { DryRunAnswer } from '../runs/dryRun.js';
 
 // The shapes of the API's JSON answers, for /openapi.json. The types the code uses are
 // checked against them at compile time (below), so the document cannot drift from the code.
@@ -80,6 +81,13 @@ export const runSchema = z
     issues_left_out: countSchema.meta({
       description: 'Rejected files and warnings past RUN_ISSUES_LIMIT: counted in counts.rejected and the metrics, not listed in rejected or warnings',
     }),
+    scope: z
+      .object({
+        user_ids: z.array(z.string()).nullable().meta({ description: 'Only these users\' files, in any folder; null: any user' }),
+        prefix: z.string().nullable().meta({ description: 'Only keys starting with this; null: any key' }),
+      })
+      .nullable()
+      .meta({ description: 'A targeted run (POST /data with user_id or prefix): every object inside it reread, nothing outside it read or removed. null: the whole bucket' }),
     url: z.string().meta({ description: 'Where to follow the run' }),
   })
   .meta({ id: 'Run' });
@@ -90,6 +98,54 @@ export const startedRunSchema = z
     joined_existing_run: z.boolean().meta({ description: 'A run was already in progress, here or on another instance; this is that run' }),
   })
   .meta({ id: 'StartedRun' });
+
+const fieldValue = z.union([z.string(), z.number(), z.null()]);
+const userFields = z
+  .object({
+    first_name: z.string(),
+    last_name: z.string(),
+    birthts: z.int().meta({ description: 'Birth time in milliseconds since 1970-01-01 UTC' }),
+    img_path: z.string().nullable(),
+    img_format: z.string().nullable(),
+    img_width: z.int().nullable(),
+    img_height: z.int().nullable(),
+  })
+  .meta({ id: 'UserFields' });
+const fieldChange = z.object({ old: fieldValue, new: fieldValue });
+
+export const dryRunSchema = z
+  .object({
+    dry_run: z.literal(true),
+    full: z.boolean(),
+    scope: runSchema.shape.scope,
+    counts: z
+      .object({ ...runSchema.shape.counts.shape, erased: countSchema.meta({ description: 'Users that ON_SOURCE_DELETE=erase would erase' }) })
+      .meta({ description: 'As the run would count them; every entry counted, listed or not' }),
+    new: z.array(z.object({ user_id: z.string(), fields: userFields })).meta({ description: 'Users the run would insert, with their row' }),
+    updated: z
+      .array(
+        z.object({
+          user_id: z.string(),
+          changes: z
+            .object({
+              first_name: fieldChange.optional(),
+              last_name: fieldChange.optional(),
+              birthts: fieldChange.optional(),
+              img_path: fieldChange.optional(),
+              img_format: fieldChange.optional(),
+              img_width: fieldChange.optional(),
+              img_height: fieldChange.optional(),
+            })
+            .meta({ description: 'Only the fields that would change, each with its stored and its new value' }),
+        }),
+      )
+      .meta({ description: 'Users whose row would change' }),
+    rejected: z.array(issueSchema).meta({ description: 'Files the run would reject, refuse or skip, with the reason' }),
+    erased: z.array(z.object({ user_id: z.string() })).meta({ description: 'Users the run would erase (ON_SOURCE_DELETE=erase)' }),
+    list_limit: countSchema.meta({ description: 'Each list holds at most this many entries; counts has them all' }),
+    output_would_be_written: z.boolean().meta({ description: 'Whether the run would rewrite output.csv' }),
+  })
+  .meta({ id: 'DryRun' });
 
 export const runsPageSchema = z
   .object({
@@ -158,3 +214,4 @@ const same = <T extends true>(_proof?: T) => undefined;
 same<Same<z.output<typeof userSchema>, ApiUser>>();
 same<Same<z.output<typeof erasureSchema>, Erasure>>();
 same<Same<Omit<z.output<typeof runSchema>, 'url'>, RunReport>>();
+same<Same<z.output<typeof dryRunSchema>, DryRunAnswer>>();

@@ -3,6 +3,10 @@ import type { Events } from '../events.js';
 import { SafeEmitter } from '../events.js';
 import type { RunReport, RunTrigger } from '../core/model.js';
 import { emptyCounts } from '../core/model.js';
+import type { RunAsk, RunScope } from '../core/scope.js';
+import { covers } from '../core/scope.js';
+import type { DryRunAnswer } from './dryRun.js';
+import { dryRun } from './dryRun.js';
 import type { EventBatchOptions, EventBatchOutcome } from './eventBatch.js';
 import { runEventBatch } from './eventBatch.js';
 import type { RunDeps } from './fullRun.js';
@@ -11,6 +15,15 @@ import { RunFailedError, runPipeline } from './fullRun.js';
 export class RunInProgressElsewhereError extends Error {
   override name = 'RunInProgressElsewhereError';
 }
+
+/** What a trigger asks for: a run of the whole bucket (incremental or full), or of a scope. */
+export interface TriggerOptions {
+  trigger: RunTrigger;
+  full?: boolean;
+  scope?: RunScope | null;
+}
+
+const askOf = (opts: TriggerOptions): RunAsk => ({ full: (opts.full ?? false) && !opts.scope, scope: opts.scope ?? null });
 
 export interface Triggered {
   runId: number;
@@ -26,6 +39,8 @@ export interface RunnerEvents {
   runStarted: [{ runId: number; trigger: RunTrigger; full: boolean }];
   /** A trigger joined a run in progress, of this process or (remote) of another instance. */
   runJoined: [{ runId: number; trigger: RunTrigger; remote: boolean }];
+  /** A trigger the run in progress does not cover (see covers) waits for it to end, then starts its own. */
+  runWaiting: [{ runId: number; trigger: RunTrigger; remote: boolean }];
   /** A run of this process is about to record its outcome: a trigger from now on starts a new run. */
   runEnding: [{ runId: number }];
   /** A run this process carried out is over, whatever its status (runs it joined are not reported). */
@@ -56,8 +71,11 @@ export class Runner {
   private readonly emitter: SafeEmitter<RunnerEvents>;
   readonly events: Events<RunnerEvents>;
   private current: Promise<Triggered> | null = null;
-  /** Whether the current run is recording its outcome: past that, joining it would miss what is asked now. */
-  private currentSlot = { ending: false };
+  /**
+   * Whether the current run is recording its outcome (past that, joining it would miss what is
+   * asked now), and what its trigger asked for (a trigger it does not cover must not join it).
+   */
+  private currentSlot: { ending: boolean; ask: RunAsk } = { ending: false, ask: { full: false, scope: null } };
   /** An event batch of this process in progress; it goes on beside runs. */
   private eventBatch: Promise<unknown> | null = null;
   private readonly abort = new AbortController();
@@ -73,7 +91,26 @@ export class Runner {
     this.events = this.emitter.events;
   }
 
-  trigger(opts: { trigger: RunTrigger; full?: boolean }): Promise<Triggered> {
+  /**
+   * Starts a run, or joins the one in progress when it covers what this trigger asks for
+   * (covers, in core/scope.ts: a full run covers all; an incremental run only incremental
+   * triggers; a scoped run only scoped triggers inside its scope). A trigger it does not cover
+   * is never dropped: it waits for that run to end, then starts its own run (or joins one that
+   * covers it), so a full or targeted reprocess asked for during another run still happens.
+   */
+  trigger(opts: TriggerOptions): Promise<Triggered> {
+    if (this.current && !this.currentSlot.ending && !covers(this.currentSlot.ask, askOf(opts))) {
+      // Started once this run's slot is cleared (the reaction trigger() put on its done first).
+      return this.current
+        .then((t) => {
+          this.emitter.emit('runWaiting', { runId: t.runId, trigger: opts.trigger, remote: !t.started });
+          return t.done;
+        })
+        .then(
+          () => this.trigger(opts),
+          () => this.trigger(opts),
+        );
+    }
     if (this.current && this.currentSlot.ending) {
       // Its status may already read finished: start anew once its slot is cleared (by the
       // reaction trigger() put on its done first, so it runs before this one).
@@ -88,7 +125,7 @@ export class Runner {
         return { ...t, started: false };
       });
     }
-    const slot = { ending: false };
+    const slot = { ending: false, ask: askOf(opts) };
     const attempt = this.start(opts, slot);
     this.current = attempt;
     this.currentSlot = slot;
@@ -98,6 +135,16 @@ export class Runner {
       () => this.release(attempt),
     );
     return attempt;
+  }
+
+  /**
+   * What a run with these options would do now (runs/dryRun.ts). Takes no lock and never joins
+   * or waits for a run: it writes nothing. Stops when `signal` aborts (the client went away) or
+   * the service shuts down.
+   */
+  dryRun(opts: { full?: boolean; scope?: RunScope | null; signal?: AbortSignal; listLimit?: number }): Promise<DryRunAnswer> {
+    const signal = opts.signal ? AbortSignal.any([opts.signal, this.abort.signal]) : this.abort.signal;
+    return dryRun(this.deps, { ...opts, full: opts.full ?? false, scope: opts.scope ?? null, signal });
   }
 
   /**
@@ -145,9 +192,9 @@ export class Runner {
     if (this.current === attempt) this.current = null;
   }
 
-  private async start(opts: { trigger: RunTrigger; full?: boolean }, slot: { ending: boolean }): Promise<Triggered> {
+  private async start(opts: TriggerOptions, slot: { ending: boolean }): Promise<Triggered> {
     await this.recordUnrecorded();
-    const deadline = Date.now() + START_WAIT_MS;
+    let deadline = Date.now() + START_WAIT_MS;
     for (;;) {
       const attempt = await this.attempt(opts, slot);
       if (!('busy' in attempt)) return attempt;
@@ -155,15 +202,23 @@ export class Runner {
       const runId = attempt.busy ?? (await this.waitForRemoteRun());
       const run = runId === null ? null : await getRun(this.deps.db, runId, 0);
       if (run?.status === 'running') {
-        this.emitter.emit('runJoined', { runId: run.id, trigger: opts.trigger, remote: true });
-        return { runId: run.id, started: false, done: this.waitForRemoteFinish(run.id) };
+        const ask = { full: run.full, scope: run.scope && { userIds: run.scope.user_ids, prefix: run.scope.prefix } };
+        if (covers(ask, askOf(opts))) {
+          this.emitter.emit('runJoined', { runId: run.id, trigger: opts.trigger, remote: true });
+          return { runId: run.id, started: false, done: this.waitForRemoteFinish(run.id) };
+        }
+        // Its run does not cover this trigger: once it ends, try again.
+        this.emitter.emit('runWaiting', { runId: run.id, trigger: opts.trigger, remote: true });
+        await this.waitForRemoteFinish(run.id);
+        deadline = Date.now() + START_WAIT_MS;
+        continue;
       }
       if (Date.now() > deadline) throw new RunInProgressElsewhereError('another instance holds the run lock without running a run');
     }
   }
 
   /** One try at starting a run: it started (or finished at once), or another process is busy. */
-  private async attempt(opts: { trigger: RunTrigger; full?: boolean }, slot: { ending: boolean }): Promise<Triggered | { busy: number | null }> {
+  private async attempt(opts: TriggerOptions, slot: { ending: boolean }): Promise<Triggered | { busy: number | null }> {
     const { db, log } = this.deps;
     let announce!: (id: number) => void;
     const started = new Promise<number>((resolve) => (announce = resolve));
@@ -189,13 +244,13 @@ export class Runner {
           return this.synthesizeFailed(err.runId, err.message, opts);
         },
       );
-      this.emitter.emit('runStarted', { runId: first.id, trigger: opts.trigger, full: opts.full ?? false });
+      this.emitter.emit('runStarted', { runId: first.id, trigger: opts.trigger, full: askOf(opts).full });
       done.then((report) => this.finished(report), () => undefined);
       return { runId: first.id, started: true, done };
     }
     const o = first.o;
     if (o.kind === 'finished') {
-      this.emitter.emit('runStarted', { runId: o.report.id, trigger: opts.trigger, full: opts.full ?? false });
+      this.emitter.emit('runStarted', { runId: o.report.id, trigger: opts.trigger, full: askOf(opts).full });
       this.finished(o.report);
       return { runId: o.report.id, started: true, done: Promise.resolve(o.report) };
     }
@@ -234,12 +289,12 @@ export class Runner {
     }
   }
 
-  private synthesizeFailed(id: number, reason: string, opts: { trigger: RunTrigger; full?: boolean }): RunReport {
+  private synthesizeFailed(id: number, reason: string, opts: TriggerOptions): RunReport {
     const now = new Date().toISOString();
     return {
       id,
       trigger: opts.trigger,
-      full: opts.full ?? false,
+      full: askOf(opts).full,
       status: 'failed',
       started_at: now,
       finished_at: now,
@@ -251,6 +306,7 @@ export class Runner {
       warnings: [],
       workers: [],
       issues_left_out: 0,
+      scope: opts.scope ? { user_ids: opts.scope.userIds, prefix: opts.scope.prefix } : null,
     };
   }
 }

@@ -3,6 +3,7 @@ import { abortStaleRuns, createRun, finishRun, getRun, reopenEventRun, updateRun
 import type { Database } from '../db/index.js';
 import type { Logger } from '../log.js';
 import type { RunCounts, RunProgress, RunReport, RunTrigger } from '../core/model.js';
+import type { RunScope } from '../core/scope.js';
 import { emptyCounts } from '../core/model.js';
 import { describeFailure } from '../pipeline/failures.js';
 import type { RunDeps } from './deps.js';
@@ -55,16 +56,16 @@ export async function carryOut(
     onEnding?: (runId: number) => void;
     onProgress?: (progress: RunProgress, counts: RunCounts) => void;
   },
-  how: { trigger: RunTrigger; full: boolean; reopenWindowMs: number | null },
+  how: { trigger: RunTrigger; full: boolean; reopenWindowMs: number | null; scope?: RunScope | null },
   work: (run: ActiveRun) => Promise<void>,
 ): Promise<RunReport> {
   const { db, log } = deps;
   const stale = await abortStaleRuns(db, how.trigger === 'event' ? 'event' : 'run');
   if (stale > 0) log.warn({ stale }, 'marked runs left by a stopped process as aborted');
   const reopened = how.reopenWindowMs === null ? null : await reopenEventRun(db, how.reopenWindowMs);
-  const runId = reopened?.id ?? (await createRun(db, { trigger: how.trigger, full: how.full, host: os.hostname() }));
+  const runId = reopened?.id ?? (await createRun(db, { trigger: how.trigger, full: how.full, host: os.hostname(), scope: how.scope }));
   const runLog = log.child({ runId });
-  if (!reopened) runLog.info({ trigger: how.trigger, full: how.full }, 'run started');
+  if (!reopened) runLog.info({ trigger: how.trigger, full: how.full, ...(how.scope ? { scope: how.scope } : {}) }, 'run started');
   opts.onStart?.(runId);
 
   const st: RunState = {
@@ -115,14 +116,14 @@ async function recordFailure(
   runId: number,
   continued: boolean,
   end: Parameters<typeof finishRun>[2],
-  how: { trigger: RunTrigger; full: boolean },
+  how: { trigger: RunTrigger; full: boolean; scope?: RunScope | null },
 ): Promise<number> {
   if (!continued) {
     await finishRun(db, runId, end);
     return runId;
   }
   await finishRun(db, runId, { ...end, status: 'succeeded', error: null, progress: { phase: 'done', done: end.progress.done, total: end.progress.done } });
-  const failed = await createRun(db, { trigger: how.trigger, full: how.full, host: os.hostname() });
+  const failed = await createRun(db, { trigger: how.trigger, full: how.full, host: os.hostname(), scope: how.scope });
   await finishRun(db, failed, { ...end, counts: emptyCounts(), outputWritten: false });
   return failed;
 }

@@ -1,10 +1,10 @@
 import pLimit from 'p-limit';
 import type { Config } from '../config.js';
-import type { SourceObject } from '../core/model.js';
+import type { BatchPlan, SourceObject } from '../core/model.js';
 import type { CommitResult } from '../db/commitItem.js';
 import { commitItem } from '../db/commitItem.js';
 import { isRunActive } from '../db/runItems.js';
-import type { SeenState, StoredFingerprint } from '../db/sourceFiles.js';
+import type { RecordedBest, SeenState, StoredFingerprint } from '../db/sourceFiles.js';
 import { movedSince } from '../db/sourceFiles.js';
 import type { WorkQueue } from '../db/workQueue.js';
 import type { Logger } from '../log.js';
@@ -45,24 +45,13 @@ export async function processItem(
   signal?: AbortSignal,
 ): Promise<CommitResult | null> {
   const { db, config, log } = deps;
-  // Before reading: keys recorded anew since the change was found (an event batch committed
-  // them) are looked up again, so what the item reads is never older than what it saw. So are
-  // a listing's guesses made while others record objects: its removals, and keys recorded
-  // after the listing saw them (verify).
-  const moved = await movedSince(db, item.batch.seen);
-  const movedKeys = new Set(moved.map((m) => m.key));
-  const seen = new Map(item.batch.seen.map((s) => [s.key, s]));
-  const guesses = [...item.batch.removed.map((r) => r.key), ...(item.batch.verify ?? [])].filter((k) => !movedKeys.has(k));
-  let batch = await lookUpAgain(deps, item.batch, [...moved, ...guesses.map((key) => seen.get(key) ?? { key, fingerprint: null })]);
-  let results = await readAll(deps, batch.changed, limit, signal);
+  let { batch, results } = await readItem(deps, item.batch, limit, signal);
   for (let tries = 1; ; tries++) {
     const current = { batch, results };
-    // Read and checked, or gone: the record of these is replaced. A skipped object's stays.
-    const settled = [...batch.changed.filter((_, i) => results[i]!.kind !== 'skipped').map((o) => o.key), ...batch.removed.map((r) => r.key)];
     const out = await commitItem(
       db,
-      { runId: item.runId, no: item.no, instance, users: batch.users, seen: batch.seen, settled, issueLimit: config.runIssuesLimit },
-      (recorded) => planBatch(current.batch, current.results, recorded, config.srcBucket, config.onSourceDelete),
+      { runId: item.runId, no: item.no, instance, users: batch.users, seen: batch.seen, settled: settledKeys(batch, results), issueLimit: config.runIssuesLimit },
+      (recorded) => planItem(config, current.batch, current.results, recorded),
       log,
     );
     if (out.kind === 'committed-before') return null;
@@ -82,6 +71,37 @@ export async function processItem(
     batch = again;
     results = [...kept.results, ...(await readAll(deps, fresh, limit, signal))];
   }
+}
+
+/**
+ * An item's reading, shared by its commit (processItem) and a dry run: keys recorded anew since
+ * the change was found (an event batch committed them) are looked up again, so what the item
+ * reads is never older than what it saw. So are a listing's guesses made while others record
+ * objects: its removals, and keys recorded after the listing saw them (verify). Then its
+ * objects are read and checked. Writes nothing.
+ */
+export async function readItem(
+  deps: RunDeps,
+  given: UserBatch,
+  limit: ReturnType<typeof pLimit>,
+  signal?: AbortSignal,
+): Promise<{ batch: UserBatch; results: ProcessResult[] }> {
+  const moved = await movedSince(deps.db, given.seen);
+  const movedKeys = new Set(moved.map((m) => m.key));
+  const seen = new Map(given.seen.map((s) => [s.key, s]));
+  const guesses = [...given.removed.map((r) => r.key), ...(given.verify ?? [])].filter((k) => !movedKeys.has(k));
+  const batch = await lookUpAgain(deps, given, [...moved, ...guesses.map((key) => seen.get(key) ?? { key, fingerprint: null })]);
+  return { batch, results: await readAll(deps, batch.changed, limit, signal) };
+}
+
+/** Read and checked, or gone: the record of these is replaced. A skipped object's stays. */
+export function settledKeys(batch: UserBatch, results: ProcessResult[]): string[] {
+  return [...batch.changed.filter((_, i) => results[i]!.kind !== 'skipped').map((o) => o.key), ...batch.removed.map((r) => r.key)];
+}
+
+/** What an item would write, from what it read and the record (loadBestFiles of settledKeys). Pure. */
+export function planItem(config: Config, batch: UserBatch, results: ProcessResult[], recorded: RecordedBest): BatchPlan {
+  return planBatch(batch, results, recorded, config.srcBucket, config.onSourceDelete);
 }
 
 function readAll(deps: RunDeps, objects: SourceObject[], limit: ReturnType<typeof pLimit>, signal?: AbortSignal): Promise<ProcessResult[]> {

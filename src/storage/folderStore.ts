@@ -41,9 +41,21 @@ export class FolderStore implements ObjectStore {
     if (!st.isDirectory()) throw new Error(`bucket ${bucket} is not a folder`);
   }
 
-  /** Every object, in key order, as walkFolder lists them; see there. */
-  async *list(bucket: string): AsyncIterable<ObjectInfo> {
-    yield* walkFolder(Buffer.from(this.bucketDir(bucket)));
+  /**
+   * Every object, in key order, as walkFolder lists them; see there. With a prefix, only the
+   * folder the prefix ends in is walked ("a/b/x" walks a/b), and only keys with the prefix come.
+   */
+  async *list(bucket: string, prefix = ''): AsyncIterable<ObjectInfo> {
+    const folder = prefix.slice(0, prefix.lastIndexOf('/') + 1);
+    if (folder !== '') {
+      const parts = folder.slice(0, -1).split('/');
+      // No file is under such a folder; and a folder on the way that is a link would lead
+      // elsewhere, which the whole listing never follows.
+      if (this.keyProblem(folder.slice(0, -1)) !== null) return;
+      const real = await fs.realpath(path.join(this.bucketDir(bucket), ...parts)).catch(() => null);
+      if (real !== path.join(await this.realBucketDir(bucket), ...parts)) return;
+    }
+    for await (const info of walkFolder(Buffer.from(this.bucketDir(bucket)), folder)) if (info.key.startsWith(prefix)) yield info;
   }
 
   async stat(bucket: string, key: string): Promise<ObjectInfo | null> {

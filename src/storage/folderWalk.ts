@@ -18,13 +18,26 @@ const STAT_CHUNK = 64;
  * "a/x.csv" < "a0.csv"). Names are read as bytes, so a name that is not UTF-8 is reported
  * rather than lost; so are links, pipes, devices and folders that cannot be listed (see
  * ObjectInfo.problem). The walk keeps its own stack instead of recursing: anyone can nest
- * folders thousands deep.
+ * folders thousands deep. With `under` (a key prefix ending in "/"), only that folder is walked.
  */
-export async function* walkFolder(root: Buffer): AsyncGenerator<ObjectInfo> {
-  const bucketFolder = await readFolder(root, '', true);
-  // The bucket folder itself failing throws in readFolder: that is the store's failure.
-  if (!bucketFolder || 'problem' in bucketFolder) throw new Error('the bucket folder cannot be listed');
-  const stack: Folder[] = [bucketFolder];
+export async function* walkFolder(root: Buffer, under = ''): AsyncGenerator<ObjectInfo> {
+  let start: Folder;
+  if (under === '') {
+    const bucketFolder = await readFolder(root, '', true);
+    // The bucket folder itself failing throws in readFolder: that is the store's failure.
+    if (!bucketFolder || 'problem' in bucketFolder) throw new Error('the bucket folder cannot be listed');
+    start = bucketFolder;
+  } else {
+    // A folder inside (under ends with "/"): missing, it lists nothing; unreadable, it is reported.
+    const folder = await readFolder(Buffer.concat([root, SLASH, Buffer.from(under.slice(0, -1))]), under, true);
+    if (!folder) return;
+    if ('problem' in folder) {
+      yield folder.problem;
+      return;
+    }
+    start = folder;
+  }
+  const stack: Folder[] = [start];
   while (stack.length > 0) {
     const top = stack[stack.length - 1]!;
     if (top.next >= top.order.length) {

@@ -31,9 +31,10 @@ export interface ObjectStore {
   ensureBucket(bucket: string): Promise<void>;
   /**
    * Every object in the bucket, nested prefixes included, in UTF-8 byte order of keys (see
-   * compareKeys), as S3's ListObjectsV2 returns them.
+   * compareKeys), as S3's ListObjectsV2 returns them. With a prefix, only keys that start with
+   * it (a targeted run lists only what it may read).
    */
-  list(bucket: string): AsyncIterable<ObjectInfo>;
+  list(bucket: string, prefix?: string): AsyncIterable<ObjectInfo>;
   /** Object metadata, or null when the object does not exist. */
   stat(bucket: string, key: string): Promise<ObjectInfo | null>;
   /**

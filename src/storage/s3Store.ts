@@ -119,7 +119,12 @@ export class S3Store implements ObjectStore {
       const page = await this.retrier.run('list', async () => {
         const res = await this.client.makeRequestAsync({ method: 'GET', bucketName: bucket, query: query.join('&') });
         return parseListPage(await readBody(res));
+      }).catch((err: unknown) => {
+        // A prefix MinIO refuses as an object name (a ".." part): no object has it.
+        if (prefix && !token && isInvalidName(err)) return null;
+        throw err;
       });
+      if (!page) return;
       yield* page.objects;
       if (!page.truncated) return;
       if (!page.nextToken) throw new Error('the server cut the listing short without a continuation token');

@@ -65,8 +65,8 @@ export class GateStore implements ObjectStore {
   ensureBucket(bucket: string) {
     return this.inner.ensureBucket(bucket);
   }
-  list(bucket: string): AsyncIterable<ObjectInfo> {
-    return this.inner.list(bucket);
+  list(bucket: string, prefix?: string): AsyncIterable<ObjectInfo> {
+    return this.inner.list(bucket, prefix);
   }
   stat(bucket: string, key: string) {
     return this.inner.stat(bucket, key);

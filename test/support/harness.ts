@@ -55,13 +55,13 @@ export class ObservedStore implements ObjectStore {
   ensureBucket(bucket: string) {
     return this.inner.ensureBucket(bucket);
   }
-  async *list(bucket: string): AsyncIterable<ObjectInfo> {
+  async *list(bucket: string, prefix?: string): AsyncIterable<ObjectInfo> {
     if (this.listOrder === 'store') {
-      yield* this.inner.list(bucket);
+      yield* this.inner.list(bucket, prefix);
       return;
     }
     const all: ObjectInfo[] = [];
-    for await (const o of this.inner.list(bucket)) all.push(o);
+    for await (const o of this.inner.list(bucket, prefix)) all.push(o);
     yield* all.reverse();
   }
   stat(bucket: string, key: string) {

@@ -10,9 +10,10 @@ import type { Runner } from '../../runs/coordinator.js';
 import { operation } from '../api.js';
 import type { Operation } from '../api.js';
 import { notFound } from '../errors.js';
-import { ageParam, boolParam, cursorParam, encodeCursor, enumParam, intParam, userIdPath } from '../params.js';
+import { MAX_SCOPE_USERS } from '../../core/scope.js';
+import { ageParam, boolParam, cursorParam, encodeCursor, enumParam, intParam, prefixParam, userIdPath, userIdsParam } from '../params.js';
 import type { CachedPage, PageCache } from '../pageCache.js';
-import { startedRunSchema, runSchema, userSchema, usersPageSchema } from '../schemas.js';
+import { dryRunSchema, startedRunSchema, runSchema, userSchema, usersPageSchema } from '../schemas.js';
 import { runView } from './runs.js';
 
 const MAX_LIMIT = 10_000;
@@ -56,6 +57,14 @@ export const usersQuery = z
 const runQuery = z.strictObject({
   wait: boolParam('Answer when the run has finished, with its report, instead of at once').default(false),
   full: boolParam('Reprocess every object and rewrite output.csv').default(false),
+  user_id: userIdsParam(
+    MAX_SCOPE_USERS,
+    `Reprocess only these users (repeat it for several, at most ${MAX_SCOPE_USERS}): every file of theirs is reread, in any folder; nothing else is read or removed`,
+  ).optional(),
+  prefix: prefixParam('Reprocess only the objects whose key starts with this (e.g. batch1/): all reread, nothing else read or removed').optional(),
+  dry_run: boolParam(
+    'Answer what the run would do now, and write nothing (no run is recorded). Combines with full, user_id and prefix; wait does not apply',
+  ).default(false),
 });
 
 const csvDoc = { 'text/csv': { type: 'string' } };
@@ -128,10 +137,16 @@ export function dataOperations(db: Database, runner: Runner, cache: PageCache | 
       access: 'api',
       summary: 'Start a run now',
       description:
-        'Runs never overlap: during a run, this answers that run, with joined_existing_run. The Location header says where to follow it.',
+        'Runs never overlap: during a run that covers this one, this answers that run, with joined_existing_run. A run covers ' +
+        'another when it rereads at least as much: a full run covers all; an incremental run, incremental ones; a run with user_id ' +
+        'or prefix, those inside its scope. During a run that does not cover it, the call waits for that run to end and starts its ' +
+        'own. The Location header says where to follow it. With dry_run=true, nothing is started: the answer says what a run would do.',
       query: runQuery,
       responses: {
-        200: { description: 'With wait=true: the finished run, whatever its status', json: runSchema },
+        200: {
+          description: 'With wait=true: the finished run, whatever its status. With dry_run=true: what a run would do now (a DryRun)',
+          json: z.union([runSchema, dryRunSchema]),
+        },
         202: {
           description: 'The run, started or joined',
           json: startedRunSchema,
@@ -139,7 +154,17 @@ export function dataOperations(db: Database, runner: Runner, cache: PageCache | 
         },
       },
       handler: async (ctx, { query }) => {
-        const triggered = await runner.trigger({ trigger: 'http', full: query.full });
+        const userIds = query.user_id ? [...new Set(query.user_id)] : null;
+        const scope = userIds || query.prefix ? { userIds, prefix: query.prefix ?? null } : null;
+        if (query.dry_run) {
+          // Stops reading when the client gives up on the answer.
+          const gone = new AbortController();
+          ctx.req.once('close', () => gone.abort());
+          ctx.status = 200;
+          ctx.body = await runner.dryRun({ full: query.full, scope, signal: gone.signal });
+          return;
+        }
+        const triggered = await runner.trigger({ trigger: 'http', full: query.full, scope });
         ctx.set('Location', `/runs/${triggered.runId}`);
         if (query.wait) {
           ctx.status = 200;
