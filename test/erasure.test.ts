@@ -190,6 +190,22 @@ describe.each(backends)('erasure on the %s backend', (_name, startBackend) => {
       expect(await json(svc.get('/data/gone'))).toMatchObject({ first_name: 'Returned', img_path: null });
     });
 
+    it('a dry run says who a run would erase, and erases no one; after an API erasure it predicts no import', async () => {
+      const svc = await service({ ON_SOURCE_DELETE: 'erase' });
+      await put(backend, svc.srcBucket, 'dry.csv', userCsv('Dry', 'D', 1));
+      await put(backend, svc.srcBucket, 'api.csv', userCsv('Api', 'A', 1));
+      await run(svc);
+      expect((await del(svc, 'api')).status).toBe(200);
+      await remove(backend, svc.srcBucket, 'dry.csv');
+      const dry = await json<{ erased: Array<{ user_id: string }>; new: unknown[]; counts: Record<string, number> }>(svc.post('/data?dry_run=true&full=true'));
+      expect(dry.erased).toEqual([{ user_id: 'dry' }]);
+      expect(dry.new).toEqual([]);
+      expect(dry.counts).toMatchObject({ erased: 1, new: 0, updated: 0 });
+      expect(await userIds(svc)).toEqual(['dry']);
+      expect((await run(svc, '&full=true')).counts).toMatchObject({ erased: 1, new: 0, updated: 0 });
+      expect(await userIds(svc)).toEqual([]);
+    });
+
     it('erase: a removal event erases the user without a listing', async () => {
       const svc = await service({ ON_SOURCE_DELETE: 'erase', EXPORT_INTERVAL: '0' });
       await put(backend, svc.srcBucket, 'ev.csv', userCsv('Evented', 'E', 1));

@@ -27,7 +27,7 @@ export interface DryRunAnswer {
   dry_run: true;
   full: boolean;
   scope: RunReport['scope'];
-  counts: RunCounts & { erased: number };
+  counts: RunCounts;
   new: ItemPreview['new'];
   updated: ItemPreview['updated'];
   rejected: Array<{ key: string; reason: string }>;
@@ -63,7 +63,7 @@ export async function dryRun(
     dry_run: true,
     full,
     scope: scope && { user_ids: scope.userIds, prefix: scope.prefix },
-    counts: { ...emptyCounts(), erased: 0 },
+    counts: emptyCounts(),
     new: [],
     updated: [],
     rejected: [],
