@@ -10,6 +10,7 @@ import type { TestService } from './support/service.js';
 import { sameBuckets, servicePerTest } from './support/service.js';
 import type { Backend } from './support/stores.js';
 import { backends } from './support/stores.js';
+import type { ObjectInfo, ObjectStore } from '../src/storage/index.js';
 
 interface Erasure {
   id: number;
@@ -23,6 +24,24 @@ interface Run {
   id: number;
   status: string;
   counts: Record<string, number>;
+}
+
+/** The store's clock off by ms from the database's: every modification time it reports moves. */
+function skewed(inner: ObjectStore, ms: number): ObjectStore {
+  const shift = <T extends ObjectInfo | null>(i: T): T => (i ? { ...i, lastModified: new Date(i.lastModified.getTime() + ms) } : i);
+  return new Proxy(inner, {
+    get(target, prop, receiver) {
+      const value: unknown = Reflect.get(target, prop, receiver);
+      if (typeof value !== 'function') return value;
+      const fn = value as (...args: unknown[]) => unknown;
+      if (prop === 'stat' || prop === 'head') return async (...args: unknown[]) => shift((await fn.apply(target, args)) as ObjectInfo | null);
+      if (prop === 'list')
+        return async function* (...args: unknown[]) {
+          for await (const info of fn.apply(target, args) as AsyncIterable<ObjectInfo>) yield shift(info);
+        };
+      return fn.bind(target);
+    },
+  });
 }
 
 const json = async <T>(res: Response | Promise<Response>) => (await (await res).json()) as T;
@@ -133,6 +152,64 @@ describe.each(backends)('erasure on the %s backend', (_name, startBackend) => {
     expect((await fileRows('r1')).map((f) => [f.status, f.first_name])).toEqual([['erased', null]]);
   });
 
+  it('a version written before the erasure, and not read yet, stays out', async () => {
+    const svc = await service();
+    await put(backend, svc.srcBucket, 'v1.csv', userCsv('First', 'V', 1));
+    await run(svc);
+    // Another size, so every store sees a new version; written now, so before the erasure.
+    await put(backend, svc.srcBucket, 'v1.csv', userCsv('Second version', 'V', 2));
+    // The tombstone holds the recorded version only; the newer one was in the bucket all the same.
+    expect((await del(svc, 'v1')).status).toBe(200);
+    expect((await run(svc)).counts).toMatchObject({ read: 1, new: 0 });
+    expect(await userIds(svc)).toEqual([]);
+  });
+
+  it("holds when the store's clock runs ahead of the database's: what a run read before the erasure stays out", async () => {
+    let gate: GateStore | undefined;
+    const a = await service({}, { wrapStore: (s) => (gate = new GateStore(skewed(s, 10 * 60_000))) });
+    const b = await service(sameBuckets(a));
+    await put(backend, a.srcBucket, 's1.csv', userCsv('Before', 'B', 1));
+    await run(a);
+    await put(backend, a.srcBucket, 's1.csv', userCsv('During', 'D', 2));
+    const held = gate!.holdRead('s1.csv');
+    const running = run(a, '&full=true');
+    await held.reached;
+    expect((await del(b, 's1')).status).toBe(200);
+    held.open();
+    expect(await running).toMatchObject({ status: 'succeeded', counts: { new: 0, updated: 0 } });
+    expect(await userIds(a)).toEqual([]);
+  });
+
+  it('an erasure that waits for the user lock is dated when it gets it: a version a run read meanwhile stays out', async () => {
+    let gate: GateStore | undefined;
+    const a = await service({}, { wrapStore: (s) => (gate = new GateStore(s)) });
+    const b = await service(sameBuckets(a));
+    await put(backend, a.srcBucket, 'w1.csv', userCsv('Before', 'B', 1));
+    await run(a);
+    // A commit of another user holds w1's lock bucket.
+    const holder = await db.pool.connect();
+    try {
+      await holder.query('BEGIN');
+      await holder.query(`SELECT pg_advisory_xact_lock(7330103, hashtext('w1') & 255)`);
+      const erasing = del(b, 'w1');
+      await waitFor('the erasure waiting for the lock', async () =>
+        ((await db.pool.query(`SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND NOT granted AND database = (SELECT oid FROM pg_database WHERE datname = current_database())`)).rowCount ?? 0) > 0);
+      const waitingSince = (await db.pool.query<{ t: Date }>('SELECT now() AS t')).rows[0]!.t;
+      await putNewer(backend, a.srcBucket, 'w1.csv', userCsv('During', 'D', 2), waitingSince);
+      const held = gate!.holdRead('w1.csv');
+      const running = run(a);
+      await held.reached;
+      await holder.query('COMMIT');
+      expect((await erasing).status).toBe(200);
+      held.open();
+      expect((await running).counts).toMatchObject({ new: 0, updated: 0 });
+      expect(await userIds(a)).toEqual([]);
+    } finally {
+      await holder.query('ROLLBACK').catch(() => undefined);
+      holder.release();
+    }
+  });
+
   it('every instance hears of an erasure, to drop its cached thumbnails', async () => {
     const svc = await service();
     await put(backend, svc.srcBucket, 't1.csv', userCsv('T', 'T', 1));
@@ -204,6 +281,40 @@ describe.each(backends)('erasure on the %s backend', (_name, startBackend) => {
       expect(await userIds(svc)).toEqual(['dry']);
       expect((await run(svc, '&full=true')).counts).toMatchObject({ erased: 1, new: 0, updated: 0 });
       expect(await userIds(svc)).toEqual([]);
+    });
+
+    it('erase: the photo read with the erasure stays out too, when the user comes back with a new CSV', async () => {
+      const svc = await service({ ON_SOURCE_DELETE: 'erase' });
+      await put(backend, svc.srcBucket, 'p1.csv', userCsv('P', 'P', 1));
+      await put(backend, svc.srcBucket, 'p1.png', await makeImage('png'));
+      await run(svc);
+      await remove(backend, svc.srcBucket, 'p1.csv');
+      // full=true reads the photo again, in the item that erases the user.
+      expect((await run(svc, '&full=true')).counts).toMatchObject({ erased: 1 });
+      expect((await fileRows('p1')).map((f) => [f.key, f.status])).toEqual([['p1.png', 'erased']]);
+      const [entry] = (await json<{ data: Erasure[] }>(svc.get('/erasures'))).data;
+      await putNewer(backend, svc.srcBucket, 'p1.csv', userCsv('Again', 'P', 2), new Date(entry!.erased_at));
+      await run(svc);
+      expect(await json(svc.get('/data/p1'))).toMatchObject({ first_name: 'Again', img_path: null });
+    });
+
+    it('erase: a CSV moved to another folder, its delete seen first, erases the user; the copy then brings it back', async () => {
+      const svc = await service({ ON_SOURCE_DELETE: 'erase' });
+      await put(backend, svc.srcBucket, 'z/mv.csv', userCsv('Moved', 'M', 1));
+      await run(svc);
+      // The copy lands first, unseen; the old key goes, and its event is handled.
+      await put(backend, svc.srcBucket, 'a/mv.csv', userCsv('Moved', 'M', 1));
+      await remove(backend, svc.srcBucket, 'z/mv.csv');
+      const batch = nextEvent(svc.runner.events, 'eventBatch');
+      await svc.post('/events/s3', {
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ Records: [minioRecord(svc.srcBucket, 'z/mv.csv', 'ObjectRemoved:Delete')] }),
+      });
+      await batch;
+      await waitFor('the user erased', async () => (await userIds(svc)).length === 0);
+      // A source delete tombstones the key that went, not the same bytes under another key.
+      expect((await run(svc)).counts).toMatchObject({ new: 1 });
+      expect(await json(svc.get('/data/mv'))).toMatchObject({ first_name: 'Moved', source: { csv: { key: 'a/mv.csv' } } });
     });
 
     it('erase: a removal event erases the user without a listing', async () => {

@@ -104,7 +104,7 @@ describe.each(backends)('runs over generated hostile buckets on the %s backend (
   it('every run succeeds; valid users are stored exactly, in the table and output.csv; every other file is reported; a re-run changes nothing', async () => {
     await fc.assert(
       fc.asyncProperty(files(), async (generated) => {
-        await db.pool.query('TRUNCATE users, source_files, run_issues, run_issue_tally, run_issue_left_out_users, run_items, pending_events, runs RESTART IDENTITY');
+        await db.pool.query('TRUNCATE users, source_files, run_issues, run_issue_tally, run_issue_left_out_users, run_items, pending_events, erasure_tombstones, erasures, runs RESTART IDENTITY');
         await db.pool.query('UPDATE pipeline_state SET output_stale = true');
         const config = testConfig(backend, db, { MAX_CSV_BYTES: String(MAX_CSV_BYTES) });
         const store = new ObservedStore(backend.store);

@@ -48,18 +48,27 @@ export const fingerprintOf = (etag: string, size: number, lastModifiedMs: number
  */
 export const versionOf = (etag: string, size: number): string => `${etag}|${size}`;
 
-/**
- * What erasures left of a user: the versions of its files recorded then, and when the last
- * was. A file version modified before that moment was in the bucket then, recorded or not (a
- * run may have read it just before), so it is erased too.
- */
+/** What erasures left of a user (migration 010 has the rules). */
 export interface Tombstone {
+  /** Versions an API erasure tombstoned, under any key of the user. */
   versions: Set<string>;
+  /** Versions a source delete tombstoned, by key. */
+  keys: Map<string, Set<string>>;
+  /** When its last API erasure was (-Infinity without one), on the database's clock. */
   erasedAtMs: number;
 }
 
-export const isTombstoned = (t: Tombstone | undefined, f: { etag: string; size: number; lastModifiedMs: number }): boolean =>
-  t !== undefined && (t.versions.has(versionOf(f.etag, f.size)) || f.lastModifiedMs <= t.erasedAtMs);
+/**
+ * Whether a file version an item read stays out. Besides the tombstoned versions: a version
+ * modified before the user's last API erasure was in the bucket then (a run may have read it
+ * just before); and a version whose read began before that erasure (readStartedAtMs, on the
+ * database's clock) existed before it, whatever the store's clock says.
+ */
+export function isTombstoned(t: Tombstone | undefined, f: { key: string; etag: string; size: number; lastModifiedMs: number }, readStartedAtMs?: number): boolean {
+  if (!t) return false;
+  const v = versionOf(f.etag, f.size);
+  return t.versions.has(v) || t.keys.get(f.key)?.has(v) === true || f.lastModifiedMs <= t.erasedAtMs || (readStartedAtMs !== undefined && readStartedAtMs < t.erasedAtMs);
+}
 
 /** One row of the users table as the pipeline writes it. */
 export interface UserRow {

@@ -153,9 +153,10 @@ interface Written {
 }
 
 async function writeUsers(tx: DbClient, runId: number, users: UserChange[]): Promise<Written> {
-  // First, while the records still hold the CSVs found gone: those are tombstoned too.
-  const erased = await eraseUsers(tx, users.filter((u) => u.erase).map((u) => u.userId), 'source_delete', runId);
   await saveFileStates(tx, users.flatMap((u) => u.files));
+  // Between: the records hold what the item read (scrubbed with the rest) and still the CSVs
+  // found gone, so those versions are tombstoned too.
+  const erased = await eraseUsers(tx, users.filter((u) => u.erase).map((u) => u.userId), 'source_delete', runId);
   await deleteFileStates(tx, users.flatMap((u) => u.gone));
   const up = await upsertUsers(tx, users.flatMap((u) => (u.row ? [u.row] : [])), runId);
   return {

@@ -20,26 +20,45 @@ export interface Erasure {
   run_id: number | null;
 }
 
-// The user's salted SHA-256 (pipeline_state.erasure_salt); $n is the user_id parameter.
-const userHash = (expr: string) => `sha256((SELECT erasure_salt FROM pipeline_state WHERE id = 1) || convert_to(${expr}, 'UTF8'))`;
+// A user_id's or a key's salted SHA-256 (pipeline_state.erasure_salt).
+const saltedHash = (expr: string) => `sha256((SELECT erasure_salt FROM pipeline_state WHERE id = 1) || convert_to(${expr}, 'UTF8'))`;
 
 const ENTRY_COLUMNS = `id, to_char(erased_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') AS erased_at,
   substr(encode(user_hash, 'hex'), 1, 16) AS user_ref, reason, files, run_id`;
 
-/** What erasures left of each of these users that was erased: its tombstoned versions, and when. */
-export async function loadTombstones(db: Queryable, userIds: string[]): Promise<Map<string, Tombstone>> {
+/**
+ * What erasures left of each of these users that was erased: the versions tombstoned under any
+ * key, those tombstoned under each of `keys` (the keys an item reads), and its last API erasure.
+ */
+export async function loadTombstones(db: Queryable, userIds: string[], keys: string[]): Promise<Map<string, Tombstone>> {
   const out = new Map<string, Tombstone>();
   if (userIds.length === 0) return out;
-  const { rows } = await db.query<{ user_id: string; erased_ms: number; versions: Array<[string, number]> }>(
-    `SELECT u.user_id, (extract(epoch FROM max(e.erased_at)) * 1000)::float8 AS erased_ms,
-       (SELECT coalesce(json_agg(json_build_array(t.etag, t.size)), '[]') FROM erasure_tombstones t WHERE t.user_hash = h.user_hash) AS versions
+  const { rows } = await db.query<{ user_id: string; api_ms: number | null; versions: Array<[string, number]> }>(
+    `SELECT u.user_id,
+       (SELECT (extract(epoch FROM max(e.erased_at)) * 1000)::float8 FROM erasures e WHERE e.user_hash = h.user_hash AND e.reason = 'api') AS api_ms,
+       (SELECT coalesce(json_agg(json_build_array(t.etag, t.size)), '[]') FROM erasure_tombstones t
+        WHERE t.user_hash = h.user_hash AND t.key_hash IS NULL) AS versions
      FROM (SELECT DISTINCT u AS user_id FROM unnest($1::text[]) AS u) u
-     CROSS JOIN LATERAL (SELECT ${userHash('u.user_id')} AS user_hash) h
-     JOIN erasures e ON e.user_hash = h.user_hash
-     GROUP BY u.user_id, h.user_hash`,
+     CROSS JOIN LATERAL (SELECT ${saltedHash('u.user_id')} AS user_hash) h
+     WHERE EXISTS (SELECT 1 FROM erasures e WHERE e.user_hash = h.user_hash)`,
     [userIds],
   );
-  for (const r of rows) out.set(r.user_id, { erasedAtMs: r.erased_ms, versions: new Set(r.versions.map(([etag, size]) => versionOf(etag, size))) });
+  for (const r of rows) {
+    const versions = new Set(r.versions.map(([etag, size]) => versionOf(etag, size)));
+    out.set(r.user_id, { versions, keys: new Map(), erasedAtMs: r.api_ms ?? Number.NEGATIVE_INFINITY });
+  }
+  if (out.size === 0 || keys.length === 0) return out;
+  const byKey = await db.query<{ user_id: string; key: string; etag: string; size: number }>(
+    `SELECT u.user_id, k.key, t.etag, t.size
+     FROM (SELECT DISTINCT k AS key FROM unnest($2::text[]) AS k) k
+     JOIN erasure_tombstones t ON t.key_hash = ${saltedHash('k.key')}
+     JOIN unnest($1::text[]) AS u(user_id) ON t.user_hash = ${saltedHash('u.user_id')}`,
+    [[...out.keys()], keys],
+  );
+  for (const r of byKey.rows) {
+    const keyed = out.get(r.user_id)!.keys;
+    keyed.set(r.key, (keyed.get(r.key) ?? new Set<string>()).add(versionOf(r.etag, r.size)));
+  }
   return out;
 }
 
@@ -49,21 +68,27 @@ async function deleteUserRows(tx: Queryable, userIds: string[]): Promise<string[
   return rows.map((r) => r.user_id);
 }
 
-/** Writes one log entry per user and tombstones the versions of its recorded files. */
+/**
+ * Writes one log entry per user and tombstones the versions of its recorded files: under any
+ * key for an API erasure, under their own key for a source delete (migration 010). erased_at is
+ * taken now, with the user's lock held, not when the transaction began: a run's reads made
+ * while this waited for the lock are after it... and before it.
+ */
 async function recordErasures(tx: Queryable, userIds: string[], reason: ErasureReason, runId: number | null): Promise<Erasure[]> {
   const { rows } = await tx.query<Erasure>(
     `WITH versions AS (
-       SELECT DISTINCT ${userHash('user_id')} AS user_hash, etag, size FROM source_files WHERE user_id = ANY($1::text[])
+       SELECT DISTINCT ${saltedHash('user_id')} AS user_hash, CASE WHEN $2 = 'source_delete' THEN ${saltedHash('key')} END AS key_hash, etag, size
+       FROM source_files WHERE user_id = ANY($1::text[])
      ),
      entries AS (
-       INSERT INTO erasures (user_hash, reason, files, run_id)
-       SELECT h.user_hash, $2, (SELECT count(*) FROM versions v WHERE v.user_hash = h.user_hash), $3
-       FROM (SELECT DISTINCT ${userHash('u')} AS user_hash FROM unnest($1::text[]) AS u) h
+       INSERT INTO erasures (user_hash, reason, files, run_id, erased_at)
+       SELECT h.user_hash, $2, (SELECT count(*) FROM versions v WHERE v.user_hash = h.user_hash), $3, clock_timestamp()
+       FROM (SELECT DISTINCT ${saltedHash('u')} AS user_hash FROM unnest($1::text[]) AS u) h
        RETURNING *
      ),
      stones AS (
-       INSERT INTO erasure_tombstones (user_hash, etag, size, erasure_id)
-       SELECT v.user_hash, v.etag, v.size, e.id FROM versions v JOIN entries e USING (user_hash)
+       INSERT INTO erasure_tombstones (user_hash, key_hash, etag, size, erasure_id)
+       SELECT v.user_hash, v.key_hash, v.etag, v.size, e.id FROM versions v JOIN entries e USING (user_hash)
        ON CONFLICT DO NOTHING
      )
      SELECT ${ENTRY_COLUMNS} FROM entries ORDER BY id`,
@@ -92,6 +117,13 @@ async function forgetRunIssues(tx: Queryable, userIds: string[]): Promise<void> 
     [userIds],
   );
   await tx.query(`DELETE FROM run_issue_left_out_users WHERE user_id = ANY($1::text[])`, [userIds]);
+  // Targeted runs name their users in their scope (POST /data?user_id=). Not a running one:
+  // its items hold its row FOR SHARE and may wait for this transaction's user locks.
+  await tx.query(
+    `UPDATE runs SET scope = jsonb_set(scope, '{user_ids}', (SELECT coalesce(jsonb_agg(x), '[]') FROM jsonb_array_elements(scope->'user_ids') x WHERE NOT (x #>> '{}') = ANY($1::text[])))
+     WHERE status <> 'running' AND scope ? 'user_ids' AND (scope->'user_ids') ?| $1::text[]`,
+    [userIds],
+  );
 }
 
 /**
@@ -148,7 +180,7 @@ export async function listErasures(db: Queryable, f: ErasureFilter): Promise<Era
   const where: string[] = [];
   if (f.userId !== undefined) {
     params.push(f.userId);
-    where.push(`user_hash = ${userHash(`$${params.length}::text`)}`);
+    where.push(`user_hash = ${saltedHash(`$${params.length}::text`)}`);
   }
   if (f.afterId !== undefined) {
     params.push(f.afterId);

@@ -173,7 +173,7 @@ export async function loadBestFiles(db: Queryable, userIds: string[], settled: s
   return {
     files: rows.map(toFileState),
     csvCounts: new Map(counts.rows.map((r) => [r.user_id, { n: r.n, atLeast: r.n >= CSV_COUNT_LIMIT, any: r.any }])),
-    tombstones: await loadTombstones(db, userIds),
+    tombstones: await loadTombstones(db, userIds, settled),
   };
 }
 

@@ -24,11 +24,18 @@ export type OnSourceDelete = 'keep' | 'erase';
 /**
  * Joins each user of the batch from the objects just processed and the states recorded
  * earlier (loaded just before, because an earlier batch may have recorded files of the same
- * user). A file version an erasure tombstoned, or older than the user's erasure, is recorded
- * as erased, never joined.
+ * user). A file version an erasure keeps out (isTombstoned; readStartedAtMs: when the item
+ * began to read each object, on the database's clock) is recorded as erased, never joined.
  * Pure: the caller commits the plan.
  */
-export function planBatch(batch: UserBatch, results: ProcessResult[], recorded: Recorded, srcBucket: string, onSourceDelete: OnSourceDelete = 'keep'): BatchPlan {
+export function planBatch(
+  batch: UserBatch,
+  results: ProcessResult[],
+  recorded: Recorded,
+  srcBucket: string,
+  opts: { onSourceDelete?: OnSourceDelete; readStartedAtMs?: Map<string, number> } = {},
+): BatchPlan {
+  const onSourceDelete = opts.onSourceDelete ?? 'keep';
   const { csvCounts, tombstones } = recorded;
   const fresh = new Map<string, FileState>();
   // Key -> user_id of every object gone from the bucket: removed since the last run, or just now.
@@ -40,13 +47,15 @@ export function planBatch(batch: UserBatch, results: ProcessResult[], recorded: 
     if (r.kind === 'vanished') gone.set(key, userId);
     else if (r.kind === 'skipped') issues.push({ key, reason: r.reason });
     else {
-      fresh.set(key, isTombstoned(tombstones?.get(userId), r.state) ? erased(r.state) : r.state);
+      fresh.set(key, isTombstoned(tombstones?.get(userId), r.state, opts.readStartedAtMs?.get(key)) ? erased(r.state) : r.state);
       if (r.read) read++;
     }
   });
 
   const byUser = new Map<string, FileState[]>();
-  for (const f of [...recorded.files.filter((f) => !fresh.has(f.key)), ...fresh.values()]) {
+  // A recorded file of an erased user is checked too: only versions imported since the erasure are left.
+  const kept = recorded.files.filter((f) => !fresh.has(f.key) && !isTombstoned(tombstones?.get(f.userId), f));
+  for (const f of [...kept, ...fresh.values()]) {
     if (gone.has(f.key)) continue;
     const list = byUser.get(f.userId);
     if (list) list.push(f);
@@ -61,9 +70,12 @@ export function planBatch(batch: UserBatch, results: ProcessResult[], recorded: 
     const freshCsvs = files.filter((f) => f.kind === 'csv' && f.status === 'ok').length;
     const res = resolveUser(userId, byUser.get(userId) ?? [], srcBucket, counted && { n: counted.n + freshCsvs, atLeast: counted.atLeast });
     const goneKeys = (goneOf.get(userId) ?? []).map(([key]) => key);
-    // Its CSV went, and no other CSV of it is in the bucket (read now, or recorded, in any state).
+    // Its CSV went, and no other CSV of it is in the bucket: none found now (read, or skipped this
+    // time: it is there all the same), none recorded in any state.
     const lastCsvGone =
-      goneKeys.some((k) => classifyKey(k)?.kind === 'csv') && !files.some((f) => f.kind === 'csv') && !(recorded.csvCounts?.get(userId)?.any ?? hasCsv(byUser.get(userId)));
+      goneKeys.some((k) => classifyKey(k)?.kind === 'csv') &&
+      !batch.changed.some((o, i) => o.userId === userId && o.kind === 'csv' && results[i]?.kind !== 'vanished') &&
+      !(recorded.csvCounts?.get(userId)?.any ?? hasCsv(byUser.get(userId)));
     return {
       userId,
       files,

@@ -79,8 +79,9 @@ export async function dryRun(
   const caps = { objects: config.work.maxObjects, bytes: config.work.maxBytes };
   for await (const given of batchByUser(changes, config.batchSize, undefined, caps)) {
     opts.signal?.throwIfAborted();
-    const { batch, results } = await readItem(deps, given, limit, opts.signal);
-    const plan = planItem(config, batch, results, await loadBestFiles(db, batch.users, settledKeys(batch, results)));
+    const read = await readItem(deps, given, limit, opts.signal);
+    const { batch, results } = read;
+    const plan = planItem(config, read, await loadBestFiles(db, batch.users, settledKeys(batch, results)));
     const p = previewPlan(plan, await currentUsers(db, batch.users));
     counts.read += plan.read;
     counts.new += p.new.length;

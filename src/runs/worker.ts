@@ -5,7 +5,7 @@ import type { CommitResult } from '../db/commitItem.js';
 import { commitItem } from '../db/commitItem.js';
 import { isRunActive } from '../db/runItems.js';
 import type { RecordedBest, SeenState, StoredFingerprint } from '../db/sourceFiles.js';
-import { movedSince } from '../db/sourceFiles.js';
+import { databaseNowMs, movedSince } from '../db/sourceFiles.js';
 import type { WorkQueue } from '../db/workQueue.js';
 import type { Logger } from '../log.js';
 import type { SourceChange, UserBatch } from '../pipeline/diffSource.js';
@@ -45,13 +45,15 @@ export async function processItem(
   signal?: AbortSignal,
 ): Promise<CommitResult | null> {
   const { db, config, log } = deps;
-  let { batch, results } = await readItem(deps, item.batch, limit, signal);
+  const read = await readItem(deps, item.batch, limit, signal);
+  let { batch, results } = read;
+  const { startedAtMs } = read;
   for (let tries = 1; ; tries++) {
-    const current = { batch, results };
+    const current = { batch, results, startedAtMs };
     const out = await commitItem(
       db,
       { runId: item.runId, no: item.no, instance, users: batch.users, seen: batch.seen, settled: settledKeys(batch, results), issueLimit: config.runIssuesLimit },
-      (recorded) => planItem(config, current.batch, current.results, recorded),
+      (recorded) => planItem(config, current, recorded),
       log,
     );
     if (out.kind === 'committed-before') return null;
@@ -69,7 +71,10 @@ export async function processItem(
     const again = await lookUpAgain(deps, kept.batch, out.moved);
     const fresh = again.changed.slice(kept.batch.changed.length);
     batch = again;
-    results = [...kept.results, ...(await readAll(deps, fresh, limit, signal))];
+    const clock = await databaseClock(db);
+    const started = new Map<string, number>();
+    results = [...kept.results, ...(await readAll(deps, fresh, limit, signal, started))];
+    for (const [key, ms] of started) startedAtMs.set(key, clock(ms));
   }
 }
 
@@ -78,20 +83,24 @@ export async function processItem(
  * the change was found (an event batch committed them) are looked up again, so what the item
  * reads is never older than what it saw. So are a listing's guesses made while others record
  * objects: its removals, and keys recorded after the listing saw them (verify). Then its
- * objects are read and checked. Writes nothing.
+ * objects are read and checked; startedAtMs says when each read began, on the database's clock
+ * (the version read existed then: see isTombstoned). Writes nothing.
  */
 export async function readItem(
   deps: RunDeps,
   given: UserBatch,
   limit: ReturnType<typeof pLimit>,
   signal?: AbortSignal,
-): Promise<{ batch: UserBatch; results: ProcessResult[] }> {
+): Promise<ItemRead> {
   const moved = await movedSince(deps.db, given.seen);
   const movedKeys = new Set(moved.map((m) => m.key));
   const seen = new Map(given.seen.map((s) => [s.key, s]));
   const guesses = [...given.removed.map((r) => r.key), ...(given.verify ?? [])].filter((k) => !movedKeys.has(k));
   const batch = await lookUpAgain(deps, given, [...moved, ...guesses.map((key) => seen.get(key) ?? { key, fingerprint: null })]);
-  return { batch, results: await readAll(deps, batch.changed, limit, signal) };
+  const clock = await databaseClock(deps.db);
+  const started = new Map<string, number>();
+  const results = await readAll(deps, batch.changed, limit, signal, started);
+  return { batch, results, startedAtMs: new Map([...started].map(([key, ms]) => [key, clock(ms)])) };
 }
 
 /** Read and checked, or gone: the record of these is replaced. A skipped object's stays. */
@@ -100,17 +109,36 @@ export function settledKeys(batch: UserBatch, results: ProcessResult[]): string[
 }
 
 /** What an item would write, from what it read and the record (loadBestFiles of settledKeys). Pure. */
-export function planItem(config: Config, batch: UserBatch, results: ProcessResult[], recorded: RecordedBest): BatchPlan {
-  return planBatch(batch, results, recorded, config.srcBucket, config.onSourceDelete);
+export function planItem(config: Config, read: ItemRead, recorded: RecordedBest): BatchPlan {
+  return planBatch(read.batch, read.results, recorded, config.srcBucket, { onSourceDelete: config.onSourceDelete, readStartedAtMs: read.startedAtMs });
 }
 
-function readAll(deps: RunDeps, objects: SourceObject[], limit: ReturnType<typeof pLimit>, signal?: AbortSignal): Promise<ProcessResult[]> {
+/** What an item read: its objects' results, and when each read began (database clock). */
+export interface ItemRead {
+  batch: UserBatch;
+  results: ProcessResult[];
+  startedAtMs: Map<string, number>;
+}
+
+/**
+ * This process's clock mapped to the database's, measured now; a time maps to the earliest it
+ * can be there (the database's time was read before the answer came back), so a read is never
+ * taken for later than it began.
+ */
+async function databaseClock(db: RunDeps['db']): Promise<(localMs: number) => number> {
+  const dbNow = await databaseNowMs(db);
+  const after = Date.now();
+  return (ms) => ms + dbNow - after;
+}
+
+function readAll(deps: RunDeps, objects: SourceObject[], limit: ReturnType<typeof pLimit>, signal?: AbortSignal, started?: Map<string, number>): Promise<ProcessResult[]> {
   const { store, config, log, budget } = deps;
   return Promise.all(
     objects.map((object) =>
       limit(() => {
         // Stopping: the objects not started yet are not read, and the item is not committed.
         signal?.throwIfAborted();
+        started?.set(object.key, Date.now());
         return processObject(object, store, config.srcBucket, { limits: config.limits, budget, log });
       }),
     ),

@@ -27,7 +27,7 @@ export function erasureOperations(db: Database, afterErasure: () => void): Opera
       access: 'api',
       summary: 'Erase a user',
       description:
-        'Deletes the row, logs the erasure without the personal data (GET /erasures), and tombstones the versions of its files: no run, not even full=true, imports them again; a new version of a file for that user_id imports as usual. output.csv is rewritten soon, coalesced with event exports. Holds across replicas and runs in progress.',
+        'Deletes the row, logs the erasure without the personal data (GET /erasures), and tombstones the versions of its files: no run, not even full=true, imports them again; a new version of a file for that user_id imports as usual. output.csv is rewritten soon, coalesced with event exports. Holds across replicas and runs in progress. Again on a user erased before and not imported since: 200 with that entry, nothing changed. A user_id never stored: 404.',
       params: userIdPath,
       responses: { 200: { description: 'Erased now, or before (already_erased)', json: erasedSchema } },
       handler: async (ctx, { params }) => {
