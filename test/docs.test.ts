@@ -1,3 +1,4 @@
+import { execFileSync } from 'node:child_process';
 import { readFileSync, readdirSync } from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -51,5 +52,21 @@ describe('docs/architecture.md layout', () => {
     const migrations = files.filter((f) => f.startsWith('src/db/migrations/')).map((f) => path.basename(f).slice(0, 3));
     const line = entries.find((e) => e.path.startsWith('src/db/migrations/'))?.line ?? '';
     expect(line).toContain(`${migrations[0]} to ${migrations.at(-1)}`);
+  });
+});
+
+describe('docs/testing.md', () => {
+  const markdown = readFileSync(path.join(root, 'docs/testing.md'), 'utf8');
+  const list = execFileSync(process.execPath, ['--import', 'tsx', 'scripts/sabotage.ts', '--list'], { cwd: root, encoding: 'utf8' });
+  const rows = list.split('\n').filter((l) => l.startsWith('| ') && !l.startsWith('| name |')).length;
+
+  it('holds the sabotage table as `npm run test:sabotage -- --list` prints it', () => {
+    const section = markdown.slice(markdown.indexOf('### The entries'));
+    const table = section.split('\n').filter((l) => l.startsWith('|')).join('\n');
+    expect(table).toBe(list.trimEnd());
+  });
+
+  it('gives the number of entries there are', () => {
+    expect(/a full run of its (\d+)\s+entries/.exec(markdown)?.[1]).toBe(String(rows));
   });
 });
