@@ -48,13 +48,14 @@ export class Metrics {
     client.collectDefaultMetrics({ register: this.registry, prefix: 'userjoin_' });
     this.runs = new client.Counter({
       name: 'userjoin_runs_total',
-      help: 'Runs this process carried out, by final status and trigger',
+      help: 'Runs this process carried out (schedule, http, cli; never event batches), by final status and trigger',
       labelNames: ['status', 'trigger'],
       registers,
     });
     // Every status and trigger from the start: increase() misses a series' first sample, so
-    // the first failed run of a process would otherwise go unseen by the alert rules.
-    const triggers = { cli: 0, http: 0, schedule: 0, event: 0 } satisfies Record<RunTrigger, 0>;
+    // the first failed run of a process would otherwise go unseen by the alert rules. Event
+    // batches never reach runFinished (the coordinator carries out runs only), so no event series.
+    const triggers = { cli: 0, http: 0, schedule: 0 } satisfies Record<Exclude<RunTrigger, 'event'>, 0>;
     for (const status of ['succeeded', 'failed', 'aborted'] satisfies RunStatus[]) for (const trigger of Object.keys(triggers)) this.runs.inc({ status, trigger }, 0);
     this.runDuration = new client.Histogram({
       name: 'userjoin_run_duration_seconds',
@@ -63,8 +64,10 @@ export class Metrics {
       buckets: [0.1, 0.5, 1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600],
       registers,
     });
-    // With WORK_QUEUE=pgboss every replica reads a run's items, but the run's owner counts them all.
-    const byWhom = 'counted by the process that carried out the run, when it ends (with WORK_QUEUE=pgboss, whichever replicas read its items), or that took the event batch';
+    // With WORK_QUEUE=pgboss every replica reads a run's items, but only the run's owner counts
+    // them, from the run's counts when it ends (runFinished).
+    const byWhom =
+      'counted when the run ends by the process that carried it out, including items other replicas read (they do not count them), or by the process that took the event batch';
     this.objectsRead = new client.Counter({ name: 'userjoin_objects_read_total', help: `Source objects read and checked, ${byWhom}`, registers });
     this.objectsRejected = new client.Counter({
       name: 'userjoin_objects_rejected_total',
