@@ -17,15 +17,15 @@ function layoutEntries(markdown: string): Array<{ path: string; line: string }> 
   if (!block) throw new Error('docs/architecture.md: no layout block after it');
   const folders: string[] = [];
   const entries: Array<{ path: string; line: string }> = [];
-  for (const line of block[1].split('\n')) {
-    const m = /^( *)(\S+)/.exec(line);
-    if (!m) continue;
-    if (m[1].length % 2 !== 0) throw new Error(`odd indentation: ${line}`);
-    const depth = m[1].length / 2;
+  for (const line of (block[1] ?? '').split('\n')) {
+    const [, indent = '', name = ''] = /^( *)(\S+)/.exec(line) ?? [];
+    if (name === '') continue;
+    if (indent.length % 2 !== 0) throw new Error(`odd indentation: ${line}`);
+    const depth = indent.length / 2;
     if (depth > folders.length) throw new Error(`indented under no folder: ${line}`);
     folders.length = depth;
-    if (m[2].endsWith('/')) folders.push(m[2].slice(0, -1));
-    else entries.push({ path: [...folders, m[2]].join('/'), line });
+    if (name.endsWith('/')) folders.push(name.slice(0, -1));
+    else entries.push({ path: [...folders, name].join('/'), line });
   }
   return entries;
 }
@@ -43,7 +43,7 @@ describe('docs/architecture.md layout', () => {
   it('names every file under src/, one line each, and nothing that is not there', () => {
     const patterns = entries.map((e) => globRegex(e.path));
     expect(files.filter((f) => !patterns.some((p) => p.test(f))), 'files the layout leaves out').toEqual([]);
-    expect(entries.filter((e, i) => !files.some((f) => patterns[i].test(f))).map((e) => e.path), 'entries with no file').toEqual([]);
+    expect(entries.filter((e, i) => !files.some((f) => patterns[i]?.test(f))).map((e) => e.path), 'entries with no file').toEqual([]);
     const paths = entries.map((e) => e.path);
     expect(paths.filter((p, i) => paths.indexOf(p) !== i), 'entries named twice').toEqual([]);
   });
