@@ -1,4 +1,5 @@
 import client from 'prom-client';
+import { within } from './deadline.js';
 import type { ClusterStats } from './db/stats.js';
 import type { Logger } from './log.js';
 import type { RunCounts, RunReport, RunStatus, RunTrigger } from './core/model.js';
@@ -10,6 +11,9 @@ export type EventOutcome = 'accepted' | 'other_bucket' | 'not_user_file' | 'refu
 // Reading the users' figures counts rows: at most this often, and cancelled past the timeout.
 const STATS_MAX_AGE_MS = 10_000;
 const STATS_TIMEOUT_MS = 2_000;
+// The statement timeout starts once connected, and a connection to a hanging database takes up
+// to the pool's 10 s: a scrape waits this long at most, then reports the last values.
+const STATS_DEADLINE_MS = 2_500;
 
 /** Whether each dependency answers, as GET /health checks them. */
 export type DependencyChecks = Record<'database' | 'store', { ok: boolean }>;
@@ -38,6 +42,7 @@ export class Metrics {
   };
   private stats: { at: number; value: Promise<ClusterStats | null> } | null = null;
   private lastKnown: ClusterStats | null = null;
+  private reading: Promise<ClusterStats> | null = null;
 
   constructor(
     private readonly readStats: (timeoutMs: number) => Promise<ClusterStats>,
@@ -197,17 +202,22 @@ export class Metrics {
   /** Read at most every STATS_MAX_AGE_MS, scrapes in between share it. A failed read keeps the last values. */
   private clusterStats(): Promise<ClusterStats | null> {
     const now = Date.now();
-    if (!this.stats || now - this.stats.at > STATS_MAX_AGE_MS) {
-      const value = this.readStats(STATS_TIMEOUT_MS).then(
-        (s) => (this.lastKnown = s),
-        (err: unknown) => {
-          this.log.warn({ err }, 'metrics: could not read the users figures; reporting the last known');
-          this.stats = null;
-          return this.lastKnown;
-        },
-      );
-      this.stats = { at: now, value };
-    }
+    if (!this.stats || now - this.stats.at > STATS_MAX_AGE_MS) this.stats = { at: now, value: this.freshStats() };
     return this.stats.value;
+  }
+
+  /** The figures, waited for at most STATS_DEADLINE_MS; failed or late, the last values read. */
+  private async freshStats(): Promise<ClusterStats | null> {
+    // A read still hanging from an earlier scrape is waited for again, never started twice.
+    this.reading ??= this.readStats(STATS_TIMEOUT_MS).finally(() => (this.reading = null));
+    try {
+      const read = await within(STATS_DEADLINE_MS, this.reading);
+      if (read === 'timeout') throw new Error(`no answer within ${STATS_DEADLINE_MS} ms`);
+      return (this.lastKnown = read);
+    } catch (err) {
+      this.log.warn({ err }, 'metrics: could not read the users figures; reporting the last known');
+      this.stats = null;
+      return this.lastKnown;
+    }
   }
 }
