@@ -387,6 +387,14 @@ const SABOTAGES: Sabotage[] = [
     filter: '^events \\(folder\\) .*password of Basic',
   },
   {
+    name: 'metrics-token-only-metrics',
+    why: 'METRICS_TOKEN, which Prometheus holds, would open the whole API: whoever reads the scraper\'s secret could read every user and erase them',
+    file: 'src/http/auth.ts',
+    edits: [{ find: 'api: opts.apiToken ? tokenAuth([opts.apiToken], { failures }) : local', replace: 'api: opts.apiToken ? tokenAuth(metricsTokens, { failures }) : local' }],
+    tests: ['test/httpSecurity.test.ts'],
+    filter: '^HTTP security METRICS_TOKEN opens GET /metrics',
+  },
+  {
     name: 'sec-fetch-site',
     why: 'without a token, an <img> or fetch on another page (another port of 127.0.0.1 included) could tell which users have photos, and have the service resize them',
     file: 'src/http/localOnly.ts',

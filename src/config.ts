@@ -46,6 +46,8 @@ export interface Config {
     host: string;
     port: number;
     apiToken: string | null;
+    /** METRICS_TOKEN: a second token that GET /metrics accepts besides API_TOKEN, and nothing else. */
+    metricsToken: string | null;
     /** HOST is localhost, 127.0.0.0/8 or ::1: only this machine can connect. */
     loopback: boolean;
     /** INSECURE_ALLOW_NO_TOKEN: the operator accepts an open service beyond loopback. */
@@ -162,6 +164,8 @@ const envSchema = z.object({
   API_TOKEN: token(),
   // MinIO sends its webhook auth_token as "Authorization: Bearer <token>"; this one opens only POST /events/s3.
   EVENTS_TOKEN: token(),
+  // For Prometheus: opens only GET /metrics, so the scraper never holds a token to personal data.
+  METRICS_TOKEN: token(),
   INSECURE_ALLOW_NO_TOKEN: z.enum(['true', 'false'], { error: 'must be true or false' }).default('false'),
   // Guessing a token: each client address gets this many wrong ones per window.
   AUTH_FAILURE_LIMIT: z.coerce.number().int().min(1).max(1_000_000).default(10),
@@ -210,12 +214,14 @@ export const MIN_EXPOSED_TOKEN_LENGTH = 32;
 
 /**
  * The service's token rules. Exposed (npm start beyond loopback), a token must have at least
- * MIN_EXPOSED_TOKEN_LENGTH characters. The two tokens must differ: otherwise the events token,
- * which sits in the S3 server's notification setup, would open the API too.
+ * MIN_EXPOSED_TOKEN_LENGTH characters. The tokens must differ: otherwise the events token,
+ * which sits in the S3 server's notification setup, or the metrics token, which the scraper
+ * holds, would open more than its one route.
  */
-function tokenProblems(apiToken: string | undefined, eventsToken: string | undefined, exposed: boolean, host: string): string[] {
+function tokenProblems(e: { API_TOKEN?: string; EVENTS_TOKEN?: string; METRICS_TOKEN?: string }, exposed: boolean, host: string): string[] {
   const problems: string[] = [];
-  for (const [name, value] of [['API_TOKEN', apiToken], ['EVENTS_TOKEN', eventsToken]] as const) {
+  const apiToken = e.API_TOKEN;
+  for (const [name, value] of [['API_TOKEN', apiToken], ['EVENTS_TOKEN', e.EVENTS_TOKEN], ['METRICS_TOKEN', e.METRICS_TOKEN]] as const) {
     if (exposed && value !== undefined && value.length < MIN_EXPOSED_TOKEN_LENGTH) {
       problems.push(
         `  ${name}: has ${value.length} characters; at least ${MIN_EXPOSED_TOKEN_LENGTH} are required when HOST (${host}) is not a loopback address,` +
@@ -223,8 +229,11 @@ function tokenProblems(apiToken: string | undefined, eventsToken: string | undef
       );
     }
   }
-  if (apiToken !== undefined && apiToken === eventsToken) {
+  if (apiToken !== undefined && apiToken === e.EVENTS_TOKEN) {
     problems.push('  EVENTS_TOKEN: must differ from API_TOKEN; the events token opens only POST /events/s3, API_TOKEN opens everything');
+  }
+  if (e.METRICS_TOKEN !== undefined && (e.METRICS_TOKEN === apiToken || e.METRICS_TOKEN === e.EVENTS_TOKEN)) {
+    problems.push('  METRICS_TOKEN: must differ from API_TOKEN and EVENTS_TOKEN; the metrics token opens only GET /metrics');
   }
   return problems;
 }
@@ -297,7 +306,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
         ' set API_TOKEN, or listen on 127.0.0.1, or set INSECURE_ALLOW_NO_TOKEN=true to serve without authentication',
     );
   }
-  if (opts.service) problems.push(...tokenProblems(e.API_TOKEN, e.EVENTS_TOKEN, !loopback, e.HOST));
+  if (opts.service) problems.push(...tokenProblems(e, !loopback, e.HOST));
 
   const notifyArn = e.S3_NOTIFY_ARN ?? e.MINIO_NOTIFY_ARN;
   if (e.S3_NOTIFY_ARN && e.MINIO_NOTIFY_ARN && e.S3_NOTIFY_ARN !== e.MINIO_NOTIFY_ARN) {
@@ -333,6 +342,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       host: e.HOST,
       port: e.PORT,
       apiToken: e.API_TOKEN ?? null,
+      metricsToken: e.METRICS_TOKEN ?? null,
       loopback,
       allowNoToken,
       authFailures: { limit: e.AUTH_FAILURE_LIMIT, windowMs: e.AUTH_FAILURE_WINDOW_SECONDS * 1000 },

@@ -1,4 +1,5 @@
 import client from 'prom-client';
+import { within } from './deadline.js';
 import type { ClusterStats } from './db/stats.js';
 import type { Logger } from './log.js';
 import type { RunCounts, RunReport, RunStatus, RunTrigger } from './core/model.js';
@@ -10,6 +11,9 @@ export type EventOutcome = 'accepted' | 'other_bucket' | 'not_user_file' | 'refu
 // Reading the users' figures counts rows: at most this often, and cancelled past the timeout.
 const STATS_MAX_AGE_MS = 10_000;
 const STATS_TIMEOUT_MS = 2_000;
+// The statement timeout starts once connected, and a connection to a hanging database takes up
+// to the pool's 10 s: a scrape waits this long at most, then reports the last values.
+const STATS_DEADLINE_MS = 2_500;
 
 /** Whether each dependency answers, as GET /health checks them. */
 export type DependencyChecks = Record<'database' | 'store', { ok: boolean }>;
@@ -38,6 +42,7 @@ export class Metrics {
   };
   private stats: { at: number; value: Promise<ClusterStats | null> } | null = null;
   private lastKnown: ClusterStats | null = null;
+  private reading: Promise<ClusterStats> | null = null;
 
   constructor(
     private readonly readStats: (timeoutMs: number) => Promise<ClusterStats>,
@@ -48,13 +53,14 @@ export class Metrics {
     client.collectDefaultMetrics({ register: this.registry, prefix: 'userjoin_' });
     this.runs = new client.Counter({
       name: 'userjoin_runs_total',
-      help: 'Runs this process carried out, by final status and trigger',
+      help: 'Runs this process carried out (schedule, http, cli; never event batches), by final status and trigger',
       labelNames: ['status', 'trigger'],
       registers,
     });
     // Every status and trigger from the start: increase() misses a series' first sample, so
-    // the first failed run of a process would otherwise go unseen by the alert rules.
-    const triggers = { cli: 0, http: 0, schedule: 0, event: 0 } satisfies Record<RunTrigger, 0>;
+    // the first failed run of a process would otherwise go unseen by the alert rules. Event
+    // batches never reach runFinished (the coordinator carries out runs only), so no event series.
+    const triggers = { cli: 0, http: 0, schedule: 0 } satisfies Record<Exclude<RunTrigger, 'event'>, 0>;
     for (const status of ['succeeded', 'failed', 'aborted'] satisfies RunStatus[]) for (const trigger of Object.keys(triggers)) this.runs.inc({ status, trigger }, 0);
     this.runDuration = new client.Histogram({
       name: 'userjoin_run_duration_seconds',
@@ -63,8 +69,10 @@ export class Metrics {
       buckets: [0.1, 0.5, 1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600],
       registers,
     });
-    // With WORK_QUEUE=pgboss every replica reads a run's items, but the run's owner counts them all.
-    const byWhom = 'counted by the process that carried out the run, when it ends (with WORK_QUEUE=pgboss, whichever replicas read its items), or that took the event batch';
+    // With WORK_QUEUE=pgboss every replica reads a run's items, but only the run's owner counts
+    // them, from the run's counts when it ends (runFinished).
+    const byWhom =
+      'counted when the run ends by the process that carried it out, including items other replicas read (they do not count them), or by the process that took the event batch';
     this.objectsRead = new client.Counter({ name: 'userjoin_objects_read_total', help: `Source objects read and checked, ${byWhom}`, registers });
     this.objectsRejected = new client.Counter({
       name: 'userjoin_objects_rejected_total',
@@ -194,17 +202,22 @@ export class Metrics {
   /** Read at most every STATS_MAX_AGE_MS, scrapes in between share it. A failed read keeps the last values. */
   private clusterStats(): Promise<ClusterStats | null> {
     const now = Date.now();
-    if (!this.stats || now - this.stats.at > STATS_MAX_AGE_MS) {
-      const value = this.readStats(STATS_TIMEOUT_MS).then(
-        (s) => (this.lastKnown = s),
-        (err: unknown) => {
-          this.log.warn({ err }, 'metrics: could not read the users figures; reporting the last known');
-          this.stats = null;
-          return this.lastKnown;
-        },
-      );
-      this.stats = { at: now, value };
-    }
+    if (!this.stats || now - this.stats.at > STATS_MAX_AGE_MS) this.stats = { at: now, value: this.freshStats() };
     return this.stats.value;
+  }
+
+  /** The figures, waited for at most STATS_DEADLINE_MS; failed or late, the last values read. */
+  private async freshStats(): Promise<ClusterStats | null> {
+    // A read still hanging from an earlier scrape is waited for again, never started twice.
+    this.reading ??= this.readStats(STATS_TIMEOUT_MS).finally(() => (this.reading = null));
+    try {
+      const read = await within(STATS_DEADLINE_MS, this.reading);
+      if (read === 'timeout') throw new Error(`no answer within ${STATS_DEADLINE_MS} ms`);
+      return (this.lastKnown = read);
+    } catch (err) {
+      this.log.warn({ err }, 'metrics: could not read the users figures; reporting the last known');
+      this.stats = null;
+      return this.lastKnown;
+    }
   }
 }

@@ -143,6 +143,7 @@ async function start(
     log,
     apiToken: config.http.apiToken,
     eventsToken: config.events.token,
+    metricsToken: config.http.metricsToken,
     events: intake,
     eventBodies: config.events.webhookConcurrency,
     loopback: config.http.loopback,

@@ -178,9 +178,9 @@ describe.skipIf(skipPromtool)('promtool', () => {
     const dir = await tempDir('userjoin-prometheus-');
     try {
       const config = readFileSync(path.join(DIR, 'prometheus.yml'), 'utf8');
-      expect(config).toContain('credentials_file: /run/secrets/api_token');
-      await fs.writeFile(path.join(dir, 'api_token'), TOKEN);
-      await fs.writeFile(path.join(dir, 'prometheus.yml'), config.replace('/run/secrets/api_token', path.join(dir, 'api_token')));
+      expect(config).toContain('credentials_file: /run/secrets/metrics_token');
+      await fs.writeFile(path.join(dir, 'metrics_token'), TOKEN);
+      await fs.writeFile(path.join(dir, 'prometheus.yml'), config.replace('/run/secrets/metrics_token', path.join(dir, 'metrics_token')));
       await fs.copyFile(path.join(DIR, 'alerts.yml'), path.join(dir, 'alerts.yml'));
       await promtoolRun('check', 'config', path.join(dir, 'prometheus.yml'));
     } finally {

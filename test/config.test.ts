@@ -126,6 +126,17 @@ describe('loadConfig for the service: a token beyond loopback', () => {
     }
   });
 
+  it('takes METRICS_TOKEN under the same rules: long enough beyond loopback, and unlike API_TOKEN and EVENTS_TOKEN', () => {
+    expect(loadConfig({ HOST: '0.0.0.0', API_TOKEN: LONG, METRICS_TOKEN: LONG.toUpperCase() }, { service: true }).http.metricsToken).toBe(LONG.toUpperCase());
+    expect(loadConfig({}).http.metricsToken).toBeNull();
+    expect(() => loadConfig({ HOST: '0.0.0.0', API_TOKEN: LONG, METRICS_TOKEN: 'x'.repeat(31) }, { service: true })).toThrow(/METRICS_TOKEN: has 31 characters; at least 32/);
+    expect(() => loadConfig({ METRICS_TOKEN: 'two words' })).toThrow(/METRICS_TOKEN: must be printable ASCII without spaces/);
+    for (const HOST of ['127.0.0.1', '0.0.0.0']) {
+      expect(() => loadConfig({ HOST, API_TOKEN: LONG, METRICS_TOKEN: LONG }, { service: true }), HOST).toThrow(/METRICS_TOKEN: must differ from API_TOKEN and EVENTS_TOKEN/);
+      expect(() => loadConfig({ HOST, API_TOKEN: 'y'.repeat(32), EVENTS_TOKEN: LONG, METRICS_TOKEN: LONG }, { service: true }), HOST).toThrow(/METRICS_TOKEN: must differ/);
+    }
+  });
+
   it('limits wrong tokens to 10 per address per 5 minutes by default, configurable', () => {
     expect(loadConfig({}).http.authFailures).toEqual({ limit: 10, windowMs: 300_000 });
     expect(loadConfig({ AUTH_FAILURE_LIMIT: '3', AUTH_FAILURE_WINDOW_SECONDS: '60' }).http.authFailures).toEqual({ limit: 3, windowMs: 60_000 });

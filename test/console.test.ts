@@ -1,5 +1,5 @@
 import fs from 'node:fs/promises';
-import type { Browser, BrowserContext, Page } from 'playwright-core';
+import type { Browser, BrowserContext, Page, Route } from 'playwright-core';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { tryAcquireLock } from '../src/db/locks.js';
 import type { TestDatabase } from './support/database.js';
@@ -82,9 +82,10 @@ describe.runIf(runBrowserTests).each([
   const ensureRun = () => api<Run>('/data?wait=true', { method: 'POST' });
 
   /** A fresh tab (so a fresh sessionStorage) on the console, signed in when a token is needed. */
-  async function openConsole(hash = '', colorScheme: 'light' | 'dark' = 'light'): Promise<Page> {
+  async function openConsole(hash = '', colorScheme: 'light' | 'dark' = 'light', prepare?: (page: Page) => Promise<void>): Promise<Page> {
     context = await browser.newContext({ viewport: { width: 1366, height: 768 }, acceptDownloads: true, colorScheme });
     const page = await context.newPage();
+    await prepare?.(page);
     errors = collectPageErrors(page);
     requested = [];
     page.on('request', (r) => requested.push(r.url()));
@@ -445,7 +446,7 @@ describe.runIf(runBrowserTests).each([
       for (const chart of ['chart-duration', 'chart-users', 'chart-rejected']) expect(await marksOf(page, chart), chart).toEqual(ids);
       // A run with rejects has a bar, drawn in the chart's colour.
       const rejecting = runs.find((r) => r.counts.rejected > 0)!;
-      expect(await page.locator(`#chart-rejected .mark[data-run="${rejecting.id}"] rect.bar`).getAttribute('height')).not.toBe('0');
+      expect(await page.locator(`#chart-rejected .mark[data-run="${rejecting.id}"] rect.chart-bar`).getAttribute('height')).not.toBe('0');
 
       // The captions state the numbers.
       const sum = (pick: (r: Run) => number) => runs.reduce((n, r) => n + pick(r), 0);
@@ -482,11 +483,11 @@ describe.runIf(runBrowserTests).each([
     await ensureRun();
     const colours = async (scheme: 'light' | 'dark') => {
       const page = await openConsole('#/overview', scheme);
-      await page.waitForSelector('#chart-rejected rect.bar');
+      await page.waitForSelector('#chart-rejected rect.chart-bar');
       const found = await page.evaluate(() => ({
         page: getComputedStyle(document.querySelector('body')!).getPropertyValue('background-color'),
         card: getComputedStyle(document.querySelector('.card')!).getPropertyValue('background-color'),
-        rejected: getComputedStyle(document.querySelector('#chart-rejected rect.bar')!).getPropertyValue('fill'),
+        rejected: getComputedStyle(document.querySelector('#chart-rejected rect.chart-bar')!).getPropertyValue('fill'),
         axis: getComputedStyle(document.querySelector('#chart-rejected .axis')!).getPropertyValue('stroke'),
       }));
       expect(errors, 'errors in the page').toEqual([]);
@@ -497,6 +498,49 @@ describe.runIf(runBrowserTests).each([
     // style.css's colours for each setting.
     expect(await colours('light')).toEqual({ page: 'rgb(244, 246, 250)', card: 'rgb(255, 255, 255)', rejected: 'rgb(180, 35, 24)', axis: 'rgb(92, 102, 120)' });
     expect(await colours('dark')).toEqual({ page: 'rgb(18, 22, 30)', card: 'rgb(26, 32, 43)', rejected: 'rgb(255, 138, 128)', axis: 'rgb(154, 164, 181)' });
+  });
+
+  it('asks nothing more of GET /overview once the Overview is left, even after overlapping loads', async () => {
+    await ensureRun();
+    const { rows } = await db.pool.query<{ users: number }>('SELECT count(*)::int AS users FROM users');
+    // GET /overview answers are held until the test lets them go; the page's clock moves only when the test moves it.
+    const held: Route[] = [];
+    let asked = 0;
+    let mode: 'hold' | 'fail' | 'pass' = 'hold';
+    const page = await openConsole('#/overview', 'light', async (p) => {
+      await p.clock.install();
+      await p.route('**/overview', (route) => {
+        asked++;
+        if (mode === 'hold') held.push(route);
+        // Once the view is left, a refresh it still made fails, as when the service is down.
+        else if (mode === 'fail') void route.fulfill({ status: 503, json: { error: { code: 'database_unavailable', message: 'a refresh after the Overview was left' } } });
+        else void route.continue();
+      });
+    });
+    // The view loads at once, and again when the run watcher first answers with the newest run
+    // (a run that started or ended): two loads in flight at once.
+    await waitFor('two overlapping loads', () => held.length >= 2);
+    const [first, ...later] = held.splice(0) as [Route, ...Route[]];
+    // The oldest answers first, with figures of its own, then the newer ones as the service does.
+    const answer = await first.fetch();
+    await first.fulfill({ response: answer, json: { ...((await answer.json()) as object), users: 424242 } });
+    for (const route of later) await route.continue();
+    await waitFor('the newest figures', async () => (await text(page, '#ov-users .tile-value')) === String(rows[0]!.users));
+    mode = 'fail';
+
+    await page.click('#nav-runs');
+    await page.waitForSelector('#runs-table');
+    const before = asked;
+    await page.clock.runFor(30_000);
+    // A request the page makes after whatever the refresh timers made, seen here after theirs.
+    await page.evaluate(() => fetch('/health'));
+    expect(asked - before, 'GET /overview after the view was left').toBe(0);
+    expect(await page.locator('#alert').isHidden()).toBe(true);
+    // The charts' bars are theirs alone, never the header's (.bar).
+    mode = 'pass';
+    await page.click('#nav-overview');
+    await page.waitForSelector('#chart-duration rect.chart-bar');
+    expect(await page.locator('.bar').count()).toBe(1);
   });
 
   it("reaches the Overview and its charts' numbers with the keyboard, and keeps them open and focused as runs come", async () => {

@@ -223,7 +223,7 @@ describe('docker-compose.yml: the monitoring profile', () => {
     expect(config.rule_files.map((f) => path.posix.basename(f))).toContain('alerts.yml');
   });
 
-  it('scrapes every userjoin replica on its container port, as job "userjoin", with API_TOKEN from a secret file', () => {
+  it('scrapes every userjoin replica on its container port, as job "userjoin", with METRICS_TOKEN from a secret file', () => {
     const jobs = config.scrape_configs.filter((j) => j.job_name === 'userjoin');
     expect(jobs.length).toBe(1);
     const job = jobs[0]!;
@@ -238,9 +238,10 @@ describe('docker-compose.yml: the monitoring profile', () => {
     const file = job.authorization!.credentials_file!;
     const secret = /^\/run\/secrets\/([\w-]+)$/.exec(file)![1]!;
     expect(prometheus!.secrets).toContain(secret);
-    // The secret is the API_TOKEN the service is given.
-    expect(compose.secrets?.[secret]).toEqual({ environment: 'API_TOKEN' });
-    expect(userjoin!.environment!.API_TOKEN).toMatch(/^\$\{API_TOKEN:\?/);
+    // The secret is the METRICS_TOKEN the service is given, which opens /metrics alone: never API_TOKEN.
+    expect(compose.secrets?.[secret]).toEqual({ environment: 'METRICS_TOKEN' });
+    expect(userjoin!.environment!.METRICS_TOKEN).toMatch(/^\$\{METRICS_TOKEN:\?/);
+    expect(Object.values(compose.secrets ?? {}).filter((s) => s.environment === 'API_TOKEN')).toEqual([]);
   });
 });
 

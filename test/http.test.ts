@@ -300,6 +300,10 @@ describe.each(backends)('HTTP API on the %s backend', (_name, start) => {
       const del = await fetch(`${svc.url}/data`, { method: 'DELETE' });
       expect(del.status).toBe(405);
       expect((await json<ErrorBody>(del)).error.code).toBe('method_not_allowed');
+      // A method no route knows: the router's 501, not a 500.
+      const propfind = await fetch(`${svc.url}/data`, { method: 'PROPFIND' });
+      expect(propfind.status).toBe(501);
+      expect((await json<ErrorBody>(propfind)).error.code).toBe('not_implemented');
     });
   });
 });

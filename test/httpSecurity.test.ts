@@ -149,6 +149,50 @@ describe('HTTP security', () => {
     });
   });
 
+  describe('METRICS_TOKEN', () => {
+    const METRICS = 'metrics-token-0123456789';
+    const bearer = (token: string) => ({ headers: { Authorization: `Bearer ${token}` } });
+
+    it('opens GET /metrics, as API_TOKEN does, and nothing else', async () => {
+      // Each refusal below counts as a wrong token: a limit they stay under.
+      const svc = await startTestService(backend, db, { API_TOKEN: TOKEN, METRICS_TOKEN: METRICS, AUTH_FAILURE_LIMIT: '1000' });
+      try {
+        expect((await raw(svc.url, '/metrics', bearer(METRICS))).status).toBe(200);
+        expect((await raw(svc.url, '/metrics', bearer(TOKEN))).status).toBe(200);
+        expect((await raw(svc.url, '/metrics')).status).toBe(401);
+        expect((await raw(svc.url, '/metrics', bearer('wrong'))).status).toBe(401);
+        // Bearer only, as the rest of the API: a browser would send cached Basic credentials.
+        const basic = { headers: { Authorization: `Basic ${Buffer.from(`prometheus:${METRICS}`).toString('base64')}` } };
+        expect((await raw(svc.url, '/metrics', basic)).status).toBe(401);
+        // Every other operation the service documents, and paths it does not, refuse it.
+        const doc = JSON.parse((await raw(svc.url, '/openapi.json')).body) as { paths: Record<string, Record<string, { security?: unknown[] }>> };
+        const others = Object.entries(doc.paths).flatMap(([p, methods]) =>
+          Object.entries(methods)
+            .filter(([, op]) => p !== '/metrics' && !(Array.isArray(op.security) && op.security.length === 0))
+            .map(([m]) => ({ method: m.toUpperCase(), path: p.replace('{user_id}', 'pictured').replace('{id}', '1') })),
+        );
+        expect(others.length).toBeGreaterThan(5);
+        for (const { method, path } of [...others, { method: 'GET', path: '/nope' }]) {
+          expect((await raw(svc.url, path, { method, ...bearer(METRICS) })).status, `${method} ${path}`).toBe(401);
+        }
+        expect((await raw(svc.url, '/data', bearer(TOKEN))).status).toBe(200);
+      } finally {
+        await svc.stop();
+      }
+    });
+
+    it('without API_TOKEN, guards GET /metrics alone; the rest keeps the loopback rules', async () => {
+      const svc = await startTestService(backend, db, { METRICS_TOKEN: METRICS });
+      try {
+        expect((await raw(svc.url, '/metrics')).status).toBe(401);
+        expect((await raw(svc.url, '/metrics', bearer(METRICS))).status).toBe(200);
+        expect((await raw(svc.url, '/data')).status).toBe(200);
+      } finally {
+        await svc.stop();
+      }
+    });
+  });
+
   describe('failed authentication, per client address', () => {
     const LIMIT = 3;
     let svc: TestService;

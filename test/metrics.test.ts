@@ -1,4 +1,11 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import net from 'node:net';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import type { Database } from '../src/db/index.js';
+import { createPool } from '../src/db/index.js';
+import { readClusterStats } from '../src/db/stats.js';
+import { checkDependencies } from '../src/http/routes/health.js';
+import { silentLogger } from '../src/log.js';
+import { Metrics } from '../src/metrics.js';
 import type { TestDatabase } from './support/database.js';
 import { createTestDatabase } from './support/database.js';
 import { makeImage, put, userCsv } from './support/fixtures.js';
@@ -110,5 +117,67 @@ describe.each(backends)('GET /metrics on the %s backend', (_name, start) => {
     expect(all.some((s) => s.name === 'userjoin_nodejs_heap_size_used_bytes')).toBe(true);
     // Every metric is ours.
     expect(all.every((s) => s.name.startsWith('userjoin_'))).toBe(true);
+  });
+});
+
+describe('GET /metrics while the database hangs', () => {
+  let db: TestDatabase;
+  let silent: net.Server;
+  const sockets: net.Socket[] = [];
+  const pools: Database[] = [];
+  beforeAll(async () => {
+    db = await createTestDatabase();
+    // Accepts TCP connections and then says nothing, as a black-holed database would.
+    silent = net.createServer((s) => void sockets.push(s));
+    await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
+  });
+  afterAll(async () => {
+    vi.useRealTimers();
+    // Their connections end, so the reads still waiting fail and the pools can close.
+    for (const s of sockets) s.destroy();
+    await new Promise((resolve) => silent?.close(resolve));
+    for (const p of pools) await p.end().catch(() => undefined);
+    await db?.drop();
+  });
+
+  it('answers within its deadlines, with the last figures read and the database down', async () => {
+    const good = createPool(db.url);
+    await good.query(`INSERT INTO users (user_id, first_name, last_name, birthdate) VALUES ('a', 'Ann', 'A', now()), ('b', 'Bob', 'B', now())`);
+    // No connect timeout at all: only the scrape's own deadlines can end its wait.
+    const { port } = silent.address() as net.AddressInfo;
+    const hanging = createPool(`postgres://u:p@127.0.0.1:${port}/db`, { connectTimeoutMs: 0 });
+    pools.push(good, hanging);
+    let pool = good;
+    let reads = 0;
+    const metrics = new Metrics(
+      (timeoutMs) => (reads++, readClusterStats(pool, timeoutMs)),
+      silentLogger(),
+      () => checkDependencies(pool, () => Promise.resolve()),
+    );
+    const figures = async (work: Promise<string>) => {
+      const text = await work;
+      const pick = (name: string) => Number(new RegExp(`^${name} (\\S+)$`, 'm').exec(text)?.[1]);
+      return { users: pick('userjoin_users'), database: pick('userjoin_dependency_up\\{dependency="database"\\}') };
+    };
+    expect(await figures(metrics.text())).toEqual({ users: 2, database: 1 });
+
+    // The database hangs; the figures are due to be read again. Time moves only when the test moves it.
+    pool = hanging;
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'Date'] });
+    vi.setSystemTime(Date.now() + 60_000);
+    let answered = false;
+    const scrape = figures(metrics.text()).finally(() => (answered = true));
+    await vi.advanceTimersByTimeAsync(2_999);
+    expect(answered).toBe(false);
+    await vi.advanceTimersByTimeAsync(1);
+    expect(answered).toBe(true);
+    expect(await scrape).toEqual({ users: 2, database: 0 });
+
+    // The next scrape does not start a second read behind the one still hanging.
+    vi.setSystemTime(Date.now() + 60_000);
+    const next = figures(metrics.text());
+    await vi.advanceTimersByTimeAsync(3_000);
+    expect(await next).toEqual({ users: 2, database: 0 });
+    expect(reads).toBe(2);
   });
 });

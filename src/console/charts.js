@@ -42,7 +42,7 @@ export function barChart({ id, title, runs, series, format = fmtNumber }) {
       const height = y(s.value(run));
       base -= height;
       const cls = typeof s.cls === 'function' ? s.cls(run) : s.cls;
-      return svg('rect', { class: `bar ${cls}`, x: i * slot + (slot * (1 - BAR)) / 2, y: base, width: slot * BAR, height });
+      return svg('rect', { class: `chart-bar ${cls}`, x: i * slot + (slot * (1 - BAR)) / 2, y: base, width: slot * BAR, height });
     });
     const tip = svg('title', {});
     tip.textContent = `Run #${run.id}: ${series.map((s) => `${s.label} ${format(s.value(run))}`).join(', ')}`;

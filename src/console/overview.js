@@ -30,7 +30,9 @@ export function overviewView(root, watcher, onError) {
   root.append(glance, charts);
   /** @type {Overview | null} */
   let figures = null;
-  let destroyed = false;
+  // Loads overlap (a run ends while one is in flight): only the newest one's answer is shown and
+  // schedules the next, so no second timer chain starts, and none acts once the view is gone.
+  let generation = 0;
   /** @type {ReturnType<typeof setTimeout> | undefined} */
   let timer;
   const newestState = () => (watcher.runs[0] ? `${watcher.runs[0].id}:${watcher.runs[0].status}` : '');
@@ -48,14 +50,18 @@ export function overviewView(root, watcher, onError) {
     }
   };
   const load = async () => {
+    const mine = ++generation;
     clearTimeout(timer);
     try {
-      figures = await getJson('/overview');
-      if (!destroyed) render();
+      const got = /** @type {Overview} */ (await getJson('/overview'));
+      if (mine !== generation) return;
+      figures = got;
+      render();
     } catch (err) {
+      if (mine !== generation) return;
       onError(err);
     }
-    if (!destroyed) timer = setTimeout(() => void load(), REFRESH_MS);
+    timer = setTimeout(() => void load(), REFRESH_MS);
   };
   const unsubscribe = watcher.subscribe(() => {
     // A run that started or ended changes the figures: ask again at once.
@@ -70,7 +76,8 @@ export function overviewView(root, watcher, onError) {
   document.title = 'Overview · userjoin';
   return {
     destroy: () => {
-      destroyed = true;
+      // Every load in flight is now stale.
+      generation++;
       clearTimeout(timer);
       unsubscribe();
     },

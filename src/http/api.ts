@@ -48,17 +48,18 @@ export interface Operation<Q extends z.ZodType = z.ZodType, P extends z.ZodType 
 
 /**
  * Who may call a route. 'api': API_TOKEN holders (Bearer). 'public': anyone. 'events':
- * EVENTS_TOKEN or API_TOKEN holders (Bearer, or Basic with the token as the password). Where the
- * service has no such token, the loopback rules (localOnly.ts) guard the route instead; without
- * API_TOKEN, that is every route but the 'events' ones when EVENTS_TOKEN is set.
+ * EVENTS_TOKEN or API_TOKEN holders (Bearer, or Basic with the token as the password).
+ * 'metrics': METRICS_TOKEN or API_TOKEN holders (Bearer). Where the service has no such token,
+ * the loopback rules (localOnly.ts) guard the route instead; without API_TOKEN, that is every
+ * route but the 'events' ones when EVENTS_TOKEN is set, and the 'metrics' ones when METRICS_TOKEN is.
  */
-export type Access = 'api' | 'public' | 'events';
+export type Access = 'api' | 'public' | 'events' | 'metrics';
 
 /** The middleware that enforces an access (auth.ts). */
 export type AccessCheck = (access: Access) => Middleware;
 
 // A wrong method is checked as strictly as the strictest route on its path.
-const STRICTEST_FIRST: Access[] = ['api', 'events', 'public'];
+const STRICTEST_FIRST: Access[] = ['api', 'metrics', 'events', 'public'];
 
 /**
  * The app's routes, each registered with the access it needs: the check is the route's first

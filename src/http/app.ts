@@ -42,6 +42,8 @@ export interface HttpDeps {
   apiToken: string | null;
   /** A second token for POST /events/s3 alone. */
   eventsToken: string | null;
+  /** A token for GET /metrics alone. */
+  metricsToken: string | null;
   /** Records keys named by bucket notifications. */
   events: EventIntake;
   /** EVENT_WEBHOOK_CONCURRENCY: POST /events/s3 bodies read and recorded at once. */
@@ -80,8 +82,8 @@ export function apiOperations(deps: HttpDeps): Operation[] {
       path: '/metrics',
       operationId: 'metrics',
       tag: 'operations',
-      summary: 'Prometheus metrics (text exposition format)',
-      access: 'api',
+      summary: 'Prometheus metrics (text exposition format); METRICS_TOKEN opens this and nothing else',
+      access: 'metrics',
       responses: { 200: { description: 'The metrics', media: { 'text/plain': { type: 'string' } } } },
       handler: async (ctx) => {
         ctx.body = await deps.metrics.text();
@@ -119,7 +121,7 @@ export function createHttpApp(deps: HttpDeps): Koa {
   app.use(securityHeaders());
   app.use(accessLog(deps.log, deps.metrics));
   app.use(errorMiddleware(deps.log));
-  const routes = new Routes(accessCheck({ apiToken: deps.apiToken, eventsToken: deps.eventsToken, loopback: deps.loopback, authFailures: deps.authFailures }));
+  const routes = new Routes(accessCheck({ apiToken: deps.apiToken, eventsToken: deps.eventsToken, metricsToken: deps.metricsToken, loopback: deps.loopback, authFailures: deps.authFailures }));
   consoleRoutes(routes, deps.console, deps.apiToken ? 'bearer' : 'none');
   mountOperations(routes, apiOperations(deps));
   routes.mount(app);

@@ -12,6 +12,8 @@ export interface AccessOptions {
   apiToken: string | null;
   /** Opens the 'events' routes alone. */
   eventsToken: string | null;
+  /** Opens the 'metrics' routes alone. */
+  metricsToken: string | null;
   /** The service listens on loopback: without a token, only loopback Host headers are served. */
   loopback: boolean;
   /** Wrong tokens per client address, on all token-guarded routes together. */
@@ -22,7 +24,7 @@ export interface AccessOptions {
  * What each access means for this service. A route whose token is set needs it; without one,
  * the loopback rules guard it. A token already stops other web pages (they cannot send the
  * header), so the browser checks matter only without one. The event webhook also takes
- * EVENTS_TOKEN; with neither token it is guarded as the rest.
+ * EVENTS_TOKEN, and /metrics METRICS_TOKEN; with neither token each is guarded as the rest.
  *
  * Only the event webhook takes Basic, because Ceph radosgw can send nothing else. A browser
  * sends Basic credentials it has cached on its own, to any page's requests, so Basic on the
@@ -31,11 +33,14 @@ export interface AccessOptions {
 export function accessCheck(opts: AccessOptions): AccessCheck {
   const local = localOnly({ checkHost: opts.loopback });
   const failures = new AuthFailures(opts.authFailures);
-  const eventTokens = [opts.eventsToken, opts.apiToken].filter((t): t is string => !!t);
+  const withApi = (own: string | null) => [own, opts.apiToken].filter((t): t is string => !!t);
+  const eventTokens = withApi(opts.eventsToken);
+  const metricsTokens = withApi(opts.metricsToken);
   const open: Middleware = (_ctx, next) => next();
   const checks: Record<Access, Middleware> = {
     api: opts.apiToken ? tokenAuth([opts.apiToken], { failures }) : local,
     events: eventTokens.length > 0 ? tokenAuth(eventTokens, { basic: true, failures }) : local,
+    metrics: metricsTokens.length > 0 ? tokenAuth(metricsTokens, { failures }) : local,
     public: opts.apiToken ? open : local,
   };
   return (access) => checks[access];

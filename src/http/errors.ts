@@ -102,6 +102,9 @@ export function errorMiddleware(log: Logger): Middleware {
 
 function isClientHttpError(err: unknown): err is { status: number; message: string; headers?: Record<string, string> } {
   if (typeof err !== 'object' || err === null) return false;
-  const e = err as { status?: unknown; expose?: unknown };
-  return typeof e.status === 'number' && e.status >= 400 && e.status < 500 && e.expose === true;
+  const e = err as { status?: unknown; expose?: unknown; name?: unknown };
+  if (typeof e.status !== 'number') return false;
+  // The router's 501 for a method it does not know: http-errors marks no 5xx as safe to show.
+  if (e.status === 501 && e.name === 'NotImplementedError') return true;
+  return e.status >= 400 && e.status < 500 && e.expose === true;
 }

@@ -28,7 +28,7 @@ export function openApiDocument(ops: Operation[], info: { version: string }): Js
       tags: [op.tag],
       summary: op.summary,
       ...(op.description ? { description: op.description } : {}),
-      ...(op.access === 'public' ? { security: [] } : op.access === 'events' ? { security: [{ bearer: [] }, { eventsBearer: [] }, { eventsBasic: [] }] } : {}),
+      ...(op.access === 'public' ? { security: [] } : op.access === 'events' ? { security: [{ bearer: [] }, { eventsBearer: [] }, { eventsBasic: [] }] } : op.access === 'metrics' ? { security: [{ bearer: [] }, { metricsBearer: [] }] } : {}),
       ...(parameters.length > 0 ? { parameters } : {}),
       ...(op.body
         ? { requestBody: { required: true, description: op.body.description, content: { 'application/json': { schema: toSchema(op.body.schema, 'input') } } } }
@@ -52,6 +52,7 @@ export function openApiDocument(ops: Operation[], info: { version: string }): Js
       securitySchemes: {
         bearer: { type: 'http', scheme: 'bearer', description: 'The API_TOKEN the service was started with' },
         eventsBearer: { type: 'http', scheme: 'bearer', description: 'The EVENTS_TOKEN, which opens only the event webhook' },
+        metricsBearer: { type: 'http', scheme: 'bearer', description: 'The METRICS_TOKEN, which opens only GET /metrics' },
         eventsBasic: {
           type: 'http',
           scheme: 'basic',
