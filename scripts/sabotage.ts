@@ -22,6 +22,9 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import process from 'node:process';
+import type { EmbeddedServer } from '../src/db/embedded.js';
+import { startEmbeddedPostgres } from '../src/db/embedded.js';
+import { SHARED_POSTGRES_ENV } from '../test/support/globalPostgres.js';
 
 interface Edit {
   /** Exact text, found exactly once in the original file. */
@@ -860,6 +863,8 @@ function printList(): void {
   }
 }
 
+let postgres: EmbeddedServer | null = null;
+
 async function main(): Promise<number> {
   const opts = parseArgs(process.argv.slice(2));
   if (opts.list) {
@@ -891,7 +896,7 @@ async function main(): Promise<number> {
       if (stopping) return;
       stopping = true;
       console.log(`\nsabotage: ${sig}, stopping vitest`);
-      void Promise.all([...children].map(stopChild)).finally(() => {
+      void Promise.all([...[...children].map(stopChild), postgres?.stop().catch(() => undefined)]).finally(() => {
         cleanUp();
         process.exit(130);
       });
@@ -940,6 +945,13 @@ async function main(): Promise<number> {
         }
       }
     }
+
+    // One PostgreSQL for every run of vitest (each test makes databases of its own in it):
+    // starting one per entry cost about 2 s each.
+    const pgDir = fs.mkdtempSync(path.join(scratch, 'tmp', 'pg-'));
+    fs.chmodSync(pgDir, 0o755);
+    postgres = await startEmbeddedPostgres({ dataDir: pgDir, port: 0 });
+    process.env[SHARED_POSTGRES_ENV] = postgres.url;
 
     // Entries run opts.jobs at a time, each job in a copy of its own; an entry's lines are
     // printed together once it is over.
@@ -1000,6 +1012,7 @@ async function main(): Promise<number> {
     if (opts.keep) console.log(`kept: ${scratch} (the copy in repo/, vitest logs and JSON reports beside it)`);
     return caught.length === chosen.length ? 0 : 1;
   } finally {
+    await postgres?.stop().catch((err: unknown) => console.error(`sabotage: could not stop PostgreSQL: ${String(err)}`));
     cleanUp();
   }
 }
