@@ -124,21 +124,26 @@ const SABOTAGES: Sabotage[] = [
     filter: 's3rver backend.*moved to another folder',
   },
   {
-    name: 'source-delete-scrubs-what-it-read',
-    why: 'with ON_SOURCE_DELETE=erase, a photo read in the item that erases its user would stay recorded as valid and come back with the next CSV',
-    file: 'src/db/commitItem.ts',
-    edits: [
-      { find: '  await saveFileStates(tx, users.flatMap((u) => u.files));\n', replace: '' },
-      { find: '  await deleteFileStates(tx, users.flatMap((u) => u.gone));\n  const up', replace: '  await saveFileStates(tx, users.flatMap((u) => u.files));\n  await deleteFileStates(tx, users.flatMap((u) => u.gone));\n  const up' },
-    ],
+    name: 'source-delete-only-gone',
+    why: 'a source delete would tombstone the photo still in the bucket too, so the user, back with a new CSV, would have no photo for good',
+    file: 'src/db/erasures.ts',
+    edits: [{ find: ' AND ($4::text[] IS NULL OR key = ANY($4::text[]))', replace: '' }],
     tests: ['test/erasure.test.ts'],
-    filter: 'folder backend.*photo read with the erasure',
+    filter: 'folder backend.*moved to another folder',
+  },
+  {
+    name: 'scope-scrub-at-finish',
+    why: 'a targeted run that named a user erased while it ran would keep the user_id in its scope, readable in GET /runs',
+    file: 'src/db/runs.ts',
+    edits: [{ find: "WHERE NOT ${erasedSince(\"x #>> '{}'\", 'started_at')}", replace: 'WHERE true' }],
+    tests: ['test/erasure.test.ts'],
+    filter: 'folder backend.*drops the user_id from its scope',
   },
   {
     name: 'erasure-scrub',
     why: "an erased user's names and birth date would stay in its source_files records",
     file: 'src/db/erasures.ts',
-    edits: [{ find: '  await scrubFileStates(tx, erased);\n', replace: '' }],
+    edits: [{ find: '  if (api) await scrubFileStates(tx, erased);\n', replace: '' }],
     tests: ['test/erasure.test.ts'],
     filter: 'folder backend.*DELETE /data/:user_id erases',
   },
@@ -155,8 +160,8 @@ const SABOTAGES: Sabotage[] = [
     why: 'a source-delete erasure would not tombstone the CSV that went, so a stale sync putting the same file back would bring the user back',
     file: 'src/db/commitItem.ts',
     edits: [
-      { find: "  const erased = await eraseUsers(tx, users.filter((u) => u.erase).map((u) => u.userId), 'source_delete', runId);\n", replace: '' },
-      { find: '  const up = await upsertUsers(', replace: "  const erased = await eraseUsers(tx, users.filter((u) => u.erase).map((u) => u.userId), 'source_delete', runId);\n  const up = await upsertUsers(" },
+      { find: '  await deleteFileStates(tx, users.flatMap((u) => u.gone));\n', replace: '' },
+      { find: '  const toErase = users.filter((u) => u.erase);', replace: '  await deleteFileStates(tx, users.flatMap((u) => u.gone));\n  const toErase = users.filter((u) => u.erase);' },
     ],
     tests: ['test/erasure.test.ts'],
     filter: 's3rver backend.*found by a listing',
@@ -834,11 +839,16 @@ type Verdict = { kind: 'caught' | 'survived' | 'passed' } | { kind: 'error'; pro
  * (baseline): they must all run and pass. Anything else is an error, never a catch: a filter
  * that matches no test (vitest then exits 0, every test skipped), code that does not load.
  */
+const DATABASE_TROUBLE = /too many clients|ECONNREFUSED|ECONNRESET|terminating connection|the database system is (starting up|shutting down)|Connection terminated unexpectedly/i;
+
 function judge(r: VitestResult, tests: string[], sabotage: boolean): Verdict {
   if (r.timedOut) return { kind: 'error', problem: `vitest did not finish within ${RUN_TIMEOUT_MS / 1000} s` };
   if (!r.reported) return { kind: 'error', problem: `vitest wrote no report (exit ${r.code})` };
   if (r.loadErrors.length > 0) return { kind: 'error', problem: `a test file did not load: ${r.loadErrors.join('; ')}` };
   const failed = r.ran.filter((t) => t.status === 'failed');
+  // The shared PostgreSQL failing is no catch: a test failing on it says nothing of the edit.
+  const database = failed.find((t) => DATABASE_TROUBLE.test(t.why ?? ''));
+  if (database) return { kind: 'error', problem: `the tests' PostgreSQL failed, not the sabotaged code: ${database.why ?? ''}` };
   if (failed.length > 0) return sabotage ? { kind: 'caught' } : { kind: 'error', problem: `tests fail without the sabotage: ${failed.map((t) => t.name).join('; ')}` };
   const idle = tests.filter((f) => !r.ran.some((t) => t.file === f));
   if (idle.length > 0) return { kind: 'error', problem: `no test ran in ${idle.join(', ')}: the filter matches none (renamed?)` };
@@ -864,6 +874,17 @@ function printList(): void {
 }
 
 let postgres: EmbeddedServer | null = null;
+
+/** Stops the shared PostgreSQL; one that died already never says it stopped, so the wait is bounded. */
+async function stopPostgres(): Promise<void> {
+  const server = postgres;
+  postgres = null;
+  if (!server) return;
+  let timer: NodeJS.Timeout | undefined;
+  const bounded = new Promise<void>((resolve) => (timer = setTimeout(resolve, 10_000)));
+  await Promise.race([server.stop().catch((err: unknown) => console.error(`sabotage: could not stop PostgreSQL: ${String(err)}`)), bounded]);
+  clearTimeout(timer);
+}
 
 async function main(): Promise<number> {
   const opts = parseArgs(process.argv.slice(2));
@@ -896,7 +917,7 @@ async function main(): Promise<number> {
       if (stopping) return;
       stopping = true;
       console.log(`\nsabotage: ${sig}, stopping vitest`);
-      void Promise.all([...[...children].map(stopChild), postgres?.stop().catch(() => undefined)]).finally(() => {
+      void Promise.all([...[...children].map(stopChild), stopPostgres()]).finally(() => {
         cleanUp();
         process.exit(130);
       });
@@ -926,6 +947,14 @@ async function main(): Promise<number> {
       return texts.size === chosen.length ? 0 : 1;
     }
 
+    // One PostgreSQL for every run of vitest (each test makes databases of its own in it):
+    // starting one per entry cost about 2 s each.
+    const pgDir = fs.mkdtempSync(path.join(scratch, 'tmp', 'pg-'));
+    fs.chmodSync(pgDir, 0o755);
+    // Two entries at once, each with test files side by side, each with pools of its own.
+    postgres = await startEmbeddedPostgres({ dataDir: pgDir, port: 0, maxConnections: 400 });
+    process.env[SHARED_POSTGRES_ENV] = postgres.url;
+
     if (opts.baseline) {
       const seen = new Map<string, Verdict>();
       for (const s of chosen.filter((x) => texts.has(x.name))) {
@@ -945,13 +974,6 @@ async function main(): Promise<number> {
         }
       }
     }
-
-    // One PostgreSQL for every run of vitest (each test makes databases of its own in it):
-    // starting one per entry cost about 2 s each.
-    const pgDir = fs.mkdtempSync(path.join(scratch, 'tmp', 'pg-'));
-    fs.chmodSync(pgDir, 0o755);
-    postgres = await startEmbeddedPostgres({ dataDir: pgDir, port: 0 });
-    process.env[SHARED_POSTGRES_ENV] = postgres.url;
 
     // Entries run opts.jobs at a time, each job in a copy of its own; an entry's lines are
     // printed together once it is over.
@@ -1012,7 +1034,7 @@ async function main(): Promise<number> {
     if (opts.keep) console.log(`kept: ${scratch} (the copy in repo/, vitest logs and JSON reports beside it)`);
     return caught.length === chosen.length ? 0 : 1;
   } finally {
-    await postgres?.stop().catch((err: unknown) => console.error(`sabotage: could not stop PostgreSQL: ${String(err)}`));
+    await stopPostgres();
     cleanUp();
   }
 }

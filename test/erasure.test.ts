@@ -210,6 +210,23 @@ describe.each(backends)('erasure on the %s backend', (_name, startBackend) => {
     }
   });
 
+  it('a targeted run that names a user erased while it runs drops the user_id from its scope when it ends', async () => {
+    let gate: GateStore | undefined;
+    const svc = await service({}, { wrapStore: (s) => (gate = new GateStore(s)) });
+    await put(backend, svc.srcBucket, 'sc1.csv', userCsv('Scoped', 'S', 1));
+    await put(backend, svc.srcBucket, 'sc2.csv', userCsv('Other', 'S', 2));
+    await run(svc);
+    const held = gate!.holdRead('sc1.csv');
+    const running = run(svc, '&user_id=sc1&user_id=sc2');
+    await held.reached;
+    expect((await del(svc, 'sc1')).status).toBe(200);
+    held.open();
+    const r = await running;
+    const report = await json<{ scope: { user_ids: string[] | null } }>(svc.get(`/runs/${r.id}`));
+    expect(report.scope.user_ids).toEqual(['sc2']);
+    expect(JSON.stringify(await json(svc.get('/runs')))).not.toContain('sc1');
+  });
+
   it('every instance hears of an erasure, to drop its cached thumbnails', async () => {
     const svc = await service();
     await put(backend, svc.srcBucket, 't1.csv', userCsv('T', 'T', 1));
@@ -255,8 +272,9 @@ describe.each(backends)('erasure on the %s backend', (_name, startBackend) => {
       expect(await (await svc.get('/metrics')).text()).toMatch(/^userjoin_erasures_total\{reason="source_delete"\} 1$/m);
       expect(await userIds(svc)).toEqual(['bad', 'two']);
       const [entry] = (await json<{ data: Erasure[] }>(svc.get('/erasures?user_id=gone'))).data;
-      expect(entry).toMatchObject({ reason: 'source_delete', run_id: r.id, files: 2 });
-      expect((await fileRows('gone')).map((f) => [f.key, f.status])).toEqual([['gone.png', 'erased']]);
+      expect(entry).toMatchObject({ reason: 'source_delete', run_id: r.id, files: 1 });
+      // The photo, still in the bucket, keeps its record: only the CSV that went is tombstoned.
+      expect((await fileRows('gone')).map((f) => [f.key, f.status])).toEqual([['gone.png', 'ok']]);
       // The same bytes put back stay erased where the etag is the content's (S3); a new version imports.
       const erasedAt = new Date(entry!.erased_at);
       await putNewer(backend, svc.srcBucket, 'gone.csv', userCsv('Gone', 'G', 1), erasedAt);
@@ -264,7 +282,7 @@ describe.each(backends)('erasure on the %s backend', (_name, startBackend) => {
       if (backend.server !== 'folder') expect(await userIds(svc)).toEqual(['bad', 'two']);
       await putNewer(backend, svc.srcBucket, 'gone.csv', userCsv('Returned', 'G', 1), erasedAt);
       await run(svc);
-      expect(await json(svc.get('/data/gone'))).toMatchObject({ first_name: 'Returned', img_path: null });
+      expect(await json(svc.get('/data/gone'))).toMatchObject({ first_name: 'Returned', img_path: `${svc.srcBucket}/gone.png` });
     });
 
     it('a dry run says who a run would erase, and erases no one; after an API erasure it predicts no import', async () => {
@@ -283,7 +301,7 @@ describe.each(backends)('erasure on the %s backend', (_name, startBackend) => {
       expect(await userIds(svc)).toEqual([]);
     });
 
-    it('erase: the photo read with the erasure stays out too, when the user comes back with a new CSV', async () => {
+    it('erase: the photo, read again by the run that erases its user, comes back with a new CSV', async () => {
       const svc = await service({ ON_SOURCE_DELETE: 'erase' });
       await put(backend, svc.srcBucket, 'p1.csv', userCsv('P', 'P', 1));
       await put(backend, svc.srcBucket, 'p1.png', await makeImage('png'));
@@ -291,16 +309,17 @@ describe.each(backends)('erasure on the %s backend', (_name, startBackend) => {
       await remove(backend, svc.srcBucket, 'p1.csv');
       // full=true reads the photo again, in the item that erases the user.
       expect((await run(svc, '&full=true')).counts).toMatchObject({ erased: 1 });
-      expect((await fileRows('p1')).map((f) => [f.key, f.status])).toEqual([['p1.png', 'erased']]);
+      expect((await fileRows('p1')).map((f) => [f.key, f.status])).toEqual([['p1.png', 'ok']]);
       const [entry] = (await json<{ data: Erasure[] }>(svc.get('/erasures'))).data;
       await putNewer(backend, svc.srcBucket, 'p1.csv', userCsv('Again', 'P', 2), new Date(entry!.erased_at));
       await run(svc);
-      expect(await json(svc.get('/data/p1'))).toMatchObject({ first_name: 'Again', img_path: null });
+      expect(await json(svc.get('/data/p1'))).toMatchObject({ first_name: 'Again', img_path: `${svc.srcBucket}/p1.png` });
     });
 
     it('erase: a CSV moved to another folder, its delete seen first, erases the user; the copy then brings it back', async () => {
       const svc = await service({ ON_SOURCE_DELETE: 'erase' });
       await put(backend, svc.srcBucket, 'z/mv.csv', userCsv('Moved', 'M', 1));
+      await put(backend, svc.srcBucket, 'mv.png', await makeImage('png'));
       await run(svc);
       // The copy lands first, unseen; the old key goes, and its event is handled.
       await put(backend, svc.srcBucket, 'a/mv.csv', userCsv('Moved', 'M', 1));
@@ -314,7 +333,7 @@ describe.each(backends)('erasure on the %s backend', (_name, startBackend) => {
       await waitFor('the user erased', async () => (await userIds(svc)).length === 0);
       // A source delete tombstones the key that went, not the same bytes under another key.
       expect((await run(svc)).counts).toMatchObject({ new: 1 });
-      expect(await json(svc.get('/data/mv'))).toMatchObject({ first_name: 'Moved', source: { csv: { key: 'a/mv.csv' } } });
+      expect(await json(svc.get('/data/mv'))).toMatchObject({ first_name: 'Moved', img_path: `${svc.srcBucket}/mv.png`, source: { csv: { key: 'a/mv.csv' } } });
     });
 
     it('erase: a removal event erases the user without a listing', async () => {

@@ -154,9 +154,13 @@ interface Written {
 
 async function writeUsers(tx: DbClient, runId: number, users: UserChange[]): Promise<Written> {
   await saveFileStates(tx, users.flatMap((u) => u.files));
-  // Between: the records hold what the item read (scrubbed with the rest) and still the CSVs
-  // found gone, so those versions are tombstoned too.
-  const erased = await eraseUsers(tx, users.filter((u) => u.erase).map((u) => u.userId), 'source_delete', runId);
+  // Before the CSVs found gone are forgotten: their recorded versions are what it tombstones.
+  const toErase = users.filter((u) => u.erase);
+  const erased = await eraseUsers(
+    tx,
+    toErase.map((u) => u.userId),
+    { reason: 'source_delete', runId, gone: toErase.flatMap((u) => u.gone) },
+  );
   await deleteFileStates(tx, users.flatMap((u) => u.gone));
   const up = await upsertUsers(tx, users.flatMap((u) => (u.row ? [u.row] : [])), runId);
   return {

@@ -17,6 +17,8 @@ export interface EmbeddedOptions {
   /** 0 picks a free port. */
   port: number;
   onLog?: (line: string) => void;
+  /** max_connections, when the default 100 is not enough (one cluster shared by many test runs). */
+  maxConnections?: number;
 }
 
 // Loaded on demand: the Docker image leaves the 60 MB of PostgreSQL binaries out and always
@@ -80,7 +82,13 @@ export async function startEmbeddedPostgres(opts: EmbeddedOptions): Promise<Embe
     initdbFlags: ['--encoding=UTF8'],
     // Loopback only, and no Unix socket: nothing outside this process's host can reach it, and
     // no socket file collides with a system PostgreSQL in /tmp.
-    postgresFlags: ['-c', 'listen_addresses=127.0.0.1', '-c', 'unix_socket_directories='],
+    postgresFlags: [
+      '-c',
+      'listen_addresses=127.0.0.1',
+      '-c',
+      'unix_socket_directories=',
+      ...(opts.maxConnections !== undefined ? ['-c', `max_connections=${opts.maxConnections}`] : []),
+    ],
     onLog,
     onError: onLog,
   });

@@ -69,16 +69,16 @@ async function deleteUserRows(tx: Queryable, userIds: string[]): Promise<string[
 }
 
 /**
- * Writes one log entry per user and tombstones the versions of its recorded files: under any
- * key for an API erasure, under their own key for a source delete (migration 010). erased_at is
- * taken now, with the user's lock held, not when the transaction began: a run's reads made
- * while this waited for the lock are after it... and before it.
+ * Writes one log entry per user and tombstones versions of its recorded files (migration 010):
+ * for an API erasure all of them, under any key; for a source delete the CSVs that went
+ * (`gone`), under their own key. erased_at is taken now, with the user's lock held, not when
+ * the transaction began, which may have waited for that lock while a run read the files.
  */
-async function recordErasures(tx: Queryable, userIds: string[], reason: ErasureReason, runId: number | null): Promise<Erasure[]> {
+async function recordErasures(tx: Queryable, userIds: string[], reason: ErasureReason, runId: number | null, gone: string[] | null): Promise<Erasure[]> {
   const { rows } = await tx.query<Erasure>(
     `WITH versions AS (
        SELECT DISTINCT ${saltedHash('user_id')} AS user_hash, CASE WHEN $2 = 'source_delete' THEN ${saltedHash('key')} END AS key_hash, etag, size
-       FROM source_files WHERE user_id = ANY($1::text[])
+       FROM source_files WHERE user_id = ANY($1::text[]) AND ($4::text[] IS NULL OR key = ANY($4::text[]))
      ),
      entries AS (
        INSERT INTO erasures (user_hash, reason, files, run_id, erased_at)
@@ -92,7 +92,7 @@ async function recordErasures(tx: Queryable, userIds: string[], reason: ErasureR
        ON CONFLICT DO NOTHING
      )
      SELECT ${ENTRY_COLUMNS} FROM entries ORDER BY id`,
-    [userIds, reason, runId],
+    [userIds, reason, runId, gone],
   );
   return rows;
 }
@@ -118,28 +118,39 @@ async function forgetRunIssues(tx: Queryable, userIds: string[]): Promise<void> 
   );
   await tx.query(`DELETE FROM run_issue_left_out_users WHERE user_id = ANY($1::text[])`, [userIds]);
   // Targeted runs name their users in their scope (POST /data?user_id=). Not a running one:
-  // its items hold its row FOR SHARE and may wait for this transaction's user locks.
+  // its items hold its row FOR SHARE and may wait for this transaction's user locks; it drops
+  // them when it ends (finishRun, erasedSince).
   await tx.query(
     `UPDATE runs SET scope = jsonb_set(scope, '{user_ids}', (SELECT coalesce(jsonb_agg(x), '[]') FROM jsonb_array_elements(scope->'user_ids') x WHERE NOT (x #>> '{}') = ANY($1::text[])))
-     WHERE status <> 'running' AND scope ? 'user_ids' AND (scope->'user_ids') ?| $1::text[]`,
+     WHERE scope IS NOT NULL AND status <> 'running' AND jsonb_typeof(scope->'user_ids') = 'array' AND (scope->'user_ids') ?| $1::text[]`,
     [userIds],
   );
 }
 
+/** SQL: whether the user_id `expr` was erased at or after `since` (for finishRun's scope). */
+export const erasedSince = (expr: string, since: string) =>
+  `EXISTS (SELECT 1 FROM erasures e WHERE e.user_hash = ${saltedHash(expr)} AND e.erased_at >= ${since})`;
+
+/** Why users are erased: through the API, or because a run found their last CSV gone. */
+export type ErasureCause = { reason: 'api' } | { reason: 'source_delete'; runId: number; gone: string[] };
+
 /**
  * Erases the users that are stored, inside the caller's transaction, which must hold their
- * user locks (lockUsers): deletes their rows, logs one entry each, tombstones the versions of
- * their recorded files, and clears what those records and the run issues hold of them. Marks
- * output.csv stale and owed (so the event loop rewrites it soon, as after event batches), and
- * tells every instance to drop its cached pages and thumbnails. Users not stored are left alone.
+ * user locks (lockUsers): deletes their rows, logs one entry each, tombstones versions of their
+ * files (recordErasures), and forgets the run issues about them. An API erasure also clears
+ * what their file records hold (names, birth dates); a source delete leaves the records of the
+ * files still in the bucket (photos) as they are, so a new CSV brings the user back with them.
+ * Marks output.csv stale and owed (the event loop rewrites it soon, as after event batches),
+ * and tells every instance to drop its cached pages and thumbnails. Users not stored are left alone.
  */
-export async function eraseUsers(tx: Queryable, userIds: string[], reason: ErasureReason, runId: number | null = null): Promise<Erasure[]> {
+export async function eraseUsers(tx: Queryable, userIds: string[], cause: ErasureCause): Promise<Erasure[]> {
   if (userIds.length === 0) return [];
   const erased = await deleteUserRows(tx, userIds);
   if (erased.length === 0) return [];
-  const entries = await recordErasures(tx, erased, reason, runId);
+  const api = cause.reason === 'api';
+  const entries = await recordErasures(tx, erased, cause.reason, api ? null : cause.runId, api ? null : cause.gone);
   await forgetRunIssues(tx, erased);
-  await scrubFileStates(tx, erased);
+  if (api) await scrubFileStates(tx, erased);
   await markOutputStale(tx);
   await markEventsOweExport(tx);
   await notifyUsersChanged(tx);
@@ -158,7 +169,7 @@ export async function eraseUser(db: Database, userId: string): Promise<EraseOutc
   return withTransaction(db, async (tx) => {
     await tx.query('SET TRANSACTION ISOLATION LEVEL READ COMMITTED');
     await lockUsers(tx, [userId]);
-    const [erasure] = await eraseUsers(tx, [userId], 'api');
+    const [erasure] = await eraseUsers(tx, [userId], { reason: 'api' });
     if (erasure) return { kind: 'erased', erasure };
     const [before] = await listErasures(tx, { userId, limit: 1, newestFirst: true });
     return before ? { kind: 'erased-before', erasure: before } : { kind: 'not-found' };

@@ -1,5 +1,6 @@
 import type { ReportedIssue, RunCounts, RunIssue, RunProgress, RunReport, RunStatus, RunTrigger } from '../core/model.js';
 import type { RunScope } from '../core/scope.js';
+import { erasedSince } from './erasures.js';
 import type { Queryable } from './pool.js';
 import { runWorkers } from './runItems.js';
 
@@ -107,7 +108,10 @@ export async function finishRun(
   const c = end.counts;
   const { rowCount } = await db.query(
     `UPDATE runs SET progress = $2, scanned = $3, read = $4, new = $5, updated = $6, unchanged = $7, rejected = $8, ignored = $9,
-       status = $10, finished_at = now(), output_written = $11, error = $12, erased = $13
+       status = $10, finished_at = now(), output_written = $11, error = $12, erased = $13,
+       -- Users erased while it ran leave its scope (an erasure scrubs only ended runs').
+       scope = CASE WHEN jsonb_typeof(scope->'user_ids') = 'array' THEN jsonb_set(scope, '{user_ids}', (SELECT coalesce(jsonb_agg(x), '[]') FROM jsonb_array_elements(scope->'user_ids') x
+         WHERE NOT ${erasedSince("x #>> '{}'", 'started_at')})) ELSE scope END
      WHERE id = $1 AND status = 'running'`,
     [id, end.progress, c.scanned, c.read, c.new, c.updated, c.unchanged, c.rejected, c.ignored, end.status, end.outputWritten, end.error, c.erased],
   );
