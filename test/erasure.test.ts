@@ -301,6 +301,17 @@ describe.each(backends)('erasure on the %s backend', (_name, startBackend) => {
       expect(await userIds(svc)).toEqual([]);
     });
 
+    it('erase: a photo deleted with the CSV is not tombstoned, only the CSV is', async () => {
+      const svc = await service({ ON_SOURCE_DELETE: 'erase' });
+      await put(backend, svc.srcBucket, 'both.csv', userCsv('Both', 'B', 1));
+      await put(backend, svc.srcBucket, 'both.png', await makeImage('png'));
+      await run(svc);
+      await remove(backend, svc.srcBucket, 'both.csv');
+      await remove(backend, svc.srcBucket, 'both.png');
+      expect((await run(svc)).counts).toMatchObject({ erased: 1 });
+      expect((await json<{ data: Erasure[] }>(svc.get('/erasures'))).data).toMatchObject([{ reason: 'source_delete', files: 1 }]);
+    });
+
     it('erase: the photo, read again by the run that erases its user, comes back with a new CSV', async () => {
       const svc = await service({ ON_SOURCE_DELETE: 'erase' });
       await put(backend, svc.srcBucket, 'p1.csv', userCsv('P', 'P', 1));

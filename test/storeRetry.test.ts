@@ -221,6 +221,13 @@ describe('transient store errors are retried', () => {
 
     expect(await series(metrics, 'userjoin_store_requests_total')).toEqual({ 'op=read,outcome=ok': 2 });
     expect(await series(metrics, 'userjoin_store_retries_total')).toEqual({ 'op=read,reason=cut': 1 });
+
+    // Without the listing's size either: the rest asked for is nothing (416), and the object,
+    // looked up, is still the one read and that long: the read is whole.
+    proxy.reset();
+    proxy.rule = ({ method, url, range }) => (method === 'GET' && url.pathname === `/${SRC}/${key}` && !range ? 'cut_after_body' : null);
+    expect(await readAll(await store.read(SRC, key))).toEqual(csv);
+    expect(gets()).toEqual([undefined, `bytes=${csv.length}-`]);
   });
 
   it('an object that changes before the rest of its read is asked for is refused as changed, never spliced', async () => {

@@ -11,6 +11,7 @@ import { markOutputStale } from './outputState.js';
 import { recordRunIssues } from './runs.js';
 import type { RecordedBest, SeenState } from './sourceFiles.js';
 import { deleteFileStates, loadBestFiles, movedSince, saveFileStates } from './sourceFiles.js';
+import { classifyKey } from '../core/keys.js';
 import { eraseUsers } from './erasures.js';
 import { lockUsers, upsertUsers } from './users.js';
 
@@ -159,7 +160,8 @@ async function writeUsers(tx: DbClient, runId: number, users: UserChange[]): Pro
   const erased = await eraseUsers(
     tx,
     toErase.map((u) => u.userId),
-    { reason: 'source_delete', runId, gone: toErase.flatMap((u) => u.gone) },
+    // The CSVs that went, not a photo that went with them: it may come back with a new CSV.
+    { reason: 'source_delete', runId, gone: toErase.flatMap((u) => u.gone.filter((k) => classifyKey(k)?.kind === 'csv')) },
   );
   await deleteFileStates(tx, users.flatMap((u) => u.gone));
   const up = await upsertUsers(tx, users.flatMap((u) => (u.row ? [u.row] : [])), runId);
@@ -211,7 +213,7 @@ function refusedIssues(user: UserChange, reason: string): RunIssue[] {
 }
 
 /** Keys and reasons come from the bucket: printable, and reasons of a readable length. */
-function safeIssue(i: RunIssue): RunIssue {
+export function safeIssue(i: RunIssue): RunIssue {
   const safe = { key: printable(i.key), reason: clip(printable(i.reason), MAX_REASON_CHARS) || 'no reason given' };
   return i.userId === undefined ? safe : { ...safe, userId: i.userId };
 }

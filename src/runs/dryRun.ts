@@ -1,8 +1,8 @@
 import pLimit from 'p-limit';
 import type { RunCounts, RunReport } from '../core/model.js';
-import { MAX_REASON_CHARS, emptyCounts } from '../core/model.js';
+import { emptyCounts } from '../core/model.js';
 import type { RunScope } from '../core/scope.js';
-import { clip, printable } from '../core/text.js';
+import { safeIssue } from '../db/commitItem.js';
 import { getOutputState } from '../db/outputState.js';
 import { currentUsers } from '../db/preview.js';
 import { countUsersWithValidCsv, databaseNowMs, iterateFingerprints, loadBestFiles } from '../db/sourceFiles.js';
@@ -94,7 +94,7 @@ export async function dryRun(
     keep(answer.erased, p.erased);
     keep(
       answer.rejected,
-      p.rejected.map((i) => ({ key: printable(i.key), reason: clip(printable(i.reason), MAX_REASON_CHARS) || 'no reason given' })),
+      p.rejected.map(safeIssue).map(({ key, reason }) => ({ key, reason })),
     );
   }
   counts.scanned = listed.scanned;
